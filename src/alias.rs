@@ -1,0 +1,194 @@
+//! Aliases: reading what an alias names (regtool's alias manifests, dxf's, real images and
+//! multi-platform indexes) and writing alias manifests (CLI.md "Alias manifests").
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Kind, Result};
+use crate::oci::manifest::{alias_layer, docker_alias, oci_alias};
+use crate::oci::{Descriptor, Digest, Manifest, Platform, media};
+use crate::store::{Fetched, Store};
+
+/// One value, or one per platform of a multi-platform index (keys `os/arch[/variant]`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PerPlatform<T> {
+    One(T),
+    Many(BTreeMap<String, T>),
+}
+
+impl<T> PerPlatform<T> {
+    pub fn map<U>(self, mut f: impl FnMut(T) -> Result<U>) -> Result<PerPlatform<U>> {
+        Ok(match self {
+            PerPlatform::One(t) => PerPlatform::One(f(t)?),
+            PerPlatform::Many(m) => PerPlatform::Many(
+                m.into_iter()
+                    .map(|(k, v)| Ok((k, f(v)?)))
+                    .collect::<Result<_>>()?,
+            ),
+        })
+    }
+}
+
+/// A parsed manifest with the bytes and digest it came from.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub fetched: Fetched,
+    pub manifest: Manifest,
+}
+
+fn fetch(store: &dyn Store, repo: &str, reference: &str) -> Result<Resolved> {
+    let fetched = store.get_manifest(repo, reference)?;
+    let manifest = Manifest::parse(&fetched.bytes, fetched.media_type.as_deref())
+        .map_err(|e| e.context(reference))?;
+    Ok(Resolved { fetched, manifest })
+}
+
+/// Reads the manifest `reference` names. An index becomes the child for `platform` or, with
+/// no platform, every child that declares one.
+pub fn read(
+    store: &dyn Store,
+    repo: &str,
+    reference: &str,
+    platform: Option<&Platform>,
+) -> Result<PerPlatform<Resolved>> {
+    let top = fetch(store, repo, reference)?;
+    if let Some(wanted) = platform {
+        return Ok(PerPlatform::One(pick(store, repo, reference, top, wanted)?));
+    }
+    let Manifest::Index { manifests, .. } = &top.manifest else {
+        return Ok(PerPlatform::One(top));
+    };
+    let mut out = BTreeMap::new();
+    for child in manifests {
+        if let Some(p) = &child.platform {
+            out.insert(
+                p.to_string(),
+                fetch(store, repo, &child.digest.to_string())?,
+            );
+        }
+    }
+    Ok(PerPlatform::Many(out))
+}
+
+/// Reads the manifest `reference` names for one platform: the image itself, or an index's
+/// child for that platform.
+pub fn read_for(
+    store: &dyn Store,
+    repo: &str,
+    reference: &str,
+    wanted: &Platform,
+) -> Result<Resolved> {
+    let top = fetch(store, repo, reference)?;
+    pick(store, repo, reference, top, wanted)
+}
+
+fn pick(
+    store: &dyn Store,
+    repo: &str,
+    reference: &str,
+    top: Resolved,
+    wanted: &Platform,
+) -> Result<Resolved> {
+    let Manifest::Index { manifests, .. } = &top.manifest else {
+        return Ok(top);
+    };
+    let child = manifests
+        .iter()
+        .find(|d| d.platform.as_ref().is_some_and(|p| p.satisfies(wanted)))
+        .ok_or_else(|| {
+            Error::not_found(format!("{reference}: no manifest for platform {wanted}"))
+        })?;
+    fetch(store, repo, &child.digest.to_string())
+}
+
+/// The blobs (digest and size) an image or alias manifest names. Schema 1 carries no sizes,
+/// so those are asked of the store.
+pub fn blobs(store: &dyn Store, repo: &str, manifest: &Manifest) -> Result<Vec<(Digest, u64)>> {
+    match manifest {
+        Manifest::Image { layers, .. } => {
+            Ok(layers.iter().map(|l| (l.digest.clone(), l.size)).collect())
+        }
+        Manifest::Schema1 { layers } => layers
+            .iter()
+            .map(|d| {
+                let size = store
+                    .blob_size(repo, d)?
+                    .ok_or_else(|| Error::not_found(format!("{repo}: no blob {d}")))?;
+                Ok((d.clone(), size))
+            })
+            .collect(),
+        Manifest::Index { .. } => Err(Error::data("a nested index is not an alias")),
+    }
+}
+
+/// The config digest (dxf's `get-digest`: for a dxf alias, its first blob).
+pub fn config_digest(manifest: &Manifest) -> Result<Digest> {
+    match manifest {
+        Manifest::Image { config, .. } => Ok(config.digest.clone()),
+        _ => Err(Error::data(
+            "the manifest has no config (schema 1 or index)",
+        )),
+    }
+}
+
+/// A blob to name in an alias: its digest, its size, and the file name it came from.
+pub struct Member {
+    pub digest: Digest,
+    pub size: u64,
+    pub title: Option<String>,
+}
+
+/// Writes an alias naming `members` in order and returns the manifest digest. The OCI form
+/// first (with the empty config blob, which registries require to exist); dxf's Docker form
+/// when the registry refuses OCI manifests.
+pub fn write(store: &dyn Store, repo: &str, alias: &str, members: &[Member]) -> Result<Digest> {
+    if members.is_empty() {
+        return Err(Error::usage("an alias needs at least one blob"));
+    }
+    let layers: Vec<Descriptor> = members
+        .iter()
+        .map(|m| alias_layer(m.digest.clone(), m.size, m.title.as_deref()))
+        .collect();
+    let empty = Digest::sha256(media::EMPTY_JSON);
+    if store.blob_size(repo, &empty)?.is_none() {
+        store.put_blob(
+            repo,
+            &empty,
+            media::EMPTY_JSON.len() as u64,
+            &mut &media::EMPTY_JSON[..],
+        )?;
+    }
+    match store.put_manifest(repo, alias, &oci_alias(&layers), media::OCI_MANIFEST) {
+        Ok(d) => Ok(d),
+        Err(e) if matches!(e.kind, Kind::Data | Kind::Other | Kind::Usage) => {
+            let docker = docker_alias(&layers)?;
+            store
+                .put_manifest(repo, alias, &docker, media::DOCKER_MANIFEST)
+                .map_err(|_| e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Tags other than `alias` that name the manifest `digest` (they go when it is deleted).
+/// Looks at no more than `limit` tags, since each costs a request.
+pub fn sharing_tags(
+    store: &dyn Store,
+    repo: &str,
+    alias: &str,
+    digest: &Digest,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for tag in store
+        .list_tags(repo)?
+        .into_iter()
+        .filter(|t| t != alias)
+        .take(limit)
+    {
+        if store.resolve(repo, &tag).is_ok_and(|d| &d == digest) {
+            out.push(tag);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,66 @@
+//! `blob-size <repo> <digest|@alias>...`: one size per argument; an alias gives the sum of its
+//! blobs (a multi-platform alias: a JSON line with a sum per platform, as dxf prints it).
+
+use regtool::alias::{self, PerPlatform};
+use regtool::error::{Error, Result};
+use regtool::oci::Target;
+use serde_json::json;
+
+use super::Ctx;
+
+/// Print the size of blobs, or the total size of an alias's blobs
+#[derive(clap::Args)]
+pub struct Args {
+    /// Repository, like fred/logs
+    pub repo: String,
+    /// Blob digests or @aliases; none: read a manifest from stdin
+    pub targets: Vec<String>,
+}
+
+pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
+    let repo = super::repo(&args.repo)?;
+    let sized: Vec<(String, PerPlatform<u64>)> = if args.targets.is_empty() {
+        let m = super::stdin_manifest()?;
+        vec![(
+            "-".into(),
+            m.map(|r| {
+                Ok(alias::blobs(ctx.store(), repo, &r.manifest)?
+                    .iter()
+                    .map(|b| b.1)
+                    .sum())
+            })?,
+        )]
+    } else {
+        let mut out = Vec::new();
+        for target in super::targets(&args.targets)? {
+            let size = match &target {
+                Target::Digest(d) => PerPlatform::One(
+                    ctx.store()
+                        .blob_size(repo, d)?
+                        .ok_or_else(|| Error::not_found(format!("{repo}: no blob {d}")))?,
+                ),
+                Target::Alias(a) => {
+                    alias::read(ctx.store(), repo, a, ctx.settings.platform.as_ref())?.map(|r| {
+                        Ok(alias::blobs(ctx.store(), repo, &r.manifest)?
+                            .iter()
+                            .map(|b| b.1)
+                            .sum())
+                    })?
+                }
+            };
+            out.push((target.to_string(), size));
+        }
+        out
+    };
+    for (name, size) in sized {
+        super::print_per_platform(
+            &mut ctx.out,
+            "target",
+            &name,
+            size,
+            |s| vec![s.to_string()],
+            |s| json!(s),
+        )?;
+    }
+    Ok(())
+}

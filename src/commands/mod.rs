@@ -1,0 +1,145 @@
+//! One module per verb. Each owns its clap `Args` and one `run` that orchestrates library calls
+//! and prints through [`Output`]. What several verbs share lives here.
+
+pub mod blob_size;
+pub mod del_alias;
+pub mod del_blob;
+pub mod get_alias;
+pub mod get_digest;
+pub mod get_manifest;
+pub mod list_aliases;
+pub mod list_repos;
+pub mod mount_blob;
+pub mod pull_blob;
+pub mod push_blob;
+pub mod resolve;
+pub mod set_alias;
+
+use std::io::Read;
+
+use regtool::alias::{self, PerPlatform, Resolved};
+use regtool::config::Settings;
+use regtool::error::{Error, Result};
+use regtool::oci::{Manifest, Target, media, name};
+use regtool::store::{Fetched, Store};
+use serde_json::{Value, json};
+
+use crate::cli::Command;
+use crate::output::Output;
+use crate::progress::Bars;
+
+/// What every command gets: the settings, the store they name, stdout and the progress bars.
+pub struct Ctx {
+    pub settings: Settings,
+    pub store: Box<dyn Store>,
+    pub out: Output,
+    pub bars: Bars,
+}
+
+impl Ctx {
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+}
+
+pub fn run(ctx: &mut Ctx, command: Command) -> Result<()> {
+    match command {
+        Command::PushBlob(a) => push_blob::run(ctx, a),
+        Command::PullBlob(a) => pull_blob::run(ctx, a),
+        Command::BlobSize(a) => blob_size::run(ctx, a),
+        Command::MountBlob(a) => mount_blob::run(ctx, a),
+        Command::DelBlob(a) => del_blob::run(ctx, a),
+        Command::SetAlias(a) => set_alias::run(ctx, a),
+        Command::GetAlias(a) => get_alias::run(ctx, a),
+        Command::DelAlias(a) => del_alias::run(ctx, a),
+        Command::GetDigest(a) => get_digest::run(ctx, a),
+        Command::Resolve(a) => resolve::run(ctx, a),
+        Command::GetManifest(a) => get_manifest::run(ctx, a),
+        Command::ListAliases(a) => list_aliases::run(ctx, a),
+        Command::ListRepos(a) => list_repos::run(ctx, a),
+    }
+}
+
+/// Validates a repository argument before any request.
+pub fn repo(arg: &str) -> Result<&str> {
+    name::check_repo(arg)?;
+    Ok(arg)
+}
+
+/// Validates every `digest|@alias` argument up front, so that a typo in the last one does not
+/// leave the first ones done.
+pub fn targets(args: &[String]) -> Result<Vec<Target>> {
+    args.iter().map(|a| Target::parse(a)).collect()
+}
+
+/// Validates alias arguments (with or without `@`).
+pub fn aliases(args: &[String]) -> Result<Vec<String>> {
+    args.iter()
+        .map(|a| name::alias_name(a).map(str::to_string))
+        .collect()
+}
+
+/// dxf reads a manifest from stdin when a command that takes aliases is given none.
+pub fn stdin_manifest() -> Result<PerPlatform<Resolved>> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(media::MAX_MANIFEST + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("reading a manifest from stdin", &e))?;
+    if bytes.len() as u64 > media::MAX_MANIFEST {
+        return Err(Error::data("the manifest on stdin is larger than 4 MiB"));
+    }
+    let manifest = Manifest::parse(&bytes, None).map_err(|e| e.context("the manifest on stdin"))?;
+    if matches!(manifest, Manifest::Index { .. }) {
+        return Err(Error::usage(
+            "the manifest on stdin is an index: give an alias instead",
+        ));
+    }
+    let digest = regtool::oci::Digest::sha256(&bytes);
+    Ok(PerPlatform::One(Resolved {
+        fetched: Fetched {
+            bytes,
+            media_type: None,
+            digest,
+        },
+        manifest,
+    }))
+}
+
+/// The manifests named by alias arguments, or by the manifest on stdin when there are none.
+pub fn alias_manifests(
+    ctx: &Ctx,
+    repo: &str,
+    args: &[String],
+) -> Result<Vec<(String, PerPlatform<Resolved>)>> {
+    if args.is_empty() {
+        return Ok(vec![("-".to_string(), stdin_manifest()?)]);
+    }
+    let names = aliases(args)?;
+    let platform = ctx.settings.platform.as_ref();
+    names
+        .into_iter()
+        .map(|a| Ok((a.clone(), alias::read(ctx.store(), repo, &a, platform)?)))
+        .collect()
+}
+
+/// Prints one result per alias: the lines of a single manifest, or one JSON line with a key per
+/// platform (sorted) for a multi-platform index (dxf's format).
+pub fn print_per_platform<T>(
+    out: &mut Output,
+    key: &str,
+    name: &str,
+    value: PerPlatform<T>,
+    lines: impl Fn(&T) -> Vec<String>,
+    json: impl Fn(&T) -> Value,
+) -> Result<()> {
+    match value {
+        PerPlatform::One(v) => out.lines(&lines(&v), json!({key: name, "result": json(&v)})),
+        PerPlatform::Many(map) => {
+            let obj: serde_json::Map<String, Value> =
+                map.iter().map(|(k, v)| (k.clone(), json(v))).collect();
+            let text = Value::Object(obj.clone()).to_string();
+            out.result(&text, json!({key: name, "platforms": obj}))
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! `mount-blob <repo> <from-repo> <digest> [@alias]`: cross-repository mount. A registry that
+//! answers 202 (no mount) is reported as a failure, and the upload session it opened is
+//! cancelled by the library.
+
+use regtool::alias::{self, Member};
+use regtool::error::{Error, Result};
+use regtool::oci::{Digest, name};
+use serde_json::json;
+
+use super::Ctx;
+
+/// Make a blob of another repository available in this one, without copying it
+#[derive(clap::Args)]
+pub struct Args {
+    /// Repository to mount into
+    pub repo: String,
+    /// Repository that has the blob
+    pub from_repo: String,
+    /// Digest of the blob
+    pub digest: String,
+    /// Name the mounted blob with this alias
+    pub alias: Option<String>,
+}
+
+pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
+    let repo = super::repo(&args.repo)?;
+    let from = super::repo(&args.from_repo)?;
+    let digest: Digest = args.digest.parse()?;
+    let alias_name = args.alias.as_deref().map(name::alias_name).transpose()?;
+    ctx.store().mount_blob(repo, from, &digest)?;
+    if let Some(a) = alias_name {
+        let size = ctx
+            .store()
+            .blob_size(repo, &digest)?
+            .ok_or_else(|| Error::not_found(format!("{repo}: no blob {digest} after mounting")))?;
+        alias::write(
+            ctx.store(),
+            repo,
+            a,
+            &[Member {
+                digest: digest.clone(),
+                size,
+                title: None,
+            }],
+        )?;
+    }
+    ctx.out
+        .result(&digest.to_string(), json!({"digest": digest}))
+}

@@ -1,0 +1,160 @@
+//! `pull-blob <repo> <digest|@alias>... [-o FILE]`: writes blobs, concatenated and verified,
+//! to stdout or to FILE. FILE is written through a temporary file beside it and renamed only
+//! after every byte was verified, so it is never partial or wrong. With no arguments the
+//! manifest on stdin names the blobs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use regtool::alias::{self, PerPlatform};
+use regtool::error::{Error, Result};
+use regtool::oci::digest::copy_verified;
+use regtool::oci::{Digest, Target};
+use regtool::store::BlobStream;
+
+use super::Ctx;
+use crate::output::write_error;
+
+/// Download blobs (verified) to stdout or a file
+#[derive(clap::Args)]
+pub struct Args {
+    /// Repository, like fred/logs
+    pub repo: String,
+    /// Blob digests or @aliases; none: read a manifest from stdin
+    pub targets: Vec<String>,
+    /// Write to FILE (atomically, after verification) instead of stdout
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// The blobs to pull, in order, with their sizes when a manifest told them.
+fn plan(ctx: &Ctx, repo: &str, args: &Args) -> Result<Vec<(Digest, Option<u64>)>> {
+    let of_manifest = |label: &str,
+                       value: PerPlatform<alias::Resolved>|
+     -> Result<Vec<(Digest, Option<u64>)>> {
+        match value {
+            PerPlatform::One(r) => Ok(alias::blobs(ctx.store(), repo, &r.manifest)?
+                .into_iter()
+                .map(|(d, s)| (d, Some(s)))
+                .collect()),
+            PerPlatform::Many(_) => Err(Error::usage(format!("{label} is a multi-platform index"))
+                .with_hint("set REGTOOL_PLATFORM, like linux/amd64")),
+        }
+    };
+    if args.targets.is_empty() {
+        return of_manifest("the manifest on stdin", super::stdin_manifest()?);
+    }
+    let mut blobs = Vec::new();
+    for target in super::targets(&args.targets)? {
+        match target {
+            Target::Digest(d) => blobs.push((d, None)),
+            Target::Alias(a) => blobs.extend(of_manifest(
+                &format!("@{a}"),
+                alias::read(ctx.store(), repo, &a, ctx.settings.platform.as_ref())?,
+            )?),
+        }
+    }
+    Ok(blobs)
+}
+
+pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
+    let repo = super::repo(&args.repo)?;
+    let blobs = plan(ctx, repo, &args)?;
+    match &args.output {
+        Some(path) => pull_to_file(ctx, repo, &blobs, path),
+        None => {
+            let Ctx {
+                store,
+                out,
+                bars,
+                settings,
+            } = ctx;
+            for (digest, known) in &blobs {
+                let (mut blob, size) = open(store.as_ref(), repo, digest, *known)?;
+                if settings.blob_info {
+                    writeln!(out.raw(), "{digest} {}", size.unwrap_or(0)).map_err(write_error)?;
+                }
+                copy(bars, &mut blob, digest, size, out.raw())?;
+            }
+            out.flush()
+        }
+    }
+}
+
+fn pull_to_file(
+    ctx: &mut Ctx,
+    repo: &str,
+    blobs: &[(Digest, Option<u64>)],
+    path: &Path,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.regtool-"))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
+    let Ctx {
+        store,
+        out,
+        bars,
+        settings,
+    } = ctx;
+    for (digest, known) in blobs {
+        let (mut blob, size) = open(store.as_ref(), repo, digest, *known)?;
+        if settings.blob_info {
+            out.result(
+                &format!("{digest} {}", size.unwrap_or(0)),
+                serde_json::json!({"digest": digest, "size": size}),
+            )?;
+        }
+        copy(bars, &mut blob, digest, size, tmp.as_file_mut())?;
+    }
+    tmp.as_file_mut()
+        .flush()
+        .map_err(|e| Error::io(format!("writing {}", path.display()), &e))?;
+    // Dropping `tmp` on any error above removes it; only verified content is renamed into place.
+    tmp.persist(path)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), &e.error))?;
+    out.flush()
+}
+
+/// Opens a blob and learns its size: from the manifest, the response, or a HEAD.
+fn open<'a>(
+    store: &'a dyn regtool::Store,
+    repo: &str,
+    digest: &Digest,
+    known: Option<u64>,
+) -> Result<(BlobStream<'a>, Option<u64>)> {
+    let blob = store.open_blob(repo, digest)?;
+    let size = match known.or(blob.size) {
+        Some(s) => Some(s),
+        None => store.blob_size(repo, digest)?,
+    };
+    Ok((blob, size))
+}
+
+/// Streams one blob into `sink`, verifying every byte against its digest.
+fn copy(
+    bars: &crate::progress::Bars,
+    blob: &mut BlobStream<'_>,
+    digest: &Digest,
+    size: Option<u64>,
+    sink: &mut dyn Write,
+) -> Result<()> {
+    let bar = bars.bar(&digest.to_string(), size);
+    let result = copy_verified(&mut blob.reader, &mut bar.wrap_write(sink), digest, size);
+    bar.finish_and_clear();
+    result.map(|_| ()).map_err(|e| {
+        if e.kind == regtool::Kind::Closed {
+            e
+        } else {
+            e.context(format!("pulling {digest}"))
+        }
+    })
+}

@@ -1,0 +1,201 @@
+//! `push-blob <repo> <file>... [@alias]`: uploads files (or stdin as `-`), concurrently, and
+//! prints one digest per file in argument order. A file is hashed first, so a blob the
+//! registry already has is not uploaded again; stdin is uploaded in one pass while hashing.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use regtool::alias::{self, Member};
+use regtool::error::{Error, Result};
+use regtool::oci::digest::hash_reader;
+use regtool::oci::{Algorithm, Digest, name};
+use serde_json::json;
+
+use super::Ctx;
+
+/// Upload files (or - for stdin) as blobs; name them with @alias
+#[derive(clap::Args)]
+pub struct Args {
+    /// Repository, like fred/logs
+    pub repo: String,
+    /// Files to upload (- for stdin), optionally followed by @alias
+    #[arg(required = true, allow_hyphen_values = true)]
+    pub files: Vec<String>,
+}
+
+/// Splits off the alias: a last argument starting with `@`, or (CLI.md: aliases without `@`
+/// are accepted) a last argument that is a valid alias and names no existing file.
+fn split_alias(items: &[String]) -> Result<(&[String], Option<String>)> {
+    let Some((last, rest)) = items.split_last() else {
+        return Ok((items, None));
+    };
+    if let Some(a) = last.strip_prefix('@') {
+        name::check_tag(a)?;
+        return Ok((rest, Some(a.to_string())));
+    }
+    if !rest.is_empty() && last != "-" && !Path::new(last).exists() && name::check_tag(last).is_ok()
+    {
+        return Ok((rest, Some(last.clone())));
+    }
+    Ok((items, None))
+}
+
+pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
+    let repo = super::repo(&args.repo)?;
+    let (files, alias_name) = split_alias(&args.files)?;
+    if files.is_empty() {
+        return Err(Error::usage("push-blob needs at least one file"));
+    }
+    if files.iter().filter(|f| *f == "-").count() > 1 {
+        return Err(Error::usage("stdin (-) can be pushed only once"));
+    }
+    // Open every file before the first request: a typo fails fast and uploads nothing.
+    let mut inputs = Vec::new();
+    for f in files {
+        if f == "-" {
+            inputs.push(None);
+        } else {
+            let file = File::open(f).map_err(|e| Error::io(format!("opening {f}"), &e))?;
+            if file.metadata().is_ok_and(|m| m.is_dir()) {
+                return Err(Error::usage(format!("{f} is a directory")));
+            }
+            inputs.push(Some(file));
+        }
+    }
+    let results = push_all(ctx, repo, files, inputs);
+    // Digests in argument order, up to the first failure.
+    let mut members = Vec::new();
+    for (path, result) in files.iter().zip(results) {
+        let (digest, size) = result?;
+        ctx.out.result(
+            &digest.to_string(),
+            json!({"file": path, "digest": digest, "size": size}),
+        )?;
+        let title = (path != "-")
+            .then(|| {
+                Path::new(path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .flatten();
+        members.push(Member {
+            digest,
+            size,
+            title,
+        });
+    }
+    if let Some(a) = alias_name {
+        alias::write(ctx.store(), repo, &a, &members)?;
+    }
+    Ok(())
+}
+
+/// Pushes every input with up to `REGTOOL_JOBS` at once; results in input order.
+fn push_all(
+    ctx: &Ctx,
+    repo: &str,
+    names: &[String],
+    inputs: Vec<Option<File>>,
+) -> Vec<Result<(Digest, u64)>> {
+    let count = inputs.len();
+    let work: Vec<Mutex<Option<Option<File>>>> =
+        inputs.into_iter().map(|f| Mutex::new(Some(f))).collect();
+    let results: Vec<Mutex<Option<Result<(Digest, u64)>>>> =
+        (0..count).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..ctx.settings.jobs.min(count) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= count {
+                        break;
+                    }
+                    let input = work[i].lock().ok().and_then(|mut g| g.take()).flatten();
+                    let result = match input {
+                        Some(file) => push_file(ctx, repo, &names[i], file),
+                        None => push_stdin(ctx, repo),
+                    };
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(Error::other("an upload thread failed")))
+        })
+        .collect()
+}
+
+fn push_file(ctx: &Ctx, repo: &str, path: &str, file: File) -> Result<(Digest, u64)> {
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading {path}"), &e))?
+        .len();
+    let hashing = ctx.bars.bar(&format!("hash {path}"), Some(size));
+    let (digest, hashed) = hash_reader(&mut hashing.wrap_read(&file), Algorithm::Sha256)
+        .map_err(|e| e.context(path))?;
+    hashing.finish_and_clear();
+    if hashed != size {
+        return Err(Error::data(format!("{path} changed while it was read")));
+    }
+    if ctx.store().blob_size(repo, &digest)? == Some(size) {
+        return Ok((digest, size));
+    }
+    let file = File::open(path).map_err(|e| Error::io(format!("opening {path}"), &e))?;
+    let bar = ctx.bars.bar(path, Some(size));
+    ctx.store()
+        .put_blob(repo, &digest, size, &mut bar.wrap_read(file))
+        .map_err(|e| e.context(format!("pushing {path}")))?;
+    bar.finish_and_clear();
+    Ok((digest, size))
+}
+
+fn push_stdin(ctx: &Ctx, repo: &str) -> Result<(Digest, u64)> {
+    let bar = ctx.bars.bar("stdin", None);
+    let result = ctx.store().put_blob_stream(
+        repo,
+        &mut bar.wrap_read(std::io::stdin().lock()),
+        Algorithm::Sha256,
+    );
+    bar.finish_and_clear();
+    result.map_err(|e| e.context("pushing stdin"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_alias_is_split_off_with_or_without_at() {
+        let items = v(&["Cargo.toml", "@may15"]);
+        assert_eq!(
+            split_alias(&items).unwrap(),
+            (&items[..1], Some("may15".into()))
+        );
+        let items = v(&["Cargo.toml", "may15"]);
+        assert_eq!(
+            split_alias(&items).unwrap(),
+            (&items[..1], Some("may15".into()))
+        );
+        // An existing file is a file, never an alias.
+        let items = v(&["Cargo.toml", "README.md"]);
+        assert_eq!(split_alias(&items).unwrap(), (&items[..], None));
+        let items = v(&["may15"]);
+        assert_eq!(split_alias(&items).unwrap(), (&items[..], None));
+        assert!(split_alias(&v(&["a", "@bad/alias"])).is_err());
+    }
+}

@@ -1,0 +1,474 @@
+//! Configuration from the environment. [`VARS`] is the one table of variables: it drives
+//! parsing here, and the binary renders it into `--help`, the man page and the README, so the
+//! documentation cannot drift from what is read. `REGTOOL_*` wins; the `DXF_*` name of a
+//! variable dxf also had is the fallback (CLI.md "Environment").
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::oci::Platform;
+
+/// One environment variable: its name without prefix, whether dxf had it, and its meaning.
+pub struct Var {
+    pub name: &'static str,
+    pub dxf: bool,
+    pub help: &'static str,
+}
+
+impl Var {
+    pub fn full_name(&self) -> String {
+        format!("REGTOOL_{}", self.name)
+    }
+}
+
+pub const VARS: &[Var] = &[
+    Var {
+        name: "HOST",
+        dxf: true,
+        help: "host[:port] of the registry; oci:PATH for a local OCI-layout store (one layout per repository under PATH). Unset: the local store in the user's data directory.",
+    },
+    Var {
+        name: "INSECURE",
+        dxf: true,
+        help: "1: plain HTTP. Loopback hosts fall back to HTTP by themselves when they do not speak TLS.",
+    },
+    Var {
+        name: "USERNAME",
+        dxf: true,
+        help: "User name for the registry (Basic authentication).",
+    },
+    Var {
+        name: "PASSWORD",
+        dxf: true,
+        help: "Password for the registry.",
+    },
+    Var {
+        name: "PASSWORD_FILE",
+        dxf: false,
+        help: "Read the password from this file (trailing newline ignored).",
+    },
+    Var {
+        name: "AUTHORIZATION",
+        dxf: true,
+        help: "A whole Authorization header value, sent as is.",
+    },
+    Var {
+        name: "PLATFORM",
+        dxf: true,
+        help: "os/arch[/variant] to pick from a multi-platform index; linux/arm64 matches linux/arm64/v8.",
+    },
+    Var {
+        name: "PROGRESS",
+        dxf: true,
+        help: "1: progress bars on stderr always; 0: never; unset: only when stderr is a terminal.",
+    },
+    Var {
+        name: "BLOB_INFO",
+        dxf: true,
+        help: "1: pull-blob prints `<digest> <size>` before each blob.",
+    },
+    Var {
+        name: "CHUNK_SIZE",
+        dxf: true,
+        help: "Upload in chunks of this many bytes (8M, 64k, 1048576); unset: one request per blob.",
+    },
+    Var {
+        name: "JOBS",
+        dxf: false,
+        help: "Concurrent blob transfers (default 4).",
+    },
+    Var {
+        name: "RETRIES",
+        dxf: false,
+        help: "Retries of a failed idempotent request on connection errors, 408, 429 and 5xx (default 5).",
+    },
+    Var {
+        name: "TIMEOUT",
+        dxf: false,
+        help: "Idle timeout in seconds for connecting and for each read or write (default 60).",
+    },
+    Var {
+        name: "FORMAT",
+        dxf: false,
+        help: "json: one JSON object per result line instead of bare text.",
+    },
+    Var {
+        name: "DEBUG",
+        dxf: false,
+        help: "1: log each HTTP request and response status on stderr, secrets redacted.",
+    },
+];
+
+/// Where variables come from; a trait so that parsing is tested without touching the process.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+    }
+}
+
+/// The value of a variable (`REGTOOL_` name, then `DXF_` name), with its full name for messages.
+/// An empty value counts as unset.
+fn lookup(env: &dyn Env, name: &str) -> Option<(String, String)> {
+    let spec = VARS.iter().find(|v| v.name == name);
+    let mut names = vec![format!("REGTOOL_{name}")];
+    if spec.is_some_and(|v| v.dxf) {
+        names.push(format!("DXF_{name}"));
+    }
+    names
+        .into_iter()
+        .find_map(|n| env.var(&n).filter(|v| !v.is_empty()).map(|v| (n, v)))
+}
+
+fn flag(env: &dyn Env, name: &str) -> Result<bool> {
+    match lookup(env, name) {
+        None => Ok(false),
+        Some((_, v)) if v == "1" || v.eq_ignore_ascii_case("true") => Ok(true),
+        Some((_, v)) if v == "0" || v.eq_ignore_ascii_case("false") => Ok(false),
+        Some((n, v)) => Err(Error::config(&n, format!("expected 1 or 0, got {v:?}"))),
+    }
+}
+
+fn number(env: &dyn Env, name: &str, default: u64, min: u64, max: u64) -> Result<u64> {
+    match lookup(env, name) {
+        None => Ok(default),
+        Some((n, v)) => match v.trim().parse::<u64>() {
+            Ok(x) if (min..=max).contains(&x) => Ok(x),
+            _ => Err(Error::config(
+                &n,
+                format!("expected a whole number from {min} to {max}, got {v:?}"),
+            )),
+        },
+    }
+}
+
+/// Parses a byte count with an optional binary suffix: `8M`, `64k`, `1G`, `1048576`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (digits, mult) = match t.char_indices().last()? {
+        (i, 'k' | 'K') => (&t[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&t[..i], 1 << 20),
+        (i, 'g' | 'G') => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(mult).filter(|&x| x > 0)
+}
+
+/// Where the blob store lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    Registry(RegistryOptions),
+    /// A local OCI-layout store; `implicit` when `REGTOOL_HOST` was unset.
+    Layout {
+        root: PathBuf,
+        implicit: bool,
+    },
+}
+
+/// How regtool talks to a registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryOptions {
+    pub host: String,
+    pub insecure: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub authorization: Option<String>,
+    pub chunk_size: Option<u64>,
+    pub retries: u32,
+    pub timeout: Duration,
+    pub debug: bool,
+    pub jobs: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Always,
+    Never,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Everything the environment says, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub location: Location,
+    pub platform: Option<Platform>,
+    pub progress: Progress,
+    pub blob_info: bool,
+    pub jobs: usize,
+    pub format: Format,
+}
+
+/// Checks `host[:port]`: a DNS name, an IPv4 address or a bracketed IPv6 address, and a port.
+fn check_host(var: &str, host: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::config(
+            var,
+            format!("{why} in {host:?}: expected host[:port], like registry.example:5000"),
+        )
+        .with_hint("for a local store use oci:PATH"))
+    };
+    if host.contains("://") {
+        return bad("a URL scheme");
+    }
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some(end) = rest.find(']') else {
+            return bad("an unclosed [");
+        };
+        (&rest[..end], rest[end + 1..].strip_prefix(':'))
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (host, None),
+        }
+    };
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+    {
+        return bad("a bad host name");
+    }
+    if let Some(p) = port
+        && p.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return bad("a bad port");
+    }
+    Ok(())
+}
+
+/// The default local store: `<data dir>/regtool/store`.
+pub fn default_store() -> Result<PathBuf> {
+    directories::ProjectDirs::from("", "", "regtool")
+        .map(|d| d.data_dir().join("store"))
+        .ok_or_else(|| {
+            Error::config(
+                "REGTOOL_HOST",
+                "unset, and no home directory for the default local store",
+            )
+        })
+}
+
+impl Settings {
+    pub fn from_env(env: &dyn Env) -> Result<Settings> {
+        let jobs = number(env, "JOBS", 4, 1, 64)? as usize;
+        let location = match lookup(env, "HOST") {
+            None => Location::Layout {
+                root: default_store()?,
+                implicit: true,
+            },
+            Some((_, v)) if v.starts_with("oci:") => {
+                let path = &v[4..];
+                if path.is_empty() {
+                    return Err(Error::config(
+                        "REGTOOL_HOST",
+                        "oci: needs a path, like oci:/srv/blobs",
+                    ));
+                }
+                Location::Layout {
+                    root: PathBuf::from(path),
+                    implicit: false,
+                }
+            }
+            Some((n, host)) => {
+                check_host(&n, &host)?;
+                let password = match (lookup(env, "PASSWORD"), lookup(env, "PASSWORD_FILE")) {
+                    (Some((_, p)), _) => Some(p),
+                    (None, Some((n, path))) => {
+                        let text = std::fs::read_to_string(&path).map_err(|e| {
+                            Error::config(
+                                &n,
+                                format!("cannot read {path}: {}", crate::error::io_reason(&e)),
+                            )
+                        })?;
+                        Some(text.trim_end_matches(['\r', '\n']).to_string())
+                    }
+                    (None, None) => None,
+                };
+                let chunk_size = match lookup(env, "CHUNK_SIZE") {
+                    None => None,
+                    Some((n, v)) => Some(parse_size(&v).ok_or_else(|| {
+                        Error::config(
+                            &n,
+                            format!("expected a byte count like 8M or 65536, got {v:?}"),
+                        )
+                    })?),
+                };
+                Location::Registry(RegistryOptions {
+                    host,
+                    insecure: flag(env, "INSECURE")?,
+                    username: lookup(env, "USERNAME").map(|(_, v)| v),
+                    password,
+                    authorization: lookup(env, "AUTHORIZATION").map(|(_, v)| v),
+                    chunk_size,
+                    retries: number(env, "RETRIES", 5, 0, 100)? as u32,
+                    timeout: Duration::from_secs(number(env, "TIMEOUT", 60, 1, 86_400)?),
+                    debug: flag(env, "DEBUG")?,
+                    jobs,
+                })
+            }
+        };
+        let platform = match lookup(env, "PLATFORM") {
+            None => None,
+            Some((n, v)) => Some(
+                v.parse::<Platform>()
+                    .map_err(|e| Error::config(&n, e.message))?,
+            ),
+        };
+        let progress = match lookup(env, "PROGRESS") {
+            None => Progress::Auto,
+            Some((_, v)) if v == "1" => Progress::Always,
+            Some((_, v)) if v == "0" => Progress::Never,
+            Some((n, v)) => return Err(Error::config(&n, format!("expected 1 or 0, got {v:?}"))),
+        };
+        let format = match lookup(env, "FORMAT") {
+            None => Format::Text,
+            Some((_, v)) if v == "json" => Format::Json,
+            Some((_, v)) if v == "text" => Format::Text,
+            Some((n, v)) => {
+                return Err(Error::config(
+                    &n,
+                    format!("expected json or text, got {v:?}"),
+                ));
+            }
+        };
+        Ok(Settings {
+            location,
+            platform,
+            progress,
+            blob_info: flag(env, "BLOB_INFO")?,
+            jobs,
+            format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::error::Kind;
+
+    struct Map(HashMap<String, String>);
+    impl Env for Map {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+    }
+    fn env(pairs: &[(&str, &str)]) -> Map {
+        Map(pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+    fn registry(s: &Settings) -> &RegistryOptions {
+        match &s.location {
+            Location::Registry(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn regtool_names_beat_dxf_names() {
+        let s = Settings::from_env(&env(&[
+            ("DXF_HOST", "a:5000"),
+            ("REGTOOL_HOST", "b:5000"),
+            ("DXF_USERNAME", "u"),
+        ]))
+        .unwrap();
+        assert_eq!(registry(&s).host, "b:5000");
+        assert_eq!(registry(&s).username.as_deref(), Some("u"));
+        let s = Settings::from_env(&env(&[("DXF_HOST", "a:5000")])).unwrap();
+        assert_eq!(registry(&s).host, "a:5000");
+    }
+
+    #[test]
+    fn regtool_only_variables_have_no_dxf_fallback() {
+        let s = Settings::from_env(&env(&[("REGTOOL_HOST", "h"), ("DXF_JOBS", "9")])).unwrap();
+        assert_eq!(s.jobs, 4);
+    }
+
+    #[test]
+    fn hosts_and_layouts() {
+        let s = Settings::from_env(&env(&[("REGTOOL_HOST", "oci:/srv/x")])).unwrap();
+        assert_eq!(
+            s.location,
+            Location::Layout {
+                root: "/srv/x".into(),
+                implicit: false
+            }
+        );
+        for good in [
+            "localhost",
+            "127.0.0.1:5000",
+            "[::1]:5000",
+            "reg.example.com",
+        ] {
+            assert!(
+                Settings::from_env(&env(&[("REGTOOL_HOST", good)])).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in ["http://h", "h:0", "h:99999", "h:x", "[::1", "a b", "oci:"] {
+            let e = Settings::from_env(&env(&[("REGTOOL_HOST", bad)])).unwrap_err();
+            assert_eq!(e.kind, Kind::Config, "{bad}");
+            assert!(e.message.starts_with("REGTOOL_HOST: "), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("8M"), Some(8 << 20));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("1048576"), Some(1048576));
+        for bad in ["", "0", "M", "8X", "-1", "1.5M", "99999999999999999999G"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, val) in [
+            ("REGTOOL_CHUNK_SIZE", "lots"),
+            ("REGTOOL_JOBS", "0"),
+            ("REGTOOL_RETRIES", "x"),
+            ("REGTOOL_TIMEOUT", "0"),
+            ("REGTOOL_INSECURE", "yes"),
+            ("REGTOOL_PROGRESS", "2"),
+            ("REGTOOL_FORMAT", "xml"),
+            ("DXF_PLATFORM", "linux"),
+            ("REGTOOL_PASSWORD_FILE", "/nonexistent/pw"),
+        ] {
+            let e = Settings::from_env(&env(&[("REGTOOL_HOST", "h"), (var, val)])).unwrap_err();
+            assert_eq!(e.kind, Kind::Config);
+            assert!(e.message.starts_with(&format!("{var}: ")), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn password_file_is_read_without_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let s = Settings::from_env(&env(&[
+            ("REGTOOL_HOST", "h"),
+            ("REGTOOL_PASSWORD_FILE", path.to_str().unwrap()),
+        ]))
+        .unwrap();
+        assert_eq!(registry(&s).password.as_deref(), Some("s3cret"));
+    }
+}

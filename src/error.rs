@@ -1,0 +1,147 @@
+//! The one error type of the library. Every failure is a value with a [`Kind`] that the
+//! binary maps to an exit status in one place (`src/exit.rs`), a one-line message, and an
+//! optional hint that names the obvious next step.
+
+use std::fmt;
+
+/// What went wrong, in the categories a script can act on (see CLI.md "Errors and exit status").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Blob, manifest, alias or repository does not exist.
+    NotFound,
+    /// Authentication or authorisation refused.
+    Denied,
+    /// Wrong arguments.
+    Usage,
+    /// Digest mismatch, malformed manifest or input.
+    Data,
+    /// Registry unreachable: connection refused, TLS failure, 5xx after retries.
+    Unavailable,
+    /// Rate limited after retries.
+    RateLimited,
+    /// A bad environment variable.
+    Config,
+    /// Interrupted by a signal.
+    Interrupted,
+    /// The reader of our output went away (`| head`): not a failure.
+    Closed,
+    /// Anything else.
+    Other,
+}
+
+/// A library error: a kind, a one-line message, and maybe a hint.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub kind: Kind,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn not_found(message: impl Into<String>) -> Error {
+        Error::new(Kind::NotFound, message)
+    }
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::new(Kind::Usage, message)
+    }
+    pub fn data(message: impl Into<String>) -> Error {
+        Error::new(Kind::Data, message)
+    }
+    pub fn config(var: &str, message: impl fmt::Display) -> Error {
+        Error::new(Kind::Config, format!("{var}: {message}"))
+    }
+    pub fn other(message: impl Into<String>) -> Error {
+        Error::new(Kind::Other, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Error {
+        Error::new(Kind::Unavailable, message)
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Prefixes the message with what was being done: `pulling sha256:...: <message>`.
+    pub fn context(mut self, what: impl fmt::Display) -> Error {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
+    /// An I/O error on a local file, classified: a missing file is not-found, a refused one
+    /// is reported as such but is not an authorisation error against a registry.
+    pub fn io(what: impl fmt::Display, err: &std::io::Error) -> Error {
+        let kind = match err.kind() {
+            std::io::ErrorKind::NotFound => Kind::NotFound,
+            std::io::ErrorKind::Interrupted => Kind::Interrupted,
+            _ => Kind::Other,
+        };
+        Error::new(kind, format!("{what}: {}", io_reason(err)))
+    }
+}
+
+/// The reason of an I/O error without Rust's "(os error N)" suffix.
+pub fn io_reason(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Lets an `Error` travel through `io::Read`/`io::Write` and come out with its kind intact.
+impl From<Error> for std::io::Error {
+    fn from(err: Error) -> std::io::Error {
+        std::io::Error::other(err)
+    }
+}
+
+/// Recovers a library error that was wrapped into an `io::Error` by a reader or writer.
+pub fn from_io(what: impl fmt::Display, err: std::io::Error) -> Error {
+    if err.get_ref().is_none() {
+        return Error::io(what, &err);
+    }
+    let kind = err.kind();
+    match err.into_inner().map(|inner| inner.downcast::<Error>()) {
+        Some(Ok(inner)) => *inner,
+        Some(Err(other)) => Error::io(what, &std::io::Error::new(kind, other)),
+        None => Error::io(what, &std::io::Error::from(kind)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_classified_and_trimmed() {
+        let e = Error::io("reading a.bin", &std::io::Error::from_raw_os_error(2));
+        assert_eq!(e.kind, Kind::NotFound);
+        assert_eq!(e.message, "reading a.bin: No such file or directory");
+    }
+
+    #[test]
+    fn library_errors_survive_a_trip_through_io() {
+        let io: std::io::Error = Error::data("digest mismatch").into();
+        let back = from_io("copying", io);
+        assert_eq!(back.kind, Kind::Data);
+        assert_eq!(back.message, "digest mismatch");
+    }
+}

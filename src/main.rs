@@ -1,0 +1,96 @@
+//! The `regtool` binary: parse the command line, read the environment, run one command, and
+//! turn its result into an exit status (src/exit.rs).
+
+mod cli;
+mod commands;
+mod exit;
+mod output;
+mod progress;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use regtool::config::{Location, ProcessEnv, Settings};
+use regtool::error::{Error, Result};
+
+fn main() {
+    std::process::exit(run());
+}
+
+fn run() -> i32 {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match execute(cli) {
+        Ok(()) => 0,
+        Err(e) => exit::report(&e),
+    }
+}
+
+fn execute(cli: cli::Cli) -> Result<()> {
+    let settings = Settings::from_env(&ProcessEnv)?;
+    notices(&settings);
+    let mut ctx = commands::Ctx {
+        store: regtool::open(&settings.location),
+        out: output::Output::new(settings.format),
+        bars: progress::Bars::new(settings.progress),
+        settings,
+    };
+    commands::run(&mut ctx, cli.command)?;
+    ctx.out.flush()
+}
+
+/// One-line notices on stderr about where regtool is talking to.
+fn notices(settings: &Settings) {
+    match &settings.location {
+        Location::Layout {
+            root,
+            implicit: true,
+        } if std::io::stderr().is_terminal() => {
+            eprintln!(
+                "regtool: REGTOOL_HOST is unset: using the local store {}",
+                root.display()
+            );
+        }
+        Location::Registry(r)
+            if r.insecure
+                && (r.username.is_some() || r.authorization.is_some())
+                && !regtool::registry::http::is_loopback(&r.host) =>
+        {
+            eprintln!(
+                "regtool: warning: REGTOOL_INSECURE=1: credentials go to {} in clear text",
+                r.host
+            );
+        }
+        _ => {}
+    }
+}
+
+/// clap's errors become one `regtool: usage: ...` line and status 64 (CLI.md: never 2, which
+/// means not-found); `--help` and `--version` print as usual and exit 0.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            exit::USAGE
+        } else {
+            0
+        };
+    }
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    let err = Error::usage(format!("usage: {first}"))
+        .with_hint("see regtool --help, or regtool <command> --help");
+    exit::report(&err)
+}

@@ -1,0 +1,192 @@
+//! Repository names, tags (aliases) and the `digest|@alias` arguments of the blob commands,
+//! validated with the grammar of the distribution spec so that bad input is a usage error
+//! before any request is made.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+use crate::oci::digest::Digest;
+
+/// Checks a repository name: `/`-separated components of `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+/// (distribution spec, "Pulling manifests"), 255 characters at most.
+pub fn check_repo(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::usage(format!(
+            "invalid repository name {name:?}: {why}"
+        )))
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > 255 {
+        return bad("longer than 255 characters");
+    }
+    for component in name.split('/') {
+        if !component_ok(component) {
+            return bad(
+                "use lower-case letters, digits and single separators (. _ __ -) between them, parts joined by /",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn component_ok(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator run: ".", "_", "__" or any number of "-".
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
+fn alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// Checks a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn check_tag(tag: &str) -> Result<()> {
+    let b = tag.as_bytes();
+    let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
+    if b.is_empty()
+        || b.len() > 128
+        || !word(b[0])
+        || !b.iter().all(|&x| word(x) || x == b'.' || x == b'-')
+    {
+        return Err(Error::usage(format!(
+            "invalid alias {tag:?}: up to 128 letters, digits, _ . - (not starting with . or -)"
+        )));
+    }
+    Ok(())
+}
+
+/// The name of an alias given with or without its `@`.
+pub fn alias_name(arg: &str) -> Result<&str> {
+    let name = arg.strip_prefix('@').unwrap_or(arg);
+    check_tag(name)?;
+    Ok(name)
+}
+
+/// A `digest|@alias` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Digest(Digest),
+    Alias(String),
+}
+
+impl Target {
+    /// `@name` is an alias; a digest-shaped word is a digest; any other valid tag is an alias
+    /// (CLI.md: aliases are accepted with or without `@`); anything else is a usage error.
+    pub fn parse(arg: &str) -> Result<Target> {
+        if let Some(name) = arg.strip_prefix('@') {
+            check_tag(name)?;
+            return Ok(Target::Alias(name.to_string()));
+        }
+        if arg.starts_with("sha256:") || arg.starts_with("sha512:") {
+            return Ok(Target::Digest(arg.parse()?));
+        }
+        if check_tag(arg).is_ok() {
+            return Ok(Target::Alias(arg.to_string()));
+        }
+        Err(Error::usage(format!(
+            "{arg:?} is neither a digest (sha256:<64 hex>) nor an alias"
+        )))
+    }
+
+    /// The reference to put in a manifest URL: the tag or the digest.
+    pub fn reference(&self) -> String {
+        match self {
+            Target::Digest(d) => d.to_string(),
+            Target::Alias(a) => a.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Digest(d) => write!(f, "{d}"),
+            Target::Alias(a) => write!(f, "@{a}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_follow_the_spec() {
+        for good in [
+            "fred",
+            "fred/logs",
+            "a.b_c__d---e/f0",
+            "library/ubuntu",
+            "0",
+        ] {
+            assert!(check_repo(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Fred",
+            "fred/",
+            "/fred",
+            "fred//logs",
+            "a..b",
+            "a___b",
+            "-a",
+            "a-",
+            "a b",
+            "a:b",
+            &"a".repeat(256),
+        ] {
+            assert!(check_repo(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tags_follow_the_spec() {
+        for good in ["latest", "may15", "_x", "A.b-c", &"a".repeat(128)] {
+            assert!(check_tag(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".x", "-x", "a/b", "a:b", "a b", &"a".repeat(129)] {
+            assert!(check_tag(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn targets_tell_digests_from_aliases() {
+        let d = Digest::sha256(b"x");
+        assert_eq!(Target::parse(&d.to_string()).unwrap(), Target::Digest(d));
+        assert_eq!(
+            Target::parse("@may15").unwrap(),
+            Target::Alias("may15".into())
+        );
+        assert_eq!(
+            Target::parse("may15").unwrap(),
+            Target::Alias("may15".into())
+        );
+        for bad in ["sha256:abc", "@", "@a/b", "a/b", "sha1:abc", "md5:00"] {
+            assert_eq!(
+                Target::parse(bad).unwrap_err().kind,
+                crate::error::Kind::Usage,
+                "{bad}"
+            );
+        }
+    }
+}

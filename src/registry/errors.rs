@@ -1,0 +1,115 @@
+//! Turning a registry's error response into an [`Error`]: by HTTP status first, then by the
+//! distribution error code (PROTOCOL.md rule 9), with the server's text sanitised.
+
+use serde::Deserialize;
+
+use crate::error::{Error, Kind};
+use crate::text::sanitize;
+
+#[derive(Deserialize)]
+struct Body {
+    errors: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// The error for a response with an unexpected status. `what` says what was being done.
+pub fn from_status(status: u16, body: &[u8], what: &str) -> Error {
+    let parsed: Option<Body> = serde_json::from_slice(body).ok();
+    let entry = parsed.as_ref().and_then(|b| b.errors.first());
+    let code = entry.map(|e| e.code.as_str()).unwrap_or("");
+    let reason = match entry {
+        Some(e) if !e.message.is_empty() => format!("{} ({})", e.message, e.code),
+        Some(e) => e.code.clone(),
+        None => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() || text.len() > 200 || text.starts_with('<') {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status}: {text}")
+            }
+        }
+    };
+    let kind = match (status, code) {
+        (404, _) => Kind::NotFound,
+        (
+            _,
+            "BLOB_UNKNOWN"
+            | "MANIFEST_UNKNOWN"
+            | "NAME_UNKNOWN"
+            | "MANIFEST_BLOB_UNKNOWN"
+            | "BLOB_UPLOAD_UNKNOWN",
+        ) => Kind::NotFound,
+        (401 | 403, _) => Kind::Denied,
+        (429, _) => Kind::RateLimited,
+        (500..=599, _) => Kind::Unavailable,
+        (
+            _,
+            "DIGEST_INVALID"
+            | "MANIFEST_INVALID"
+            | "SIZE_INVALID"
+            | "BLOB_UPLOAD_INVALID"
+            | "MANIFEST_UNVERIFIED",
+        ) => Kind::Data,
+        (_, "NAME_INVALID" | "TAG_INVALID" | "PAGINATION_NUMBER_INVALID") => Kind::Usage,
+        _ => Kind::Other,
+    };
+    let err = Error::new(kind, format!("{what}: {}", sanitize(&reason, 300)));
+    match (status, kind) {
+        (405, _) => {
+            err.with_hint("the registry does not allow this operation (deletes are often disabled)")
+        }
+        (_, Kind::Denied) => err.with_hint("check REGTOOL_USERNAME and REGTOOL_PASSWORD"),
+        _ => err,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_status_then_code() {
+        let e = from_status(
+            404,
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+            "getting @x",
+        );
+        assert_eq!(e.kind, Kind::NotFound);
+        assert_eq!(e.message, "getting @x: manifest unknown (MANIFEST_UNKNOWN)");
+        assert_eq!(
+            from_status(
+                400,
+                br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN"}]}"#,
+                "x"
+            )
+            .kind,
+            Kind::NotFound
+        );
+        assert_eq!(
+            from_status(400, br#"{"errors":[{"code":"DIGEST_INVALID"}]}"#, "x").kind,
+            Kind::Data
+        );
+        assert_eq!(from_status(401, b"", "x").kind, Kind::Denied);
+        assert_eq!(from_status(503, b"busy", "x").message, "x: HTTP 503: busy");
+        assert_eq!(from_status(429, b"", "x").kind, Kind::RateLimited);
+        assert!(from_status(405, b"", "x").hint.is_some());
+        assert_eq!(
+            from_status(404, b"404 page not found\n", "x").message,
+            "x: HTTP 404: 404 page not found"
+        );
+    }
+
+    #[test]
+    fn server_text_is_sanitised() {
+        let e = from_status(400, b"\x1b]0;pwned\x07", "x");
+        assert!(!e.message.contains('\x1b'));
+    }
+}

@@ -1,0 +1,533 @@
+//! One registry's HTTP transport: the ureq agent, the scheme (https, or http when asked or
+//! when a loopback registry does not speak TLS), authentication on 401, redirects followed by
+//! hand with `Authorization` kept to the registry's own origin (PROTOCOL.md rule 7), and
+//! retries of replayable requests on transient failures (rule 19).
+
+use std::io::{self, Read};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use ureq::http::{self, Method};
+use ureq::{Agent, SendBody};
+
+use crate::config::RegistryOptions;
+use crate::error::{Error, Kind, Result};
+use crate::registry::auth::{Auth, Credentials};
+use crate::registry::errors::from_status;
+use crate::registry::headers::parse_challenges;
+use crate::registry::url;
+
+pub type Response = http::Response<ureq::Body>;
+
+/// A request body.
+pub enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// A stream sent once: with a length it goes out with that exact Content-Length (a short
+    /// stream is an error, not a hang); without one, chunked.
+    Stream(&'a mut dyn Read, Option<u64>),
+}
+
+impl Body<'_> {
+    fn replayable(&self) -> bool {
+        !matches!(self, Body::Stream(..))
+    }
+}
+
+pub struct Request<'a> {
+    pub method: Method,
+    /// A path (`/v2/...`) on the registry, or an absolute URL (a Location or Link target).
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body<'a>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(method: Method, url: impl Into<String>) -> Request<'a> {
+        Request {
+            method,
+            url: url.into(),
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+    pub fn body(mut self, body: Body<'a>) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+pub struct Http {
+    agent: Agent,
+    host: String,
+    scheme: Mutex<Option<&'static str>>,
+    auth: Auth,
+    retries: u32,
+    debug: bool,
+}
+
+/// Whether a `host[:port]` is on this machine (loopback may fall back to plain HTTP).
+pub fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Http {
+    pub fn new(opts: &RegistryOptions) -> Http {
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("regtool/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(opts.timeout))
+            .timeout_per_read(Some(opts.timeout))
+            .timeout_per_write(Some(opts.timeout))
+            .max_idle_connections_per_host(opts.jobs + 2)
+            .build()
+            .into();
+        let scheme = if opts.insecure {
+            Some("http")
+        } else if is_loopback(&opts.host) {
+            None
+        } else {
+            Some("https")
+        };
+        let creds = Credentials {
+            username: opts.username.clone(),
+            password: opts.password.clone(),
+            authorization: opts.authorization.clone(),
+        };
+        Http {
+            agent,
+            host: opts.host.clone(),
+            scheme: Mutex::new(scheme),
+            auth: Auth::new(creds),
+            retries: opts.retries,
+            debug: opts.debug,
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn scheme(&self) -> (&'static str, bool) {
+        match self.scheme.lock().ok().and_then(|g| *g) {
+            Some(s) => (s, true),
+            None => ("https", false),
+        }
+    }
+
+    fn settle_scheme(&self, scheme: &'static str) {
+        if let Ok(mut g) = self.scheme.lock() {
+            *g = Some(scheme);
+        }
+    }
+
+    /// The absolute URL of a registry path, with the scheme in use.
+    pub fn absolute(&self, url: &str) -> String {
+        if url.starts_with('/') {
+            format!("{}://{}{url}", self.scheme().0, self.host)
+        } else {
+            url.to_string()
+        }
+    }
+
+    fn same_origin(&self, target: &str) -> bool {
+        let ours = url::origin(&format!("{}://{}/", self.scheme().0, self.host));
+        ours.is_some() && url::origin(target) == ours
+    }
+
+    fn log(&self, text: impl FnOnce() -> String) {
+        if self.debug {
+            eprintln!("regtool: debug: {}", text());
+        }
+    }
+
+    /// Sends a request and returns the response whatever its status, after authentication,
+    /// redirects and retries. Only transport failures are errors here.
+    pub fn send(&self, req: Request<'_>) -> Result<Response> {
+        let Request {
+            mut method,
+            url: path,
+            headers,
+            mut body,
+        } = req;
+        let mut url = self.absolute(&path);
+        let (mut attempt, mut redirects, mut authed) = (0u32, 0u32, false);
+        loop {
+            let sent = self.once(&method, &url, &headers, &mut body);
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    let (scheme, settled) = self.scheme();
+                    // Another thread may have settled on http while this https attempt failed.
+                    let tried_https = url.starts_with("https://");
+                    if path.starts_with('/')
+                        && tried_https
+                        && tls_mismatch(&e)
+                        && (!settled || scheme == "http")
+                    {
+                        // PROTOCOL/CLI: a loopback registry that does not speak TLS gets plain HTTP.
+                        self.log(|| format!("{} does not speak TLS; using http", self.host));
+                        self.settle_scheme("http");
+                        url = self.absolute(&path);
+                        continue;
+                    }
+                    let err = self.transport_error(e);
+                    if err.kind == Kind::Unavailable && body.replayable() && attempt < self.retries
+                    {
+                        attempt += 1;
+                        self.log(|| format!("{err}; retry {attempt} of {}", self.retries));
+                        std::thread::sleep(backoff(attempt, None));
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            if path.starts_with('/') && self.scheme.lock().is_ok_and(|g| g.is_none()) {
+                self.settle_scheme("https");
+            }
+            let status = resp.status().as_u16();
+            self.log(|| format!("{method} {} -> {status}", url::redact(&url)));
+            match status {
+                301 | 302 | 303 | 307 | 308 => {
+                    let Some(location) = header(&resp, "location") else {
+                        return Ok(resp);
+                    };
+                    redirects += 1;
+                    if redirects > 10 {
+                        return Err(Error::unavailable(format!(
+                            "{method} {}: more than 10 redirects",
+                            url::redact(&url)
+                        )));
+                    }
+                    // 303, and 301/302 after a POST, turn into a GET without body (RFC 9110 15.4).
+                    if status == 303 || (matches!(status, 301 | 302) && method == Method::POST) {
+                        method = if method == Method::HEAD {
+                            Method::HEAD
+                        } else {
+                            Method::GET
+                        };
+                        body = Body::Empty;
+                    } else if !body.replayable() {
+                        return Err(Error::unavailable(format!(
+                            "{method} {}: redirected after the body was sent",
+                            url::redact(&url)
+                        )));
+                    }
+                    url = url::resolve(&url, &location);
+                }
+                401 if !authed && body.replayable() => {
+                    let values: Vec<String> = resp
+                        .headers()
+                        .get_all("www-authenticate")
+                        .iter()
+                        .filter_map(|v| v.to_str().ok().map(str::to_string))
+                        .collect();
+                    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+                    let fetch =
+                        |token_url: &str, basic: Option<&str>| self.fetch_token(token_url, basic);
+                    if !self.auth.respond(&parse_challenges(&refs), &fetch)? {
+                        return Ok(resp);
+                    }
+                    authed = true;
+                }
+                408 | 429 | 500 | 502 | 503 | 504
+                    if body.replayable() && attempt < self.retries =>
+                {
+                    attempt += 1;
+                    let wait = backoff(attempt, header(&resp, "retry-after").as_deref());
+                    self.log(|| {
+                        format!(
+                            "HTTP {status}; retry {attempt} of {} in {wait:?}",
+                            self.retries
+                        )
+                    });
+                    std::thread::sleep(wait);
+                }
+                _ => return Ok(resp),
+            }
+        }
+    }
+
+    fn once(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: &mut Body<'_>,
+    ) -> Result<Response, ureq::Error> {
+        let mut builder = http::Request::builder().method(method.clone()).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        // Credentials go only to the registry's own origin: never to a redirect target on
+        // another host (S3 and CDNs reject a second auth mechanism) nor over a changed scheme.
+        if self.same_origin(url)
+            && let Some(auth) = self.auth.header()
+        {
+            builder = builder.header("authorization", auth);
+        }
+        let needs_length = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+        match body {
+            Body::Empty => {
+                if needs_length {
+                    builder = builder.header("content-length", "0");
+                }
+                self.agent.run(builder.body(SendBody::none())?)
+            }
+            Body::Bytes(bytes) => {
+                let mut reader: &[u8] = bytes;
+                builder = builder.header("content-length", bytes.len().to_string());
+                self.agent
+                    .run(builder.body(SendBody::from_reader(&mut reader))?)
+            }
+            Body::Stream(reader, Some(len)) => {
+                let mut exact = ExactReader {
+                    inner: &mut **reader,
+                    remaining: *len,
+                };
+                builder = builder.header("content-length", len.to_string());
+                self.agent
+                    .run(builder.body(SendBody::from_reader(&mut exact))?)
+            }
+            Body::Stream(reader, None) => self
+                .agent
+                .run(builder.body(SendBody::from_reader(&mut **reader))?),
+        }
+    }
+
+    /// GETs a bearer token (PROTOCOL.md rule 14), with Basic credentials if we hold any.
+    fn fetch_token(&self, token_url: &str, basic: Option<&str>) -> Result<Vec<u8>> {
+        let Some((scheme, authority)) = url::origin(token_url) else {
+            return Err(Error::new(
+                Kind::Denied,
+                format!(
+                    "token realm {:?} is not an http(s) URL",
+                    crate::text::sanitize(token_url, 100)
+                ),
+            ));
+        };
+        // Rule 17: no credentials in clear text to another machine.
+        let basic = basic
+            .filter(|_| scheme == "https" || is_loopback(&authority) || self.scheme().0 == "http");
+        let mut builder = http::Request::builder().method(Method::GET).uri(token_url);
+        if let Some(b) = basic {
+            builder = builder.header("authorization", b);
+        }
+        let request = builder
+            .body(SendBody::none())
+            .map_err(|e| Error::other(format!("token request: {e}")))?;
+        let mut resp = self
+            .agent
+            .run(request)
+            .map_err(|e| self.transport_error(e).context("fetching a token"))?;
+        let status = resp.status().as_u16();
+        self.log(|| format!("GET {} -> {status}", url::redact(token_url)));
+        let body = read_limited(&mut resp, 1 << 20)?;
+        if status != 200 {
+            let mut err = from_status(status, &body, "fetching a token");
+            if matches!(status, 401 | 403) {
+                err.kind = Kind::Denied;
+            }
+            return Err(err);
+        }
+        Ok(body)
+    }
+
+    fn transport_error(&self, e: ureq::Error) -> Error {
+        let host = &self.host;
+        match e {
+            ureq::Error::Io(io) => {
+                if io.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+                    return crate::error::from_io("sending", io);
+                }
+                match io.kind() {
+                    io::ErrorKind::ConnectionRefused => {
+                        Error::unavailable(format!("cannot connect to {host}: connection refused"))
+                            .with_hint("is the registry running, and is REGTOOL_HOST right?")
+                    }
+                    io::ErrorKind::TimedOut => Error::unavailable(format!("{host}: timed out")),
+                    _ => Error::unavailable(format!("{host}: {}", crate::error::io_reason(&io))),
+                }
+            }
+            ureq::Error::Timeout(t) => Error::unavailable(format!("{host}: timed out ({t})"))
+                .with_hint("raise REGTOOL_TIMEOUT if the registry is slow"),
+            ureq::Error::HostNotFound => Error::unavailable(format!("cannot resolve {host}")),
+            ureq::Error::ConnectionFailed => {
+                Error::unavailable(format!("cannot connect to {host}"))
+            }
+            e @ (ureq::Error::Tls(_) | ureq::Error::Rustls(_)) => {
+                Error::unavailable(format!("TLS failure with {host}: {e}"))
+            }
+            e => Error::unavailable(format!("{host}: {e}")),
+        }
+    }
+
+    /// Sends a request and fails unless the status is one of `ok`. `what` names the operation.
+    pub fn expect(&self, req: Request<'_>, ok: &[u16], what: &str) -> Result<Response> {
+        let mut resp = self.send(req)?;
+        let status = resp.status().as_u16();
+        if ok.contains(&status) {
+            return Ok(resp);
+        }
+        let body = read_limited(&mut resp, 64 * 1024).unwrap_or_default();
+        let mut err = from_status(status, &body, what);
+        if status == 401 && !self.auth.has_credentials() {
+            err = err.with_hint(
+                "the registry wants credentials: set REGTOOL_USERNAME and REGTOOL_PASSWORD",
+            );
+        }
+        Err(err)
+    }
+}
+
+/// Whether a failed first https attempt looks like a plain-HTTP server on the other end.
+fn tls_mismatch(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Protocol(_) => true,
+        ureq::Error::Io(io) => !matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::TimedOut
+        ),
+        _ => false,
+    }
+}
+
+/// The delay before retry `attempt`: `Retry-After` when the server sent a usable one (capped
+/// at a minute), else exponential backoff from 250 ms with jitter, capped at 8 s.
+pub fn backoff(attempt: u32, retry_after: Option<&str>) -> Duration {
+    if let Some(secs) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
+        return Duration::from_secs(secs.min(60));
+    }
+    let base = 250u64.saturating_mul(1 << attempt.min(5)).min(8_000);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = u64::from(nanos) % (base / 2 + 1);
+    Duration::from_millis(base / 2 + jitter)
+}
+
+/// A header value as text.
+pub fn header(resp: &Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Reads a whole (small) response body, refusing more than `limit` bytes.
+pub fn read_limited(resp: &mut Response, limit: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    resp.body_mut()
+        .as_reader()
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            Error::unavailable(format!(
+                "reading a response: {}",
+                crate::error::io_reason(&e)
+            ))
+        })?;
+    if out.len() as u64 > limit {
+        return Err(Error::data(format!("response larger than {limit} bytes")));
+    }
+    Ok(out)
+}
+
+/// Yields exactly `remaining` bytes of `inner`, and fails (instead of letting the HTTP client
+/// wait forever for the promised Content-Length) when `inner` ends early.
+struct ExactReader<'a> {
+    inner: &'a mut dyn Read,
+    remaining: u64,
+}
+
+impl Read for ExactReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(Error::data(format!(
+                "input ended {} bytes early (did the file change during the push?)",
+                self.remaining
+            ))
+            .into());
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "[::1]",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "registry.example",
+            "10.0.0.1:5000",
+            "[::2]:1",
+            "localhost.example",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        assert_eq!(backoff(1, Some("3")), Duration::from_secs(3));
+        assert_eq!(backoff(1, Some("9999")), Duration::from_secs(60));
+        let d = backoff(3, None);
+        assert!(
+            d >= Duration::from_millis(1000) && d <= Duration::from_millis(2000),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn exact_reader_refuses_short_input() {
+        let mut data: &[u8] = b"abc";
+        let mut r = ExactReader {
+            inner: &mut data,
+            remaining: 5,
+        };
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(crate::error::from_io("x", err).kind, Kind::Data);
+        let mut data: &[u8] = b"abcdef";
+        let mut r = ExactReader {
+            inner: &mut data,
+            remaining: 4,
+        };
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abcd");
+    }
+}

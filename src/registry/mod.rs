@@ -1,0 +1,317 @@
+//! The registry backend of [`Store`]: the distribution API (OCI distribution spec v1.1) over
+//! [`http::Http`].
+
+pub mod auth;
+pub mod errors;
+pub mod headers;
+pub mod http;
+pub mod upload;
+pub mod url;
+
+use std::io::Read;
+
+use ::ureq::http::Method;
+
+use self::http::{Http, Request, header, read_limited};
+use crate::config::RegistryOptions;
+use crate::error::{Error, Kind, Result};
+use crate::oci::{Algorithm, Digest, media};
+use crate::store::{BlobStream, Fetched, Store};
+
+pub struct Registry {
+    http: Http,
+    chunk_size: Option<u64>,
+}
+
+impl Registry {
+    pub fn new(opts: &RegistryOptions) -> Registry {
+        Registry {
+            http: Http::new(opts),
+            chunk_size: opts.chunk_size,
+        }
+    }
+
+    pub fn http(&self) -> &Http {
+        &self.http
+    }
+
+    /// GETs every page of a paginated list (PROTOCOL.md rule 8), collecting `field` of each.
+    fn paginate(&self, first: String, field: &str, what: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > 100_000 {
+                return Err(Error::data(format!(
+                    "{what}: the registry's pagination does not end"
+                )));
+            }
+            let mut resp =
+                self.http
+                    .expect(Request::new(Method::GET, url.clone()), &[200], what)?;
+            let links: Vec<String> = resp
+                .headers()
+                .get_all("link")
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect();
+            let body = read_limited(&mut resp, 64 << 20)?;
+            let value: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| Error::data(format!("{what}: malformed answer: {e}")))?;
+            match value.get(field) {
+                Some(serde_json::Value::Array(items)) => {
+                    out.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string)))
+                }
+                Some(serde_json::Value::Null) | None => {}
+                Some(_) => {
+                    return Err(Error::data(format!(
+                        "{what}: malformed answer: {field} is not a list"
+                    )));
+                }
+            }
+            let refs: Vec<&str> = links.iter().map(String::as_str).collect();
+            // A Link target is relative to the page that carried it.
+            next = headers::next_link(&refs)
+                .map(|target| url::resolve(&self.http.absolute(&url), &target));
+        }
+        Ok(out)
+    }
+}
+
+fn manifest_request<'a>(method: Method, repo: &str, reference: &str) -> Request<'a> {
+    Request::new(method, format!("/v2/{repo}/manifests/{reference}"))
+        .header("accept", media::MANIFEST_ACCEPT)
+}
+
+/// The `Docker-Content-Digest` of a response, if present and well-formed.
+fn content_digest(resp: &http::Response) -> Option<Digest> {
+    header(resp, "docker-content-digest").and_then(|v| v.trim().parse().ok())
+}
+
+impl Store for Registry {
+    fn describe(&self) -> String {
+        format!("registry {}", self.http.host())
+    }
+
+    fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        let what = format!("checking {digest} in {repo}");
+        let resp = self.http.send(Request::new(
+            Method::HEAD,
+            format!("/v2/{repo}/blobs/{digest}"),
+        ))?;
+        match resp.status().as_u16() {
+            200 => {
+                let len = header(&resp, "content-length").and_then(|v| v.parse().ok());
+                len.map(Some).ok_or_else(|| {
+                    Error::data(format!("{what}: the registry sent no Content-Length"))
+                })
+            }
+            404 => Ok(None),
+            status => Err(errors::from_status(status, b"", &what)),
+        }
+    }
+
+    fn open_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream<'_>> {
+        let what = format!("pulling {digest} from {repo}");
+        let resp = self.http.expect(
+            Request::new(Method::GET, format!("/v2/{repo}/blobs/{digest}")),
+            &[200],
+            &what,
+        )?;
+        let size = header(&resp, "content-length").and_then(|v| v.parse().ok());
+        let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        Ok(BlobStream {
+            size,
+            reader: Box::new(reader),
+        })
+    }
+
+    fn put_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        content: &mut dyn Read,
+    ) -> Result<()> {
+        upload::Upload::start(&self.http, repo, self.chunk_size)?
+            .finish_known(digest, size, content)
+    }
+
+    fn put_blob_stream(
+        &self,
+        repo: &str,
+        content: &mut dyn Read,
+        algorithm: Algorithm,
+    ) -> Result<(Digest, u64)> {
+        upload::Upload::start(&self.http, repo, self.chunk_size)?.finish_stream(content, algorithm)
+    }
+
+    fn mount_blob(&self, repo: &str, from: &str, digest: &Digest) -> Result<()> {
+        let what = format!("mounting {digest} from {from} into {repo}");
+        let url = format!(
+            "/v2/{repo}/blobs/uploads/?mount={}&from={}",
+            url::encode(&digest.to_string()),
+            url::encode(from)
+        );
+        let resp = self
+            .http
+            .expect(Request::new(Method::POST, url), &[201, 202], &what)?;
+        if resp.status().as_u16() == 201 {
+            return Ok(());
+        }
+        // 202: the registry opened an ordinary upload session instead (PROTOCOL.md rule 6).
+        // Never leave it dangling.
+        if let Some(location) = header(&resp, "location") {
+            upload::cancel(
+                &self.http,
+                &url::resolve(&self.http.absolute("/v2/"), &location),
+            );
+        }
+        if self.blob_size(from, digest)?.is_none() {
+            return Err(Error::not_found(format!(
+                "{what}: {from} has no blob {digest}"
+            )));
+        }
+        Err(Error::other(format!(
+            "{what}: the registry did not mount the blob (it answered 202)"
+        ))
+        .with_hint(
+            "push the blob instead: regtool pull-blob FROM DIGEST | regtool push-blob REPO -",
+        ))
+    }
+
+    fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
+        let what = format!("deleting {digest} from {repo}");
+        self.http.expect(
+            Request::new(Method::DELETE, format!("/v2/{repo}/blobs/{digest}")),
+            &[200, 202, 204],
+            &what,
+        )?;
+        Ok(())
+    }
+
+    fn get_manifest(&self, repo: &str, reference: &str) -> Result<Fetched> {
+        let what = format!("getting manifest {reference} from {repo}");
+        let mut resp = self.http.expect(
+            manifest_request(Method::GET, repo, reference),
+            &[200],
+            &what,
+        )?;
+        let media_type = header(&resp, "content-type");
+        let header_digest = content_digest(&resp);
+        let bytes = read_limited(&mut resp, media::MAX_MANIFEST).map_err(|e| e.context(&what))?;
+        // Verify against what we asked for, not against the header (PROTOCOL.md rule 2).
+        let digest = match reference.parse::<Digest>() {
+            Ok(wanted) => {
+                let actual = Digest::of(wanted.algorithm(), &bytes);
+                if actual != wanted {
+                    return Err(Error::data(format!(
+                        "{what}: digest mismatch: content is {actual}"
+                    )));
+                }
+                wanted
+            }
+            Err(_) => Digest::sha256(&bytes),
+        };
+        if let Some(h) = header_digest
+            && h.algorithm() == digest.algorithm()
+            && h != digest
+        {
+            return Err(Error::data(format!(
+                "{what}: the registry says {h} but the content is {digest}"
+            )));
+        }
+        Ok(Fetched {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    fn resolve(&self, repo: &str, reference: &str) -> Result<Digest> {
+        let what = format!("resolving {reference} in {repo}");
+        let resp = self
+            .http
+            .send(manifest_request(Method::HEAD, repo, reference))?;
+        match resp.status().as_u16() {
+            200 => {
+                if let Ok(d) = reference.parse::<Digest>() {
+                    return Ok(d);
+                }
+                if let Some(d) =
+                    content_digest(&resp).filter(|d| d.algorithm() == Algorithm::Sha256)
+                {
+                    return Ok(d);
+                }
+            }
+            404 => return Err(Error::not_found(format!("{what}: no such manifest"))),
+            401 | 403 => return Err(errors::from_status(resp.status().as_u16(), b"", &what)),
+            _ => {}
+        }
+        // No usable HEAD answer: GET and hash.
+        Ok(self.get_manifest(repo, reference)?.digest)
+    }
+
+    fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Digest> {
+        let what = format!("putting manifest {reference} in {repo}");
+        if bytes.len() as u64 > media::MAX_MANIFEST {
+            return Err(Error::data(format!(
+                "{what}: manifest is larger than 4 MiB"
+            )));
+        }
+        let req = Request::new(Method::PUT, format!("/v2/{repo}/manifests/{reference}"))
+            .header("content-type", media_type)
+            .body(http::Body::Bytes(bytes));
+        let resp = self.http.expect(req, &[200, 201, 202], &what)?;
+        let digest = Digest::sha256(bytes);
+        if let Some(h) = content_digest(&resp)
+            && h.algorithm() == Algorithm::Sha256
+            && h != digest
+        {
+            return Err(Error::data(format!(
+                "{what}: the registry stored {h}, expected {digest}"
+            )));
+        }
+        Ok(digest)
+    }
+
+    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
+        let what = format!("deleting manifest {digest} from {repo}");
+        self.http.expect(
+            Request::new(Method::DELETE, format!("/v2/{repo}/manifests/{digest}")),
+            &[200, 202, 204],
+            &what,
+        )?;
+        Ok(())
+    }
+
+    fn list_tags(&self, repo: &str) -> Result<Vec<String>> {
+        self.paginate(
+            format!("/v2/{repo}/tags/list"),
+            "tags",
+            &format!("listing aliases of {repo}"),
+        )
+    }
+
+    fn list_repos(&self) -> Result<Vec<String>> {
+        self.paginate(
+            "/v2/_catalog?n=1000".to_string(),
+            "repositories",
+            "listing repositories",
+        )
+        .map_err(|e| {
+            if e.kind == Kind::NotFound {
+                e.with_hint("the registry does not offer a catalog")
+            } else {
+                e
+            }
+        })
+    }
+}

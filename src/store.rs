@@ -1,0 +1,80 @@
+//! The storage trait every command works through, with two backends: a registry
+//! ([`crate::registry::Registry`]) and a local OCI image layout ([`crate::layout::Layout`]).
+//! Commands never ask which one they hold.
+
+use std::io::Read;
+
+use crate::error::Result;
+use crate::oci::{Algorithm, Digest};
+
+/// A manifest as fetched: its bytes, the media type the store reported, and its digest
+/// (computed locally from the bytes, never taken on trust).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub media_type: Option<String>,
+    pub digest: Digest,
+}
+
+/// An open blob: its size when the store knows it, and the unverified byte stream
+/// (callers verify with [`crate::oci::digest::copy_verified`]).
+pub struct BlobStream<'a> {
+    pub size: Option<u64>,
+    pub reader: Box<dyn Read + Send + 'a>,
+}
+
+pub trait Store: Send + Sync {
+    /// Where the store is, for messages: `registry 127.0.0.1:5000`, `local store /srv/x`.
+    fn describe(&self) -> String;
+
+    /// The size of a blob, or None when the repository does not have it.
+    fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Opens a blob for reading. Not-found is an error of kind NotFound.
+    fn open_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream<'_>>;
+
+    /// Stores a blob whose digest and size are known in advance (a local file, hashed first).
+    /// `content` must yield exactly `size` bytes.
+    fn put_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        content: &mut dyn Read,
+    ) -> Result<()>;
+
+    /// Stores a blob of unknown length and digest in one pass, hashing while it streams.
+    fn put_blob_stream(
+        &self,
+        repo: &str,
+        content: &mut dyn Read,
+        algorithm: Algorithm,
+    ) -> Result<(Digest, u64)>;
+
+    /// Makes a blob of `from` available in `repo` without moving its bytes through us.
+    fn mount_blob(&self, repo: &str, from: &str, digest: &Digest) -> Result<()>;
+
+    fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()>;
+
+    /// Fetches a manifest by tag or digest. By digest, the bytes are verified.
+    fn get_manifest(&self, repo: &str, reference: &str) -> Result<Fetched>;
+
+    /// The digest of the manifest a tag (or digest) names, without fetching it if possible.
+    fn resolve(&self, repo: &str, reference: &str) -> Result<Digest>;
+
+    /// Stores a manifest under a tag (or under its digest) and returns its digest.
+    fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Digest>;
+
+    /// Deletes a manifest by digest (every tag pointing at it goes with it).
+    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()>;
+
+    fn list_tags(&self, repo: &str) -> Result<Vec<String>>;
+
+    fn list_repos(&self) -> Result<Vec<String>>;
+}
