@@ -71,18 +71,16 @@ fn notices(settings: &Settings) {
 /// means not-found); `--help` and `--version` print as usual and exit 0.
 fn usage_error(e: clap::Error) -> i32 {
     use clap::error::ErrorKind;
-    if matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
-        let _ = e.print();
-        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-            exit::USAGE
-        } else {
-            0
-        };
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return 0;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let err = Error::usage("usage: a command is required").with_hint("see regtool --help");
+            return exit::report(&err);
+        }
+        _ => {}
     }
     let rendered = e.render().to_string();
     let first = rendered

@@ -192,7 +192,7 @@ mod tests {
             (&items[..1], Some("may15".into()))
         );
         // An existing file is a file, never an alias.
-        let items = v(&["Cargo.toml", "README.md"]);
+        let items = v(&["Cargo.toml", "Cargo.lock"]);
         assert_eq!(split_alias(&items).unwrap(), (&items[..], None));
         let items = v(&["may15"]);
         assert_eq!(split_alias(&items).unwrap(), (&items[..], None));

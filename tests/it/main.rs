@@ -1,0 +1,11 @@
+//! Integration tests: the built `regtool` binary against real `docker-registry` instances
+//! started by the harness, a local OCI layout, python-dxf, skopeo, and (for what the real
+//! registry cannot do) a small scripted HTTP server.
+
+mod harness;
+mod scripted;
+
+mod blobstore;
+mod dxf;
+mod errors;
+mod layout;
