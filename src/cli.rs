@@ -52,9 +52,10 @@ pub fn environment_help() -> String {
         };
         text.push_str(&format!("  {}{dxf}\n      {}\n", var.full_name(), var.help));
     }
-    text.push_str("\nExit status: 0 success, 1 other failure, 2 not found, 13 access refused, 64 usage error,\n\
-        65 data error (digest mismatch, malformed manifest), 69 registry unavailable, 75 rate limited,\n\
-        78 configuration error, 130 interrupted.");
+    text.push_str("\nExit status:\n");
+    for (status, meaning) in crate::exit::STATUSES {
+        text.push_str(&format!("  {status:>3}  {meaning}\n"));
+    }
     text
 }
 

@@ -8,6 +8,32 @@ use regtool::text::sanitize;
 
 pub const USAGE: i32 = 64;
 
+/// The documented statuses, for `--help`, the man page and the README (CLI.md).
+pub const STATUSES: &[(i32, &str)] = &[
+    (
+        0,
+        "success (also when stdout is closed early, as by | head)",
+    ),
+    (1, "any other failure"),
+    (
+        2,
+        "not found: blob, manifest, alias, repository or local file",
+    ),
+    (13, "authentication or authorisation refused"),
+    (64, "usage error: wrong arguments"),
+    (
+        65,
+        "data error: digest mismatch, malformed manifest or input",
+    ),
+    (
+        69,
+        "registry unavailable: connection refused, TLS failure, 5xx after retries",
+    ),
+    (75, "temporary failure: rate limited (429) after retries"),
+    (78, "configuration error: a bad environment variable"),
+    (130, "interrupted"),
+];
+
 pub fn code(kind: Kind) -> i32 {
     match kind {
         Kind::Closed => 0,
@@ -38,6 +64,26 @@ pub fn report(err: &Error) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_table_matches_the_mapping() {
+        let mapped: Vec<i32> = [
+            Kind::Closed,
+            Kind::Other,
+            Kind::NotFound,
+            Kind::Denied,
+            Kind::Usage,
+            Kind::Data,
+            Kind::Unavailable,
+            Kind::RateLimited,
+            Kind::Config,
+            Kind::Interrupted,
+        ]
+        .into_iter()
+        .map(code)
+        .collect();
+        assert_eq!(mapped, STATUSES.iter().map(|s| s.0).collect::<Vec<_>>());
+    }
 
     #[test]
     fn every_kind_has_its_documented_status() {

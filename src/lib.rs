@@ -3,10 +3,12 @@
 //! `impl Read` / `impl Write` and returns [`error::Error`] values.
 
 pub mod alias;
+pub mod cleanup;
 pub mod config;
 pub mod error;
 pub mod layout;
 pub mod oci;
+pub mod parallel;
 pub mod registry;
 pub mod store;
 pub mod text;

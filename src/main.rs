@@ -18,6 +18,13 @@ fn main() {
 }
 
 fn run() -> i32 {
+    // Ctrl-C: remove temporary files being filled, then exit 130 (CLI.md). A failure to
+    // install the handler only loses that cleanup.
+    let _ = ctrlc::set_handler(|| {
+        regtool::cleanup::remove_all();
+        eprintln!("regtool: interrupted");
+        std::process::exit(130);
+    });
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -92,3 +99,6 @@ fn usage_error(e: clap::Error) -> i32 {
         .with_hint("see regtool --help, or regtool <command> --help");
     exit::report(&err)
 }
+
+#[cfg(test)]
+mod docs;

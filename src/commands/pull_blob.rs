@@ -95,7 +95,7 @@ fn pull_to_file(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut tmp = regtool::layout::shared_tempfile(&format!(".{name}.regtool-"), dir)
+    let (mut tmp, _guard) = regtool::layout::shared_tempfile(&format!(".{name}.regtool-"), dir)
         .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
     let Ctx {
         store,

@@ -4,8 +4,6 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use regtool::alias::{self, Member};
 use regtool::error::{Error, Result};
@@ -99,41 +97,10 @@ fn push_all(
     names: &[String],
     inputs: Vec<Option<File>>,
 ) -> Vec<Result<(Digest, u64)>> {
-    let count = inputs.len();
-    let work: Vec<Mutex<Option<Option<File>>>> =
-        inputs.into_iter().map(|f| Mutex::new(Some(f))).collect();
-    let results: Vec<Mutex<Option<Result<(Digest, u64)>>>> =
-        (0..count).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..ctx.settings.jobs.min(count) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= count {
-                        break;
-                    }
-                    let input = work[i].lock().ok().and_then(|mut g| g.take()).flatten();
-                    let result = match input {
-                        Some(file) => push_file(ctx, repo, &names[i], file),
-                        None => push_stdin(ctx, repo),
-                    };
-                    if let Ok(mut slot) = results[i].lock() {
-                        *slot = Some(result);
-                    }
-                }
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Err(Error::other("an upload thread failed")))
-        })
-        .collect()
+    regtool::parallel::map(ctx.settings.jobs, inputs, |i, input| match input {
+        Some(file) => push_file(ctx, repo, &names[i], file),
+        None => push_stdin(ctx, repo),
+    })
 }
 
 fn push_file(ctx: &Ctx, repo: &str, path: &str, file: File) -> Result<(Digest, u64)> {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::oci::digest::{copy_hashing, copy_verified};
 use crate::oci::{Algorithm, Descriptor, Digest, media};
@@ -140,7 +141,7 @@ impl Layout {
         self.ensure(repo)?;
         let dir = self.repo_dir(repo).join("blobs").join(algorithm.name());
         fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        let mut tmp = shared_tempfile(".upload-", &dir)
+        let (mut tmp, _guard) = shared_tempfile(".upload-", &dir)
             .map_err(io_err(format!("writing in {}", dir.display())))?;
         let (digest, size) = match expected {
             Some((d, size)) => (
@@ -164,18 +165,24 @@ fn to_vec(value: &Value) -> Vec<u8> {
 
 /// A temporary file that becomes readable by others (mode 0666 less the umask) once renamed:
 /// a layout is shared with other tools and users, unlike tempfile's default 0600.
-pub fn shared_tempfile(prefix: &str, dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+/// The file is registered for removal on interrupt while the guard lives.
+pub fn shared_tempfile(
+    prefix: &str,
+    dir: &Path,
+) -> io::Result<(tempfile::NamedTempFile, cleanup::Guard)> {
     use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new()
+    let file = tempfile::Builder::new()
         .prefix(prefix)
         .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
+        .tempfile_in(dir)?;
+    let guard = cleanup::register(file.path());
+    Ok((file, guard))
 }
 
 /// Replaces a file atomically: a temporary file beside it, then rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp =
+    let (mut tmp, _guard) =
         shared_tempfile(".tmp-", dir).map_err(io_err(format!("writing in {}", dir.display())))?;
     tmp.write_all(bytes)
         .map_err(io_err(format!("writing {}", path.display())))?;

@@ -33,6 +33,9 @@ impl Credentials {
     }
 }
 
+/// Fetches a token URL with an optional Basic `Authorization` value; returns the body.
+pub type TokenFetch<'a> = dyn Fn(&str, Option<&str>) -> Result<Vec<u8>> + 'a;
+
 pub struct Auth {
     creds: Credentials,
     /// The header sent with every request to the registry's own origin.
@@ -76,11 +79,7 @@ impl Auth {
 
     /// Answers a 401's challenges. Returns true when the request should be sent again with the
     /// new header; false when nothing we hold can answer them.
-    pub fn respond(
-        &self,
-        challenges: &[Challenge],
-        fetch: &dyn Fn(&str, Option<&str>) -> Result<Vec<u8>>,
-    ) -> Result<bool> {
+    pub fn respond(&self, challenges: &[Challenge], fetch: &TokenFetch<'_>) -> Result<bool> {
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer")
             && let Some(realm) = bearer.param("realm")
         {

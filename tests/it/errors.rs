@@ -298,7 +298,7 @@ fn authorization_stays_with_the_registry_on_redirects() {
     let cdn = Server::start(|_| Response::new(200).body("blob bytes"));
     let cdn_host = cdn.host.clone();
     let server = Server::start(move |req| {
-        if req.headers.get("authorization").is_none() {
+        if !req.headers.contains_key("authorization") {
             return Response::new(401).header("WWW-Authenticate", r#"Basic realm="test""#);
         }
         Response::new(307).header("Location", format!("http://{cdn_host}/blob?sig=abc"))
@@ -311,7 +311,7 @@ fn authorization_stays_with_the_registry_on_redirects() {
     let at_cdn = cdn.seen();
     assert_eq!(at_cdn.len(), 1);
     assert!(
-        at_cdn[0].headers.get("authorization").is_none(),
+        !at_cdn[0].headers.contains_key("authorization"),
         "Authorization leaked to the other host"
     );
     assert!(server.seen().iter().any(|r| {
@@ -336,5 +336,64 @@ fn server_text_is_sanitised() {
         !out.stderr.contains('\u{1b}') && !out.stderr.contains('\u{7}'),
         "{:?}",
         out.stderr
+    );
+}
+
+#[test]
+fn an_interrupted_pull_exits_130_and_leaves_no_file() {
+    let data = bytes(2_000_000, 41);
+    let digest = sha256(&data);
+    let server = Server::start(move |_| Response::new(200).body(data.clone()).stall_after(500_000));
+    let dir = tempdir();
+    let target = dir.path().join("big.bin");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_regtool"))
+        .args([
+            "pull-blob",
+            "fred/logs",
+            &digest,
+            "-o",
+            target.to_str().unwrap(),
+        ])
+        .env_clear()
+        .env("REGTOOL_HOST", &server.host)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the temporary file has received the first bytes, then press Ctrl-C.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let partial = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.metadata().is_ok_and(|m| m.len() > 0));
+        if partial {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "regtool: interrupted\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "a partial file was left behind"
     );
 }

@@ -16,6 +16,7 @@ pub const PASSWORD: &str = "s3cret:with:colons";
 /// exits, so that statics (never dropped) do not leave registries behind.
 pub struct Registry {
     pub host: String,
+    _watcher: std::process::Child,
 }
 
 /// A free loopback port (bound, read, released; the registry binds it right after).
@@ -52,7 +53,7 @@ impl Registry {
             dir.join("config.yml").display(),
             std::process::id()
         );
-        Command::new("sh")
+        let watcher = Command::new("sh")
             .arg("-c")
             .arg(watch)
             .stdout(log.try_clone().expect("log"))
@@ -69,7 +70,10 @@ impl Registry {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Registry { host }
+        Registry {
+            host,
+            _watcher: watcher,
+        }
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Send this many body bytes, then stall for a minute before the rest.
+    pub stall_after: Option<usize>,
 }
 
 impl Response {
@@ -26,6 +28,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            stall_after: None,
         }
     }
     pub fn header(mut self, k: &str, v: impl Into<String>) -> Response {
@@ -34,6 +37,10 @@ impl Response {
     }
     pub fn body(mut self, b: impl Into<Vec<u8>>) -> Response {
         self.body = b.into();
+        self
+    }
+    pub fn stall_after(mut self, n: usize) -> Response {
+        self.stall_after = Some(n);
         self
     }
 }
@@ -126,12 +133,19 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
         } else {
             &resp.body
         };
-        if writer
+        let split = resp.stall_after.unwrap_or(body.len()).min(body.len());
+        let sent = writer
             .write_all(head.as_bytes())
-            .and_then(|()| writer.write_all(body))
-            .is_err()
-        {
+            .and_then(|()| writer.write_all(&body[..split]))
+            .and_then(|()| writer.flush());
+        if sent.is_err() {
             return;
+        }
+        if split < body.len() {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            if writer.write_all(&body[split..]).is_err() {
+                return;
+            }
         }
     }
 }
