@@ -9,6 +9,7 @@ pub mod error;
 pub mod layout;
 pub mod oci;
 pub mod parallel;
+pub mod pipe;
 pub mod registry;
 pub mod store;
 pub mod text;

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use regtool::alias::{self, PerPlatform};
 use regtool::error::{Error, Result};
+
 use regtool::oci::digest::copy_verified;
 use regtool::oci::{Digest, Target};
+use regtool::pipe;
 use regtool::store::BlobStream;
 
 use super::Ctx;
@@ -74,7 +76,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
                 if settings.blob_info {
                     writeln!(out.raw(), "{digest} {}", size.unwrap_or(0)).map_err(write_error)?;
                 }
-                copy(bars, &mut blob, digest, size, out.raw())?;
+                copy(bars, &mut blob, digest, size, Sink::Stdout(out.raw()))?;
             }
             out.flush()
         }
@@ -111,7 +113,7 @@ fn pull_to_file(
                 serde_json::json!({"digest": digest, "size": size}),
             )?;
         }
-        copy(bars, &mut blob, digest, size, tmp.as_file_mut())?;
+        copy(bars, &mut blob, digest, size, Sink::File(tmp.as_file_mut()))?;
     }
     tmp.as_file_mut()
         .flush()
@@ -120,6 +122,11 @@ fn pull_to_file(
     tmp.persist(path)
         .map_err(|e| Error::io(format!("writing {}", path.display()), &e.error))?;
     out.flush()
+}
+
+enum Sink<'a> {
+    Stdout(&'a mut dyn Write),
+    File(&'a mut std::fs::File),
 }
 
 /// Opens a blob and learns its size: from the manifest, the response, or a HEAD.
@@ -137,16 +144,22 @@ fn open<'a>(
     Ok((blob, size))
 }
 
-/// Streams one blob into `sink`, verifying every byte against its digest.
+/// Streams one blob into `sink`, verifying every byte against its digest. A file is written
+/// on its own thread while the next bytes are read and hashed (see `regtool::pipe`).
 fn copy(
     bars: &crate::progress::Bars,
     blob: &mut BlobStream<'_>,
     digest: &Digest,
     size: Option<u64>,
-    sink: &mut dyn Write,
+    sink: Sink<'_>,
 ) -> Result<()> {
     let bar = bars.bar(&digest.to_string(), size);
-    let result = copy_verified(&mut blob.reader, &mut bar.wrap_write(sink), digest, size);
+    let result = match sink {
+        Sink::Stdout(w) => copy_verified(&mut blob.reader, &mut bar.wrap_write(w), digest, size),
+        Sink::File(f) => {
+            pipe::copy_verified(&mut blob.reader, &mut bar.wrap_write(f), digest, size)
+        }
+    };
     bar.finish_and_clear();
     result.map(|_| ()).map_err(|e| {
         if e.kind == regtool::Kind::Closed {
