@@ -84,15 +84,7 @@ fn read_stage(
                 }
             }
             Err(e) => {
-                // The reader is a network stream: losing it means the registry is unavailable.
-                let err = match e.get_ref().is_some_and(|i| i.is::<Error>()) {
-                    true => from_io("reading", e),
-                    false => Error::unavailable(format!(
-                        "connection lost while reading: {}",
-                        crate::error::io_reason(&e)
-                    )),
-                };
-                let _ = out.send(Err(err));
+                let _ = out.send(Err(from_io("reading", e)));
                 break;
             }
         }

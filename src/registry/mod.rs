@@ -121,9 +121,13 @@ impl Store for Registry {
         )?;
         let size = header(&resp, "content-length").and_then(|v| v.parse().ok());
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        let host = self.http.host().to_string();
         Ok(BlobStream {
             size,
-            reader: Box::new(reader),
+            reader: Box::new(NetReader {
+                inner: reader,
+                host,
+            }),
         })
     }
 
@@ -312,6 +316,29 @@ impl Store for Registry {
             } else {
                 e
             }
+        })
+    }
+}
+
+/// A response body whose read failures are reported as the registry being unavailable (69),
+/// not as a local I/O error: a reset, a stall past REGTOOL_TIMEOUT, a truncated body.
+struct NetReader<R> {
+    inner: R,
+    host: String,
+}
+
+impl<R: Read> Read for NetReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return e;
+            }
+            let why = crate::error::io_reason(&e);
+            Error::unavailable(format!(
+                "{}: connection lost while reading: {why}",
+                self.host
+            ))
+            .into()
         })
     }
 }

@@ -397,3 +397,74 @@ fn an_interrupted_pull_exits_130_and_leaves_no_file() {
         "a partial file was left behind"
     );
 }
+
+#[test]
+fn registries_without_oci_support_get_the_dxf_form() {
+    let blob = sha256(b"blob");
+    let server = Server::start(|req| match (req.method.as_str(), req.path.as_str()) {
+        ("HEAD", p) if p.contains("/blobs/") => Response::new(200).header("Content-Length", "4"),
+        ("PUT", p) if p.contains("/manifests/") => {
+            if req
+                .headers
+                .get("content-type")
+                .is_some_and(|c| c.contains("oci"))
+            {
+                Response::new(400).body(
+                    r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}"#,
+                )
+            } else {
+                Response::new(201)
+            }
+        }
+        _ => Response::new(404),
+    });
+    let out = regtool(&["set-alias", "fred/logs", "old", &blob])
+        .env("REGTOOL_HOST", &server.host)
+        .run();
+    let digest = out.ok();
+    let puts: Vec<_> = server
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect();
+    assert_eq!(puts.len(), 2, "OCI first, then the Docker form");
+    let docker = &puts[1];
+    assert_eq!(
+        docker.headers["content-type"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(digest.trim(), sha256(&docker.body));
+    let v: serde_json::Value = serde_json::from_slice(&docker.body).unwrap();
+    assert_eq!(
+        v["config"]["digest"], blob,
+        "dxf's form: the first blob is the config"
+    );
+    assert_eq!(v["layers"][0]["digest"], blob);
+}
+
+#[test]
+fn insecure_goes_straight_to_http_and_timeouts_end_stalls() {
+    let reg = plain();
+    let out = regtool(&["list-repos"])
+        .host(reg)
+        .env("REGTOOL_INSECURE", "1")
+        .env("REGTOOL_DEBUG", "1")
+        .run();
+    out.ok();
+    assert!(!out.stderr.contains("does not speak TLS"), "{}", out.stderr);
+    assert!(out.stderr.contains("GET http://"), "{}", out.stderr);
+
+    let data = bytes(100_000, 51);
+    let digest = sha256(&data);
+    let server = Server::start(move |_| Response::new(200).body(data.clone()).stall_after(1000));
+    let started = std::time::Instant::now();
+    let out = regtool(&["pull-blob", "fred/logs", &digest])
+        .env("REGTOOL_HOST", &server.host)
+        .env("REGTOOL_TIMEOUT", "1")
+        .run();
+    out.fails(69);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the stall was not cut short"
+    );
+}

@@ -12,6 +12,7 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
 }
 
 pub struct Response {
@@ -113,6 +114,7 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
             method,
             path,
             headers,
+            body,
         };
         log.lock().unwrap().push(req.clone());
         let resp = handler(&req);
