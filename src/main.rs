@@ -101,4 +101,4 @@ fn usage_error(e: clap::Error) -> i32 {
 }
 
 #[cfg(test)]
-mod docs;
+mod docs_tests;

@@ -42,19 +42,7 @@ pub fn copy_verified(
             .join()
             .unwrap_or_else(|_| Err(Error::other("the reading thread failed")));
         let count = written?;
-        let actual = hashed?;
-        if let Some(size) = size
-            && size != count
-        {
-            return Err(Error::data(format!(
-                "{expected}: expected {size} bytes, received {count}"
-            )));
-        }
-        if &actual != expected {
-            return Err(Error::data(format!(
-                "digest mismatch: expected {expected}, content is {actual}"
-            )));
-        }
+        crate::oci::digest::check(expected, size, &hashed?, count)?;
         Ok(count)
     })
 }

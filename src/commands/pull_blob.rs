@@ -15,7 +15,6 @@ use regtool::pipe;
 use regtool::store::BlobStream;
 
 use super::Ctx;
-use crate::output::write_error;
 
 /// Download blobs (verified) to stdout or a file
 #[derive(clap::Args)]
@@ -62,33 +61,9 @@ fn plan(ctx: &Ctx, repo: &str, args: &Args) -> Result<Vec<(Digest, Option<u64>)>
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let repo = super::repo(&args.repo)?;
     let blobs = plan(ctx, repo, &args)?;
-    match &args.output {
-        Some(path) => pull_to_file(ctx, repo, &blobs, path),
-        None => {
-            let Ctx {
-                store,
-                out,
-                bars,
-                settings,
-            } = ctx;
-            for (digest, known) in &blobs {
-                let (mut blob, size) = open(store.as_ref(), repo, digest, *known)?;
-                if settings.blob_info {
-                    writeln!(out.raw(), "{digest} {}", size.unwrap_or(0)).map_err(write_error)?;
-                }
-                copy(bars, &mut blob, digest, size, Sink::Stdout(out.raw()))?;
-            }
-            out.flush()
-        }
-    }
-}
-
-fn pull_to_file(
-    ctx: &mut Ctx,
-    repo: &str,
-    blobs: &[(Digest, Option<u64>)],
-    path: &Path,
-) -> Result<()> {
+    let Some(path) = &args.output else {
+        return pull_all(ctx, repo, &blobs, None);
+    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -99,6 +74,24 @@ fn pull_to_file(
         .unwrap_or_default();
     let (mut tmp, _guard) = regtool::layout::shared_tempfile(&format!(".{name}.regtool-"), dir)
         .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
+    pull_all(ctx, repo, &blobs, Some(tmp.as_file_mut()))?;
+    tmp.as_file_mut()
+        .flush()
+        .map_err(|e| Error::io(format!("writing {}", path.display()), &e))?;
+    // Dropping `tmp` on any error above removes it; only verified content is renamed into place.
+    tmp.persist(path)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), &e.error))?;
+    Ok(())
+}
+
+/// Pulls every blob, in order, into `file` or (None) stdout; with REGTOOL_BLOB_INFO a
+/// `<digest> <size>` line on stdout before each.
+fn pull_all(
+    ctx: &mut Ctx,
+    repo: &str,
+    blobs: &[(Digest, Option<u64>)],
+    mut file: Option<&mut std::fs::File>,
+) -> Result<()> {
     let Ctx {
         store,
         out,
@@ -108,19 +101,18 @@ fn pull_to_file(
     for (digest, known) in blobs {
         let (mut blob, size) = open(store.as_ref(), repo, digest, *known)?;
         if settings.blob_info {
+            let size = size.unwrap_or(0);
             out.result(
-                &format!("{digest} {}", size.unwrap_or(0)),
+                &format!("{digest} {size}"),
                 serde_json::json!({"digest": digest, "size": size}),
             )?;
         }
-        copy(bars, &mut blob, digest, size, Sink::File(tmp.as_file_mut()))?;
+        let sink = match file.as_deref_mut() {
+            Some(f) => Sink::File(f),
+            None => Sink::Stdout(out.raw()),
+        };
+        copy(bars, &mut blob, digest, size, sink)?;
     }
-    tmp.as_file_mut()
-        .flush()
-        .map_err(|e| Error::io(format!("writing {}", path.display()), &e))?;
-    // Dropping `tmp` on any error above removes it; only verified content is renamed into place.
-    tmp.persist(path)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), &e.error))?;
     out.flush()
 }
 

@@ -179,6 +179,12 @@ pub fn copy_verified(
     size: Option<u64>,
 ) -> Result<u64> {
     let (actual, count) = copy_hashing(reader, writer, expected.algorithm())?;
+    check(expected, size, &actual, count)?;
+    Ok(count)
+}
+
+/// Fails with a data error unless what arrived (`actual`, `count` bytes) is what was expected.
+pub fn check(expected: &Digest, size: Option<u64>, actual: &Digest, count: u64) -> Result<()> {
     if let Some(size) = size
         && size != count
     {
@@ -186,12 +192,12 @@ pub fn copy_verified(
             "{expected}: expected {size} bytes, received {count}"
         )));
     }
-    if &actual != expected {
+    if actual != expected {
         return Err(Error::data(format!(
             "digest mismatch: expected {expected}, content is {actual}"
         )));
     }
-    Ok(count)
+    Ok(())
 }
 
 /// Streams `reader` into `writer` and returns the digest and length of what passed through.

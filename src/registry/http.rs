@@ -375,7 +375,7 @@ impl Http {
     }
 
     /// Sends a request and fails unless the status is one of `ok`. `what` names the operation.
-    pub fn expect(&self, req: Request<'_>, ok: &[u16], what: &str) -> Result<Response> {
+    pub fn call(&self, req: Request<'_>, ok: &[u16], what: &str) -> Result<Response> {
         let mut resp = self.send(req)?;
         let status = resp.status().as_u16();
         if ok.contains(&status) {

@@ -47,9 +47,9 @@ impl Registry {
                     "{what}: the registry's pagination does not end"
                 )));
             }
-            let mut resp =
-                self.http
-                    .expect(Request::new(Method::GET, url.clone()), &[200], what)?;
+            let mut resp = self
+                .http
+                .call(Request::new(Method::GET, url.clone()), &[200], what)?;
             let links: Vec<String> = resp
                 .headers()
                 .get_all("link")
@@ -114,7 +114,7 @@ impl Store for Registry {
 
     fn open_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream<'_>> {
         let what = format!("pulling {digest} from {repo}");
-        let resp = self.http.expect(
+        let resp = self.http.call(
             Request::new(Method::GET, format!("/v2/{repo}/blobs/{digest}")),
             &[200],
             &what,
@@ -160,7 +160,7 @@ impl Store for Registry {
         );
         let resp = self
             .http
-            .expect(Request::new(Method::POST, url), &[201, 202], &what)?;
+            .call(Request::new(Method::POST, url), &[201, 202], &what)?;
         if resp.status().as_u16() == 201 {
             return Ok(());
         }
@@ -187,7 +187,7 @@ impl Store for Registry {
 
     fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
         let what = format!("deleting {digest} from {repo}");
-        self.http.expect(
+        self.http.call(
             Request::new(Method::DELETE, format!("/v2/{repo}/blobs/{digest}")),
             &[200, 202, 204],
             &what,
@@ -197,7 +197,7 @@ impl Store for Registry {
 
     fn get_manifest(&self, repo: &str, reference: &str) -> Result<Fetched> {
         let what = format!("getting manifest {reference} from {repo}");
-        let mut resp = self.http.expect(
+        let mut resp = self.http.call(
             manifest_request(Method::GET, repo, reference),
             &[200],
             &what,
@@ -273,7 +273,7 @@ impl Store for Registry {
         let req = Request::new(Method::PUT, format!("/v2/{repo}/manifests/{reference}"))
             .header("content-type", media_type)
             .body(http::Body::Bytes(bytes));
-        let resp = self.http.expect(req, &[200, 201, 202], &what)?;
+        let resp = self.http.call(req, &[200, 201, 202], &what)?;
         let digest = Digest::sha256(bytes);
         if let Some(h) = content_digest(&resp)
             && h.algorithm() == Algorithm::Sha256
@@ -288,7 +288,7 @@ impl Store for Registry {
 
     fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
         let what = format!("deleting manifest {digest} from {repo}");
-        self.http.expect(
+        self.http.call(
             Request::new(Method::DELETE, format!("/v2/{repo}/manifests/{digest}")),
             &[200, 202, 204],
             &what,

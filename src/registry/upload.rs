@@ -33,7 +33,7 @@ impl<'a> Upload<'a> {
     /// streamed requests after it (which cannot be replayed) are sent with credentials.
     pub fn start(http: &'a Http, repo: &str, chunk_size: Option<u64>) -> Result<Upload<'a>> {
         let what = format!("starting an upload to {repo}");
-        let resp = http.expect(
+        let resp = http.call(
             Request::new(Method::POST, format!("/v2/{repo}/blobs/uploads/")),
             &[202],
             &what,
@@ -138,7 +138,7 @@ impl<'a> Upload<'a> {
                 format!("{}-{}", self.offset, self.offset + len - 1),
             );
         }
-        let resp = self.http.expect(req.body(body), &[202, 204], &what)?;
+        let resp = self.http.call(req.body(body), &[202, 204], &what)?;
         self.follow(&resp);
         // Track the offset ourselves and check the registry agrees (2.8.2 does not enforce order).
         let reported = header(&resp, "range").and_then(|r| range_end(&r));
@@ -162,7 +162,7 @@ impl<'a> Upload<'a> {
         let req = Request::new(Method::PUT, target)
             .header("content-type", "application/octet-stream")
             .body(body);
-        let resp = self.http.expect(req, &[201, 204], &what)?;
+        let resp = self.http.call(req, &[201, 204], &what)?;
         self.follow(&resp);
         Ok(())
     }

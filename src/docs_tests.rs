@@ -1,7 +1,7 @@
 //! Generated documentation, checked for drift: the man pages in `man/` (one per command plus
 //! `regtool.1` with ENVIRONMENT and EXIT STATUS), the shell completions in `completions/`, and
 //! the environment and exit-status tables of README.md, all from the clap definition,
-//! `regtool::config::VARS` and `exit::STATUSES`. `REGTOOL_UPDATE_GENERATED=1 cargo test docs`
+//! `regtool::config::VARS` and `exit::STATUSES`. `REGTOOL_UPDATE_GENERATED=1 cargo test docs_tests`
 //! rewrites them.
 
 use std::path::{Path, PathBuf};
@@ -158,6 +158,6 @@ fn generated_docs_are_current() {
     }
     assert!(
         stale.is_empty(),
-        "stale generated files: {stale:?}; run REGTOOL_UPDATE_GENERATED=1 cargo test docs"
+        "stale generated files: {stale:?}; run REGTOOL_UPDATE_GENERATED=1 cargo test docs_tests"
     );
 }
