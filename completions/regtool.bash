@@ -16,6 +16,9 @@ _regtool() {
             ",$1")
                 cmd="regtool"
                 ;;
+            regtool,auth)
+                cmd="regtool__subcmd__auth"
+                ;;
             regtool,blob-size)
                 cmd="regtool__subcmd__blob__subcmd__size"
                 ;;
@@ -62,8 +65,22 @@ _regtool() {
 
     case "${cmd}" in
         regtool)
-            opts="-h -V --help --version push-blob pull-blob blob-size mount-blob del-blob set-alias get-alias del-alias get-digest resolve get-manifest list-aliases list-repos"
+            opts="-h -V --help --version push-blob pull-blob blob-size mount-blob del-blob set-alias get-alias del-alias get-digest resolve get-manifest list-aliases list-repos auth"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        regtool__subcmd__auth)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -39,6 +39,7 @@ complete -c regtool -n "__fish_regtool_needs_command" -f -a "resolve" -d 'Print 
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "get-manifest" -d 'Print raw manifests'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "list-aliases" -d 'List the aliases (tags) of a repository'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "list-repos" -d 'List the repositories of the registry'
+complete -c regtool -n "__fish_regtool_needs_command" -f -a "auth" -d 'Mint a bearer token for a repository (pull by default) and extra scopes'
 complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s h -l help -d 'Print help'
 complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s o -l output -d 'Write to FILE (atomically, after verification) instead of stdout' -r -F
@@ -66,3 +67,5 @@ complete -c regtool -n "__fish_regtool_using_subcommand list-aliases" -s h -l he
 complete -c regtool -n "__fish_regtool_using_subcommand list-aliases" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand list-repos" -s h -l help -d 'Print help'
 complete -c regtool -n "__fish_regtool_using_subcommand list-repos" -s V -l version -d 'Print version'
+complete -c regtool -n "__fish_regtool_using_subcommand auth" -s h -l help -d 'Print help'
+complete -c regtool -n "__fish_regtool_using_subcommand auth" -s V -l version -d 'Print version'

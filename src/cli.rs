@@ -38,6 +38,7 @@ pub enum Command {
     GetManifest(commands::get_manifest::Args),
     ListAliases(commands::list_aliases::Args),
     ListRepos(commands::list_repos::Args),
+    Auth(commands::auth::Args),
 }
 
 /// The ENVIRONMENT section of `--help`, from the one table of variables.

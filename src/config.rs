@@ -6,19 +6,28 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::credentials::Sources;
 use crate::error::{Error, Result};
 use crate::oci::Platform;
+use crate::registry::auth::AuthConfig;
+use crate::registry::tls::TlsOptions;
 
-/// One environment variable: its name without prefix, whether dxf had it, and its meaning.
+/// One environment variable: its name without the `REGTOOL_` prefix, whether dxf had it, and
+/// its meaning. `plain` variables (`DOCKER_CONFIG`) are read under their own name only.
 pub struct Var {
     pub name: &'static str,
     pub dxf: bool,
+    pub plain: bool,
     pub help: &'static str,
 }
 
 impl Var {
     pub fn full_name(&self) -> String {
-        format!("REGTOOL_{}", self.name)
+        if self.plain {
+            self.name.to_string()
+        } else {
+            format!("REGTOOL_{}", self.name)
+        }
     }
 }
 
@@ -26,77 +35,158 @@ pub const VARS: &[Var] = &[
     Var {
         name: "HOST",
         dxf: true,
+        plain: false,
         help: "host[:port] of the registry; oci:PATH for a local OCI-layout store (one layout per repository under PATH). Unset: the local store in the user's data directory.",
     },
     Var {
         name: "INSECURE",
         dxf: true,
+        plain: false,
         help: "1: plain HTTP. Loopback hosts fall back to HTTP by themselves when they do not speak TLS.",
     },
     Var {
         name: "USERNAME",
         dxf: true,
+        plain: false,
         help: "User name for the registry (Basic authentication).",
     },
     Var {
         name: "PASSWORD",
         dxf: true,
+        plain: false,
         help: "Password for the registry.",
     },
     Var {
         name: "PASSWORD_FILE",
         dxf: false,
+        plain: false,
         help: "Read the password from this file (trailing newline ignored).",
     },
     Var {
         name: "AUTHORIZATION",
         dxf: true,
+        plain: false,
         help: "A whole Authorization header value, sent as is.",
     },
     Var {
         name: "PLATFORM",
         dxf: true,
+        plain: false,
         help: "os/arch[/variant] to pick from a multi-platform index; linux/arm64 matches linux/arm64/v8.",
     },
     Var {
         name: "PROGRESS",
         dxf: true,
+        plain: false,
         help: "1: progress bars on stderr always; 0: never; unset: only when stderr is a terminal.",
     },
     Var {
         name: "BLOB_INFO",
         dxf: true,
+        plain: false,
         help: "1: pull-blob prints `<digest> <size>` before each blob.",
     },
     Var {
         name: "CHUNK_SIZE",
         dxf: true,
+        plain: false,
         help: "Upload in chunks of this many bytes (8M, 64k, 1048576); unset: one request per blob.",
     },
     Var {
         name: "JOBS",
         dxf: false,
+        plain: false,
         help: "Concurrent blob transfers (default 4).",
     },
     Var {
         name: "RETRIES",
         dxf: false,
+        plain: false,
         help: "Retries of a failed idempotent request on connection errors, 408, 429 and 5xx (default 5).",
     },
     Var {
         name: "TIMEOUT",
         dxf: false,
+        plain: false,
         help: "Idle timeout in seconds for connecting and for each read or write (default 60).",
     },
     Var {
         name: "FORMAT",
         dxf: false,
+        plain: false,
         help: "json: one JSON object per result line instead of bare text.",
     },
     Var {
         name: "DEBUG",
         dxf: false,
+        plain: false,
         help: "1: log each HTTP request and response status on stderr, secrets redacted.",
+    },
+    Var {
+        name: "TOKEN",
+        dxf: true,
+        plain: false,
+        help: "A bearer token to use as is; renewed with the other credentials when the registry refuses it.",
+    },
+    Var {
+        name: "REFRESH_TOKEN",
+        dxf: false,
+        plain: false,
+        help: "An OAuth2 refresh (identity) token, exchanged at the token realm for access tokens.",
+    },
+    Var {
+        name: "ACCESS_TOKEN",
+        dxf: false,
+        plain: false,
+        help: "An Azure AD access token, exchanged at the registry's /oauth2/exchange for a refresh token (Azure Container Registry).",
+    },
+    Var {
+        name: "AUTH_HOST",
+        dxf: true,
+        plain: false,
+        help: "host[:port] that replaces the host of the token realm the registry names.",
+    },
+    Var {
+        name: "TLSVERIFY",
+        dxf: true,
+        plain: false,
+        help: "Path to a PEM CA bundle trusted in addition to the built-in roots.",
+    },
+    Var {
+        name: "SKIPTLSVERIFY",
+        dxf: true,
+        plain: false,
+        help: "1: do not verify TLS certificates (a warning on stderr).",
+    },
+    Var {
+        name: "CLIENT_CERT",
+        dxf: false,
+        plain: false,
+        help: "PEM client certificate (chain) for mutual TLS; needs REGTOOL_CLIENT_KEY.",
+    },
+    Var {
+        name: "CLIENT_KEY",
+        dxf: false,
+        plain: false,
+        help: "PEM private key of REGTOOL_CLIENT_CERT.",
+    },
+    Var {
+        name: "CACHE_DIR",
+        dxf: false,
+        plain: false,
+        help: "Where bearer tokens are cached (default: the user's cache directory; files 0600).",
+    },
+    Var {
+        name: "DOCKER_CONFIG",
+        dxf: false,
+        plain: true,
+        help: "Directory of docker's config.json (default ~/.docker): auths, credHelpers and credsStore are read when no credentials are set.",
+    },
+    Var {
+        name: "REGISTRY_AUTH_FILE",
+        dxf: false,
+        plain: true,
+        help: "Podman's auth.json (default $XDG_RUNTIME_DIR/containers/auth.json), read after docker's config.",
     },
 ];
 
@@ -118,7 +208,7 @@ impl Env for ProcessEnv {
 /// An empty value counts as unset.
 fn lookup(env: &dyn Env, name: &str) -> Option<(String, String)> {
     let spec = VARS.iter().find(|v| v.name == name);
-    let mut names = vec![format!("REGTOOL_{name}")];
+    let mut names = vec![spec.map_or_else(|| format!("REGTOOL_{name}"), Var::full_name)];
     if spec.is_some_and(|v| v.dxf) {
         names.push(format!("DXF_{name}"));
     }
@@ -165,7 +255,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 /// Where the blob store lives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Location {
-    Registry(RegistryOptions),
+    Registry(Box<RegistryOptions>),
     /// A local OCI-layout store; `implicit` when `REGTOOL_HOST` was unset.
     Layout {
         root: PathBuf,
@@ -178,14 +268,31 @@ pub enum Location {
 pub struct RegistryOptions {
     pub host: String,
     pub insecure: bool,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub authorization: Option<String>,
+    pub auth: AuthConfig,
+    pub tls: TlsOptions,
     pub chunk_size: Option<u64>,
     pub retries: u32,
     pub timeout: Duration,
     pub debug: bool,
     pub jobs: usize,
+}
+
+impl RegistryOptions {
+    /// Defaults for a host: HTTPS (loopback may fall back to HTTP), no credentials, 5
+    /// retries, a 60 s idle timeout, 4 jobs.
+    pub fn new(host: &str) -> RegistryOptions {
+        RegistryOptions {
+            host: host.to_string(),
+            insecure: false,
+            auth: AuthConfig::default(),
+            tls: TlsOptions::default(),
+            chunk_size: None,
+            retries: 5,
+            timeout: Duration::from_secs(60),
+            debug: false,
+            jobs: 4,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +357,30 @@ fn check_host(var: &str, host: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where stored credentials are looked for: `$DOCKER_CONFIG/config.json` (else
+/// `~/.docker/config.json`), then `$REGISTRY_AUTH_FILE`, then
+/// `$XDG_RUNTIME_DIR/containers/auth.json` (PROTOCOL.md rule 18).
+fn credential_sources(env: &dyn Env) -> Sources {
+    let docker = match lookup(env, "DOCKER_CONFIG") {
+        Some((_, dir)) => Some(PathBuf::from(dir)),
+        None => env
+            .var("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| PathBuf::from(h).join(".docker")),
+    };
+    let mut auth_files = Vec::new();
+    if let Some((_, f)) = lookup(env, "REGISTRY_AUTH_FILE") {
+        auth_files.push(PathBuf::from(f));
+    }
+    if let Some(run) = env.var("XDG_RUNTIME_DIR").filter(|r| !r.is_empty()) {
+        auth_files.push(PathBuf::from(run).join("containers/auth.json"));
+    }
+    Sources {
+        docker_config: docker.map(|d| d.join("config.json")),
+        auth_files,
+    }
+}
+
 /// The default local store: `<data dir>/regtool/store`.
 pub fn default_store() -> Result<PathBuf> {
     directories::ProjectDirs::from("", "", "regtool")
@@ -307,18 +438,45 @@ impl Settings {
                         )
                     })?),
                 };
-                Location::Registry(RegistryOptions {
-                    host,
-                    insecure: flag(env, "INSECURE")?,
+                let insecure = flag(env, "INSECURE")?;
+                let path = |name: &str| lookup(env, name).map(|(_, v)| PathBuf::from(v));
+                let tls = TlsOptions::load(
+                    path("TLSVERIFY").as_deref(),
+                    path("CLIENT_CERT").as_deref(),
+                    path("CLIENT_KEY").as_deref(),
+                    flag(env, "SKIPTLSVERIFY")?,
+                )?;
+                let auth_host = lookup(env, "AUTH_HOST");
+                if let Some((n, h)) = &auth_host {
+                    check_host(n, h)?;
+                }
+                let auth = AuthConfig {
                     username: lookup(env, "USERNAME").map(|(_, v)| v),
                     password,
                     authorization: lookup(env, "AUTHORIZATION").map(|(_, v)| v),
+                    token: lookup(env, "TOKEN").map(|(_, v)| v),
+                    refresh_token: lookup(env, "REFRESH_TOKEN").map(|(_, v)| v),
+                    access_token: lookup(env, "ACCESS_TOKEN").map(|(_, v)| v),
+                    auth_host: auth_host.map(|(_, v)| v),
+                    sources: credential_sources(env),
+                    cache_dir: match path("CACHE_DIR") {
+                        Some(p) => Some(p),
+                        None => directories::ProjectDirs::from("", "", "regtool")
+                            .map(|d| d.cache_dir().to_path_buf()),
+                    },
+                    insecure,
+                };
+                Location::Registry(Box::new(RegistryOptions {
+                    host,
+                    insecure,
+                    auth,
+                    tls,
                     chunk_size,
                     retries: number(env, "RETRIES", 5, 0, 100)? as u32,
                     timeout: Duration::from_secs(number(env, "TIMEOUT", 60, 1, 86_400)?),
                     debug: flag(env, "DEBUG")?,
                     jobs,
-                })
+                }))
             }
         };
         let platform = match lookup(env, "PLATFORM") {
@@ -391,7 +549,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(registry(&s).host, "b:5000");
-        assert_eq!(registry(&s).username.as_deref(), Some("u"));
+        assert_eq!(registry(&s).auth.username.as_deref(), Some("u"));
         let s = Settings::from_env(&env(&[("DXF_HOST", "a:5000")])).unwrap();
         assert_eq!(registry(&s).host, "a:5000");
     }
@@ -469,6 +627,6 @@ mod tests {
             ("REGTOOL_PASSWORD_FILE", path.to_str().unwrap()),
         ]))
         .unwrap();
-        assert_eq!(registry(&s).password.as_deref(), Some("s3cret"));
+        assert_eq!(registry(&s).auth.password.as_deref(), Some("s3cret"));
     }
 }

@@ -5,6 +5,7 @@
 pub mod alias;
 pub mod cleanup;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod layout;
 pub mod oci;

@@ -60,15 +60,22 @@ fn notices(settings: &Settings) {
                 root.display()
             );
         }
-        Location::Registry(r)
-            if r.insecure
-                && (r.username.is_some() || r.authorization.is_some())
-                && !regtool::registry::http::is_loopback(&r.host) =>
-        {
-            eprintln!(
-                "regtool: warning: REGTOOL_INSECURE=1: credentials go to {} in clear text",
-                r.host
-            );
+        Location::Registry(r) => {
+            if r.tls.skip_verify {
+                eprintln!(
+                    "regtool: warning: REGTOOL_SKIPTLSVERIFY=1: the identity of {} is not checked",
+                    r.host
+                );
+            }
+            let has_credentials = r.auth.username.is_some()
+                || r.auth.authorization.is_some()
+                || r.auth.token.is_some();
+            if r.insecure && has_credentials && !regtool::registry::http::is_loopback(&r.host) {
+                eprintln!(
+                    "regtool: warning: REGTOOL_INSECURE=1: credentials go to {} in clear text",
+                    r.host
+                );
+            }
         }
         _ => {}
     }

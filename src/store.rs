@@ -77,4 +77,10 @@ pub trait Store: Send + Sync {
     fn list_tags(&self, repo: &str) -> Result<Vec<String>>;
 
     fn list_repos(&self) -> Result<Vec<String>>;
+
+    /// A bearer token for `scope`; None when the store does not use tokens.
+    fn mint_token(&self, scope: &crate::registry::scope::Scope) -> Result<Option<String>> {
+        let _ = scope;
+        Ok(None)
+    }
 }

@@ -1,6 +1,7 @@
 //! One module per verb. Each owns its clap `Args` and one `run` that orchestrates library calls
 //! and prints through [`Output`]. What several verbs share lives here.
 
+pub mod auth;
 pub mod blob_size;
 pub mod del_alias;
 pub mod del_blob;
@@ -57,6 +58,7 @@ pub fn run(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::GetManifest(a) => get_manifest::run(ctx, a),
         Command::ListAliases(a) => list_aliases::run(ctx, a),
         Command::ListRepos(a) => list_repos::run(ctx, a),
+        Command::Auth(a) => auth::run(ctx, a),
     }
 }
 

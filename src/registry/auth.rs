@@ -1,47 +1,76 @@
-//! Authentication state for one registry: the credentials the user gave and the
-//! `Authorization` value currently in use. On a 401 the challenge decides (PROTOCOL.md rules
-//! 13-14): `Basic` sends the credentials, `Bearer` fetches a token from the realm for the
-//! challenged scope.
+//! Authentication for one registry (PROTOCOL.md rules 13-18). The first 401 tells the scheme:
+//! `Basic` sends the credentials; `Bearer` names a realm, and from then on every request
+//! carries a token for exactly the scope it needs, fetched once per scope and cached (memory
+//! and disk, see `token.rs`). Credentials come from the environment, else from docker's or
+//! podman's stored credentials, looked up only when a registry asks for them.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde::Deserialize;
 
+use crate::credentials::{self, Sources, Stored};
 use crate::error::{Error, Kind, Result};
+use crate::oci::Digest;
 use crate::registry::headers::Challenge;
+use crate::registry::scope::Scope;
+use crate::registry::token::{Cache, Realm, Token};
 use crate::registry::url;
 
-/// What the user configured.
-#[derive(Clone, Default)]
-pub struct Credentials {
+/// What the user configured for authentication.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthConfig {
     pub username: Option<String>,
     pub password: Option<String>,
-    /// A whole `Authorization` value, sent as is from the first request on.
+    /// A whole `Authorization` value, sent as is.
     pub authorization: Option<String>,
+    /// A bearer token used as is until the registry refuses it.
+    pub token: Option<String>,
+    pub refresh_token: Option<String>,
+    /// An Azure AD access token, exchanged for a refresh token.
+    pub access_token: Option<String>,
+    /// Replaces the host of the token realm.
+    pub auth_host: Option<String>,
+    pub sources: Sources,
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// The user opted in to credentials over plain HTTP (REGTOOL_INSECURE=1).
+    pub insecure: bool,
 }
 
-impl Credentials {
-    fn basic(&self) -> Option<String> {
-        let user = self.username.as_deref()?;
-        let pass = self.password.as_deref().unwrap_or("");
-        Some(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-        ))
-    }
+/// A request to a token endpoint, made by the HTTP layer on our behalf.
+pub struct TokenCall {
+    pub post_form: Option<String>,
+    pub url: String,
+    pub basic: Option<String>,
 }
 
-/// Fetches a token URL with an optional Basic `Authorization` value; returns the body.
-pub type TokenFetch<'a> = dyn Fn(&str, Option<&str>) -> Result<Vec<u8>> + 'a;
+/// Sends a [`TokenCall`]; returns the status and body.
+pub type Transport<'a> = dyn Fn(&TokenCall) -> Result<(u16, Vec<u8>)> + 'a;
+
+#[derive(Clone)]
+enum Mode {
+    Unknown,
+    Basic,
+    Bearer(Realm),
+}
+
+struct State {
+    mode: Mode,
+    /// REGTOOL_TOKEN was refused once: renew with the other credentials from then on.
+    static_refused: bool,
+    /// A refresh token obtained by exchanging REGTOOL_ACCESS_TOKEN.
+    exchanged: Option<String>,
+}
 
 pub struct Auth {
-    creds: Credentials,
-    /// The header sent with every request to the registry's own origin.
-    current: Mutex<Option<String>>,
-    /// Bearer tokens by (realm, service, scope), so that a scope asked for twice is fetched once.
-    tokens: Mutex<HashMap<String, String>>,
+    host: String,
+    cfg: AuthConfig,
+    stored: OnceLock<Result<Option<Stored>>>,
+    state: Mutex<State>,
+    cache: Cache,
+    /// One token request at a time, so concurrent transfers wanting the same scope share it.
+    fetching: Mutex<()>,
 }
 
 #[derive(Deserialize)]
@@ -50,88 +79,377 @@ struct TokenAnswer {
     token: Option<String>,
     #[serde(default)]
     access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ExchangeAnswer {
+    refresh_token: String,
+}
+
+fn basic_header(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", url::encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 impl Auth {
-    pub fn new(creds: Credentials) -> Auth {
-        let current = Mutex::new(creds.authorization.clone());
+    pub fn new(host: &str, cfg: AuthConfig) -> Auth {
+        let cache = Cache::new(cfg.cache_dir.clone());
+        let mode = cache.realm(host).map_or(Mode::Unknown, Mode::Bearer);
         Auth {
-            creds,
-            current,
-            tokens: Mutex::new(HashMap::new()),
+            host: host.to_string(),
+            cfg,
+            stored: OnceLock::new(),
+            state: Mutex::new(State {
+                mode,
+                static_refused: false,
+                exchanged: None,
+            }),
+            cache,
+            fetching: Mutex::new(()),
         }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Docker's or podman's credentials for this host, looked up once and only when the
+    /// environment has none.
+    fn stored(&self) -> Result<Option<Stored>> {
+        if self.cfg.username.is_some()
+            || self.cfg.refresh_token.is_some()
+            || self.cfg.access_token.is_some()
+        {
+            return Ok(None);
+        }
+        self.stored
+            .get_or_init(|| credentials::lookup(&self.cfg.sources, &self.host))
+            .clone()
+    }
+
+    /// User name and password, from the environment or stored.
+    fn password_pair(&self) -> Result<Option<(String, String)>> {
+        if let Some(user) = &self.cfg.username {
+            return Ok(Some((
+                user.clone(),
+                self.cfg.password.clone().unwrap_or_default(),
+            )));
+        }
+        Ok(self
+            .stored()?
+            .and_then(|s| Some((s.username?, s.password.unwrap_or_default()))))
     }
 
     pub fn has_credentials(&self) -> bool {
-        self.creds.username.is_some() || self.creds.authorization.is_some()
+        self.cfg.username.is_some()
+            || self.cfg.authorization.is_some()
+            || self.cfg.token.is_some()
+            || self.cfg.refresh_token.is_some()
+            || self.cfg.access_token.is_some()
+            || self.stored().ok().flatten().is_some()
     }
 
-    /// The `Authorization` value to send to the registry, if any.
-    pub fn header(&self) -> Option<String> {
-        self.current.lock().map(|g| g.clone()).unwrap_or(None)
+    /// Who the tokens are for, as part of the cache key (never the secret itself).
+    fn identity(&self) -> String {
+        let who = match (
+            &self.cfg.username,
+            &self.cfg.refresh_token,
+            &self.cfg.access_token,
+        ) {
+            (Some(u), _, _) => format!("user:{u}"),
+            (None, Some(r), _) => format!("refresh:{r}"),
+            (None, None, Some(a)) => format!("aad:{a}"),
+            (None, None, None) => match self.stored().ok().flatten() {
+                Some(Stored {
+                    username: Some(u), ..
+                }) => format!("user:{u}"),
+                Some(Stored {
+                    identity_token: Some(t),
+                    ..
+                }) => format!("refresh:{t}"),
+                _ => return "anonymous".to_string(),
+            },
+        };
+        Digest::sha256(who.as_bytes()).hex()[..16].to_string()
     }
 
-    fn set(&self, value: String) {
-        if let Ok(mut g) = self.current.lock() {
-            *g = Some(value);
+    fn key(&self, realm: &Realm, scope: &Scope) -> String {
+        format!(
+            "{}|{}|{}|{}|{scope}",
+            self.host,
+            realm.realm,
+            realm.service.as_deref().unwrap_or(""),
+            self.identity()
+        )
+    }
+
+    /// The `Authorization` value for a request needing `scope`, if any.
+    pub fn header(&self, scope: &Scope, transport: &Transport<'_>) -> Result<Option<String>> {
+        if let Some(a) = &self.cfg.authorization {
+            return Ok(Some(a.clone()));
+        }
+        let (mode, static_refused) = {
+            let s = self.state();
+            (s.mode.clone(), s.static_refused)
+        };
+        if let (Some(t), false) = (&self.cfg.token, static_refused) {
+            return Ok(Some(format!("Bearer {t}")));
+        }
+        match mode {
+            Mode::Unknown => Ok(None),
+            Mode::Basic => Ok(self.password_pair()?.map(|(u, p)| basic_header(&u, &p))),
+            Mode::Bearer(realm) => Ok(Some(format!(
+                "Bearer {}",
+                self.token(&realm, scope, scope, transport)?.token
+            ))),
         }
     }
 
-    /// Answers a 401's challenges. Returns true when the request should be sent again with the
-    /// new header; false when nothing we hold can answer them.
-    pub fn respond(&self, challenges: &[Challenge], fetch: &TokenFetch<'_>) -> Result<bool> {
+    /// Answers a 401. `sent` is the Authorization value the refused request carried. Returns
+    /// true when the request should be sent again.
+    pub fn challenged(
+        &self,
+        challenges: &[Challenge],
+        scope: &Scope,
+        sent: Option<&str>,
+        transport: &Transport<'_>,
+    ) -> Result<bool> {
+        if self.cfg.authorization.is_some() {
+            return Ok(false);
+        }
+        let static_token = self.cfg.token.as_ref().map(|t| format!("Bearer {t}"));
+        if sent.is_some() && sent == static_token.as_deref() {
+            self.state().static_refused = true;
+        }
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer")
             && let Some(realm) = bearer.param("realm")
         {
-            let mut token_url = realm.to_string();
-            if let Some(service) = bearer.param("service") {
-                token_url = url::add_query(&token_url, "service", service);
-            }
-            if let Some(scope) = bearer.param("scope") {
-                for s in scope.split(' ').filter(|s| !s.is_empty()) {
-                    token_url = url::add_query(&token_url, "scope", s);
-                }
-            }
-            let cached = self
-                .tokens
-                .lock()
-                .ok()
-                .and_then(|t| t.get(&token_url).cloned());
-            let token = match cached {
-                Some(t) if Some(format!("Bearer {t}")) != self.header() => t,
-                _ => {
-                    let basic = self.creds.basic();
-                    let body = fetch(&token_url, basic.as_deref())?;
-                    let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-                        Error::new(
-                            Kind::Denied,
-                            format!("token server answered with malformed JSON: {e}"),
-                        )
-                    })?;
-                    let token = answer
-                        .token
-                        .or(answer.access_token)
-                        .filter(|t| !t.is_empty())
-                        .ok_or_else(|| {
-                            Error::new(Kind::Denied, "token server answered without a token")
-                        })?;
-                    if let Ok(mut t) = self.tokens.lock() {
-                        t.insert(token_url, token.clone());
-                    }
-                    token
-                }
+            let realm = Realm {
+                realm: self.replace_auth_host(realm),
+                service: bearer.param("service").map(str::to_string),
             };
-            self.set(format!("Bearer {token}"));
+            let want = scope.union(&Scope::parse(bearer.param("scope").unwrap_or("")));
+            let key = self.key(&realm, scope);
+            // A cached token the registry refused is no good any more (revoked, clock skew).
+            if let Some(cached) = self.cache.token(&key)
+                && sent == Some(format!("Bearer {}", cached.token).as_str())
+            {
+                self.cache.forget(&key);
+            }
+            self.state().mode = Mode::Bearer(realm.clone());
+            self.token(&realm, scope, &want, transport)?;
             return Ok(true);
         }
         if challenges.iter().any(|c| c.scheme == "basic")
-            && let Some(basic) = self.creds.basic()
-            && self.header().as_deref() != Some(basic.as_str())
+            && let Some((u, p)) = self.password_pair()?
         {
-            self.set(basic);
-            return Ok(true);
+            let header = basic_header(&u, &p);
+            if sent != Some(header.as_str()) {
+                self.state().mode = Mode::Basic;
+                return Ok(true);
+            }
         }
         Ok(false)
+    }
+
+    /// A token for `want`, cached under `scope` (what the caller will ask for next time).
+    fn token(
+        &self,
+        realm: &Realm,
+        scope: &Scope,
+        want: &Scope,
+        transport: &Transport<'_>,
+    ) -> Result<Token> {
+        let key = self.key(realm, scope);
+        if let Some(t) = self.cache.token(&key) {
+            return Ok(t);
+        }
+        let _one_at_a_time = self.fetching.lock();
+        if let Some(t) = self.cache.token(&key) {
+            return Ok(t);
+        }
+        let token = self.fetch(realm, want, transport)?;
+        self.cache.put(&self.host, realm, &key, token.clone());
+        Ok(token)
+    }
+
+    /// Mints a token for `scope` (the `auth` command): None when the registry does not use
+    /// bearer tokens. The mode must have been learnt first (the caller GETs /v2/).
+    pub fn mint(&self, scope: &Scope, transport: &Transport<'_>) -> Result<Option<String>> {
+        let mode = self.state().mode.clone();
+        match mode {
+            Mode::Bearer(realm) => Ok(Some(self.token(&realm, scope, scope, transport)?.token)),
+            _ => Ok(None),
+        }
+    }
+
+    fn replace_auth_host(&self, realm: &str) -> String {
+        let Some(new_host) = &self.cfg.auth_host else {
+            return realm.to_string();
+        };
+        match realm.split_once("://") {
+            Some((scheme, rest)) => {
+                let path = rest.find('/').map_or("", |i| &rest[i..]);
+                format!("{scheme}://{new_host}{path}")
+            }
+            None => realm.to_string(),
+        }
+    }
+
+    /// The refresh token to use: REGTOOL_REFRESH_TOKEN, a stored identity token, or one
+    /// exchanged for REGTOOL_ACCESS_TOKEN at the registry's /oauth2/exchange (ACR).
+    fn refresh_token(&self, realm: &Realm, transport: &Transport<'_>) -> Result<Option<String>> {
+        if let Some(r) = &self.cfg.refresh_token {
+            return Ok(Some(r.clone()));
+        }
+        if let Some(aad) = &self.cfg.access_token {
+            if let Some(r) = self.state().exchanged.clone() {
+                return Ok(Some(r));
+            }
+            let scheme = realm.realm.split("://").next().unwrap_or("https");
+            let call = TokenCall {
+                url: format!("{scheme}://{}/oauth2/exchange", self.host),
+                basic: None,
+                post_form: Some(form(&[
+                    ("grant_type", "access_token"),
+                    ("service", &self.host),
+                    ("access_token", aad),
+                ])),
+            };
+            let (status, body) = transport(&call)?;
+            if status != 200 {
+                return Err(Error::new(
+                    Kind::Denied,
+                    format!(
+                        "exchanging REGTOOL_ACCESS_TOKEN at {}: HTTP {status}",
+                        call.url
+                    ),
+                ));
+            }
+            let answer: ExchangeAnswer = serde_json::from_slice(&body).map_err(|e| {
+                Error::new(
+                    Kind::Denied,
+                    format!("the token exchange answered with malformed JSON: {e}"),
+                )
+            })?;
+            self.state().exchanged = Some(answer.refresh_token.clone());
+            return Ok(Some(answer.refresh_token));
+        }
+        Ok(self.stored()?.and_then(|s| s.identity_token))
+    }
+
+    /// Asks the token server (PROTOCOL.md rule 14): OAuth2 POST with a refresh token, else GET
+    /// with Basic credentials (or none, for anonymous access).
+    fn fetch(&self, realm: &Realm, scope: &Scope, transport: &Transport<'_>) -> Result<Token> {
+        let service = realm.service.as_deref().unwrap_or("");
+        let call = match self.refresh_token(realm, transport)? {
+            Some(refresh) => {
+                let mut pairs = vec![
+                    ("grant_type", "refresh_token"),
+                    ("service", service),
+                    ("client_id", "regtool"),
+                    ("refresh_token", refresh.as_str()),
+                ];
+                let scopes = scope.to_string();
+                if !scope.is_empty() {
+                    pairs.push(("scope", &scopes));
+                }
+                TokenCall {
+                    url: realm.realm.clone(),
+                    basic: None,
+                    post_form: Some(form(&pairs)),
+                }
+            }
+            None => {
+                let mut target = realm.realm.clone();
+                if realm.service.is_some() {
+                    target = url::add_query(&target, "service", service);
+                }
+                for s in scope.parts() {
+                    target = url::add_query(&target, "scope", s);
+                }
+                let basic = self.password_pair()?.map(|(u, p)| basic_header(&u, &p));
+                if basic.is_some() && !self.cleartext_ok(&target) {
+                    return Err(Error::new(
+                        Kind::Denied,
+                        format!(
+                            "refusing to send credentials in clear text to {}",
+                            crate::text::sanitize(&target, 100)
+                        ),
+                    )
+                    .with_hint("use an https token realm, or set REGTOOL_INSECURE=1 to allow it"));
+                }
+                TokenCall {
+                    url: target,
+                    basic,
+                    post_form: None,
+                }
+            }
+        };
+        let (status, body) = transport(&call)?;
+        match status {
+            200 => {}
+            401 | 403 => {
+                return Err(Error::new(
+                    Kind::Denied,
+                    format!("the token server refused the credentials for {scope}"),
+                )
+                .with_hint(
+                    "check REGTOOL_USERNAME and REGTOOL_PASSWORD (or the stored credentials)",
+                ));
+            }
+            _ => {
+                return Err(crate::registry::errors::from_status(
+                    status,
+                    &body,
+                    "fetching a token",
+                ));
+            }
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+            Error::new(
+                Kind::Denied,
+                format!("the token server answered with malformed JSON: {e}"),
+            )
+        })?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::new(Kind::Denied, "the token server answered without a token"))?;
+        // The token spec's default lifetime is 60 s.
+        Ok(Token::new(
+            token,
+            Duration::from_secs(answer.expires_in.unwrap_or(60).max(1)),
+        ))
+    }
+
+    /// Credentials may go over plain HTTP only to this machine or when the user opted in
+    /// (PROTOCOL.md rule 17).
+    fn cleartext_ok(&self, target: &str) -> bool {
+        match url::origin(target) {
+            Some((scheme, authority)) => {
+                scheme == "https"
+                    || self.cfg.insecure
+                    || crate::registry::http::is_loopback(&authority)
+            }
+            None => false,
+        }
     }
 }
 
@@ -140,51 +458,129 @@ mod tests {
     use super::*;
     use crate::registry::headers::parse_challenges;
 
-    fn creds() -> Credentials {
-        Credentials {
+    fn cfg() -> AuthConfig {
+        AuthConfig {
             username: Some("fred".into()),
             password: Some("pa:ss".into()),
-            authorization: None,
+            ..AuthConfig::default()
         }
+    }
+
+    fn no_transport(_: &TokenCall) -> Result<(u16, Vec<u8>)> {
+        panic!("no token request expected")
     }
 
     #[test]
     fn basic_challenge_sends_credentials_once() {
-        let auth = Auth::new(creds());
+        let auth = Auth::new("h", cfg());
         let ch = parse_challenges(&["Basic realm=\"r\""]);
-        let no_fetch =
-            |_: &str, _: Option<&str>| -> Result<Vec<u8>> { panic!("no token fetch for Basic") };
-        assert!(auth.respond(&ch, &no_fetch).unwrap());
-        assert_eq!(auth.header().unwrap(), "Basic ZnJlZDpwYTpzcw==");
-        // Refused again with the same credentials: nothing more to try.
-        assert!(!auth.respond(&ch, &no_fetch).unwrap());
         assert!(
-            !Auth::new(Credentials::default())
-                .respond(&ch, &no_fetch)
+            auth.challenged(&ch, &Scope::default(), None, &no_transport)
+                .unwrap()
+        );
+        let header = auth
+            .header(&Scope::default(), &no_transport)
+            .unwrap()
+            .unwrap();
+        assert_eq!(header, "Basic ZnJlZDpwYTpzcw==");
+        assert!(
+            !auth
+                .challenged(&ch, &Scope::default(), Some(&header), &no_transport)
+                .unwrap()
+        );
+        assert!(
+            !Auth::new("h", AuthConfig::default())
+                .challenged(&ch, &Scope::default(), None, &no_transport)
                 .unwrap()
         );
     }
 
     #[test]
-    fn bearer_challenge_fetches_a_token_for_the_scope() {
-        let auth = Auth::new(creds());
+    fn bearer_tokens_are_fetched_once_per_scope() {
+        let auth = Auth::new("127.0.0.1:5000", cfg());
         let ch = parse_challenges(&[
-            r#"Bearer realm="http://127.0.0.1:1/token?a=b",service="reg",scope="repository:fred/x:pull,push""#,
+            r#"Bearer realm="http://127.0.0.1:1/token?a=b",service="reg",scope="repository:fred/x:pull""#,
         ]);
-        let fetch = |url: &str, basic: Option<&str>| -> Result<Vec<u8>> {
-            assert_eq!(
-                url,
-                "http://127.0.0.1:1/token?a=b&service=reg&scope=repository%3Afred%2Fx%3Apull%2Cpush"
-            );
-            assert!(basic.unwrap().starts_with("Basic "));
-            Ok(br#"{"access_token":"tok"}"#.to_vec())
+        let calls = Mutex::new(Vec::new());
+        let transport = |c: &TokenCall| -> Result<(u16, Vec<u8>)> {
+            calls.lock().unwrap().push(c.url.clone());
+            assert!(c.basic.as_deref().unwrap().starts_with("Basic "));
+            Ok((200, br#"{"access_token":"tok","expires_in":300}"#.to_vec()))
         };
-        assert!(auth.respond(&ch, &fetch).unwrap());
-        assert_eq!(auth.header().unwrap(), "Bearer tok");
-        let bad = |_: &str, _: Option<&str>| -> Result<Vec<u8>> { Ok(b"{}".to_vec()) };
+        let pull = Scope::pull("fred/x");
+        assert!(auth.challenged(&ch, &pull, None, &transport).unwrap());
         assert_eq!(
-            Auth::new(creds()).respond(&ch, &bad).unwrap_err().kind,
+            auth.header(&pull, &transport).unwrap().unwrap(),
+            "Bearer tok"
+        );
+        assert_eq!(
+            auth.header(&pull, &transport).unwrap().unwrap(),
+            "Bearer tok"
+        );
+        auth.header(&Scope::push("fred/x"), &transport).unwrap();
+        let calls = calls.into_inner().unwrap();
+        assert_eq!(
+            calls,
+            [
+                "http://127.0.0.1:1/token?a=b&service=reg&scope=repository%3Afred%2Fx%3Apull",
+                "http://127.0.0.1:1/token?a=b&service=reg&scope=repository%3Afred%2Fx%3Apull%2Cpush"
+            ]
+        );
+    }
+
+    #[test]
+    fn refusals_and_cleartext_are_denied() {
+        let ch = parse_challenges(&[r#"Bearer realm="http://auth.example/token",service="reg""#]);
+        let auth = Auth::new("reg.example", cfg());
+        let err = auth
+            .challenged(&ch, &Scope::default(), None, &no_transport)
+            .unwrap_err();
+        assert_eq!(err.kind, Kind::Denied);
+        assert!(err.message.contains("clear text"));
+        let local = parse_challenges(&[r#"Bearer realm="http://127.0.0.1:1/token""#]);
+        let refused = |_: &TokenCall| -> Result<(u16, Vec<u8>)> { Ok((401, Vec::new())) };
+        assert_eq!(
+            Auth::new("h", cfg())
+                .challenged(&local, &Scope::default(), None, &refused)
+                .unwrap_err()
+                .kind,
             Kind::Denied
+        );
+        let garbage = |_: &TokenCall| -> Result<(u16, Vec<u8>)> { Ok((200, b"{}".to_vec())) };
+        assert_eq!(
+            Auth::new("h", cfg())
+                .challenged(&local, &Scope::default(), None, &garbage)
+                .unwrap_err()
+                .kind,
+            Kind::Denied
+        );
+    }
+
+    #[test]
+    fn refresh_tokens_go_by_oauth2_post_and_auth_host_moves_the_realm() {
+        let auth = Auth::new(
+            "h",
+            AuthConfig {
+                refresh_token: Some("rt".into()),
+                auth_host: Some("127.0.0.1:9".into()),
+                ..AuthConfig::default()
+            },
+        );
+        let ch =
+            parse_challenges(&[r#"Bearer realm="https://auth.example/oauth2/token",service="h""#]);
+        let transport = |c: &TokenCall| -> Result<(u16, Vec<u8>)> {
+            assert_eq!(c.url, "https://127.0.0.1:9/oauth2/token");
+            assert_eq!(
+                c.post_form.as_deref(),
+                Some(
+                    "grant_type=refresh_token&service=h&client_id=regtool&refresh_token=rt&scope=repository%3Ar%3Apull"
+                )
+            );
+            Ok((200, br#"{"access_token":"at"}"#.to_vec()))
+        };
+        assert!(
+            auth.challenged(&ch, &Scope::pull("r"), None, &transport)
+                .unwrap()
         );
     }
 }

@@ -12,9 +12,10 @@ use ureq::{Agent, SendBody};
 
 use crate::config::RegistryOptions;
 use crate::error::{Error, Kind, Result};
-use crate::registry::auth::{Auth, Credentials};
+use crate::registry::auth::{Auth, TokenCall};
 use crate::registry::errors::from_status;
 use crate::registry::headers::parse_challenges;
+use crate::registry::scope::Scope;
 use crate::registry::url;
 
 pub type Response = http::Response<ureq::Body>;
@@ -40,6 +41,8 @@ pub struct Request<'a> {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: Body<'a>,
+    /// The token scope the request needs (PROTOCOL.md rule 15).
+    pub scope: Scope,
 }
 
 impl<'a> Request<'a> {
@@ -49,7 +52,12 @@ impl<'a> Request<'a> {
             url: url.into(),
             headers: Vec::new(),
             body: Body::Empty,
+            scope: Scope::default(),
         }
+    }
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
     }
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
@@ -92,6 +100,7 @@ impl Http {
             .timeout_per_read(Some(opts.timeout))
             .timeout_per_write(Some(opts.timeout))
             .max_idle_connections_per_host(opts.jobs + 2)
+            .tls_config(opts.tls.config())
             .build()
             .into();
         let scheme = if opts.insecure {
@@ -101,16 +110,11 @@ impl Http {
         } else {
             Some("https")
         };
-        let creds = Credentials {
-            username: opts.username.clone(),
-            password: opts.password.clone(),
-            authorization: opts.authorization.clone(),
-        };
         Http {
             agent,
             host: opts.host.clone(),
             scheme: Mutex::new(scheme),
-            auth: Auth::new(creds),
+            auth: Auth::new(&opts.host, opts.auth.clone()),
             retries: opts.retries,
             debug: opts.debug,
         }
@@ -161,11 +165,19 @@ impl Http {
             url: path,
             headers,
             mut body,
+            scope,
         } = req;
+        let transport = |call: &TokenCall| self.token_call(call);
         let mut url = self.absolute(&path);
         let (mut attempt, mut redirects, mut authed) = (0u32, 0u32, false);
         loop {
-            let sent = self.once(&method, &url, &headers, &mut body);
+            // Credentials go only to the registry's own origin: never to a redirect target on
+            // another host (S3 and CDNs reject a second auth mechanism) nor over a changed scheme.
+            let authorization = match self.same_origin(&url) {
+                true => self.auth.header(&scope, &transport)?,
+                false => None,
+            };
+            let sent = self.once(&method, &url, &headers, authorization.as_deref(), &mut body);
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) => {
@@ -235,9 +247,13 @@ impl Http {
                         .filter_map(|v| v.to_str().ok().map(str::to_string))
                         .collect();
                     let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-                    let fetch =
-                        |token_url: &str, basic: Option<&str>| self.fetch_token(token_url, basic);
-                    if !self.auth.respond(&parse_challenges(&refs), &fetch)? {
+                    let challenges = parse_challenges(&refs);
+                    if !self.auth.challenged(
+                        &challenges,
+                        &scope,
+                        authorization.as_deref(),
+                        &transport,
+                    )? {
                         return Ok(resp);
                     }
                     authed = true;
@@ -265,17 +281,14 @@ impl Http {
         method: &Method,
         url: &str,
         headers: &[(&'static str, String)],
+        authorization: Option<&str>,
         body: &mut Body<'_>,
     ) -> Result<Response, ureq::Error> {
         let mut builder = http::Request::builder().method(method.clone()).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, value);
         }
-        // Credentials go only to the registry's own origin: never to a redirect target on
-        // another host (S3 and CDNs reject a second auth mechanism) nor over a changed scheme.
-        if self.same_origin(url)
-            && let Some(auth) = self.auth.header()
-        {
+        if let Some(auth) = authorization {
             builder = builder.header("authorization", auth);
         }
         let needs_length = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
@@ -307,42 +320,74 @@ impl Http {
         }
     }
 
-    /// GETs a bearer token (PROTOCOL.md rule 14), with Basic credentials if we hold any.
-    fn fetch_token(&self, token_url: &str, basic: Option<&str>) -> Result<Vec<u8>> {
-        let Some((scheme, authority)) = url::origin(token_url) else {
+    /// Sends a request to a token endpoint for the auth module: GET with optional Basic
+    /// credentials, or an OAuth2 form POST. Never carries the registry's own credentials.
+    fn token_call(&self, call: &TokenCall) -> Result<(u16, Vec<u8>)> {
+        if url::origin(&call.url).is_none() {
             return Err(Error::new(
                 Kind::Denied,
                 format!(
                     "token realm {:?} is not an http(s) URL",
-                    crate::text::sanitize(token_url, 100)
+                    crate::text::sanitize(&call.url, 100)
                 ),
             ));
+        }
+        let method = if call.post_form.is_some() {
+            Method::POST
+        } else {
+            Method::GET
         };
-        // Rule 17: no credentials in clear text to another machine.
-        let basic = basic
-            .filter(|_| scheme == "https" || is_loopback(&authority) || self.scheme().0 == "http");
-        let mut builder = http::Request::builder().method(Method::GET).uri(token_url);
-        if let Some(b) = basic {
+        let mut builder = http::Request::builder()
+            .method(method.clone())
+            .uri(&call.url);
+        if let Some(b) = &call.basic {
             builder = builder.header("authorization", b);
         }
-        let request = builder
-            .body(SendBody::none())
-            .map_err(|e| Error::other(format!("token request: {e}")))?;
-        let mut resp = self
-            .agent
-            .run(request)
-            .map_err(|e| self.transport_error(e).context("fetching a token"))?;
-        let status = resp.status().as_u16();
-        self.log(|| format!("GET {} -> {status}", url::redact(token_url)));
-        let body = read_limited(&mut resp, 1 << 20)?;
-        if status != 200 {
-            let mut err = from_status(status, &body, "fetching a token");
-            if matches!(status, 401 | 403) {
-                err.kind = Kind::Denied;
+        let sent = match &call.post_form {
+            Some(form) => {
+                let mut body: &[u8] = form.as_bytes();
+                builder = builder
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("content-length", form.len().to_string());
+                builder
+                    .body(SendBody::from_reader(&mut body))
+                    .map_err(ureq::Error::from)
+                    .and_then(|r| self.agent.run(r))
             }
-            return Err(err);
+            None => builder
+                .body(SendBody::none())
+                .map_err(ureq::Error::from)
+                .and_then(|r| self.agent.run(r)),
+        };
+        let mut resp = sent.map_err(|e| self.transport_error(e).context("fetching a token"))?;
+        let status = resp.status().as_u16();
+        self.log(|| format!("{method} {} -> {status}", url::redact(&call.url)));
+        Ok((status, read_limited(&mut resp, 1 << 20)?))
+    }
+
+    /// Mints a token for `scope` (`regtool auth`): learns from GET /v2/ whether the registry
+    /// uses bearer tokens at all. None when it does not.
+    pub fn mint(&self, scope: &Scope) -> Result<Option<String>> {
+        let transport = |call: &TokenCall| self.token_call(call);
+        let resp = self.send(Request::new(Method::GET, "/v2/"))?;
+        let status = resp.status().as_u16();
+        if !matches!(status, 200 | 401) {
+            return Err(from_status(status, b"", "checking the registry"));
         }
-        Ok(body)
+        if status == 401 {
+            // The probe carried no usable credentials; the challenge still names the realm.
+            let values: Vec<String> = resp
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect();
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            if !parse_challenges(&refs).iter().any(|c| c.scheme == "bearer") {
+                return Err(from_status(401, b"", "checking the registry"));
+            }
+        }
+        self.auth.mint(scope, &transport)
     }
 
     fn transport_error(&self, e: ureq::Error) -> Error {

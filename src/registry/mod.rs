@@ -5,6 +5,9 @@ pub mod auth;
 pub mod errors;
 pub mod headers;
 pub mod http;
+pub mod scope;
+pub mod tls;
+pub mod token;
 pub mod upload;
 pub mod url;
 
@@ -13,6 +16,7 @@ use std::io::Read;
 use ::ureq::http::Method;
 
 use self::http::{Http, Request, header, read_limited};
+use self::scope::Scope;
 use crate::config::RegistryOptions;
 use crate::error::{Error, Kind, Result};
 use crate::oci::{Algorithm, Digest, media};
@@ -36,7 +40,13 @@ impl Registry {
     }
 
     /// GETs every page of a paginated list (PROTOCOL.md rule 8), collecting `field` of each.
-    fn paginate(&self, first: String, field: &str, what: &str) -> Result<Vec<String>> {
+    fn paginate(
+        &self,
+        first: String,
+        field: &str,
+        scope: Scope,
+        what: &str,
+    ) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let mut next = Some(first);
         let mut pages = 0;
@@ -47,9 +57,11 @@ impl Registry {
                     "{what}: the registry's pagination does not end"
                 )));
             }
-            let mut resp = self
-                .http
-                .call(Request::new(Method::GET, url.clone()), &[200], what)?;
+            let mut resp = self.http.call(
+                Request::new(Method::GET, url.clone()).scope(scope.clone()),
+                &[200],
+                what,
+            )?;
             let links: Vec<String> = resp
                 .headers()
                 .get_all("link")
@@ -81,6 +93,7 @@ impl Registry {
 
 fn manifest_request<'a>(method: Method, repo: &str, reference: &str) -> Request<'a> {
     Request::new(method, format!("/v2/{repo}/manifests/{reference}"))
+        .scope(Scope::pull(repo))
         .header("accept", media::MANIFEST_ACCEPT)
 }
 
@@ -96,10 +109,9 @@ impl Store for Registry {
 
     fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
         let what = format!("checking {digest} in {repo}");
-        let resp = self.http.send(Request::new(
-            Method::HEAD,
-            format!("/v2/{repo}/blobs/{digest}"),
-        ))?;
+        let req = Request::new(Method::HEAD, format!("/v2/{repo}/blobs/{digest}"))
+            .scope(Scope::pull(repo));
+        let resp = self.http.send(req)?;
         match resp.status().as_u16() {
             200 => {
                 let len = header(&resp, "content-length").and_then(|v| v.parse().ok());
@@ -115,7 +127,8 @@ impl Store for Registry {
     fn open_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream<'_>> {
         let what = format!("pulling {digest} from {repo}");
         let resp = self.http.call(
-            Request::new(Method::GET, format!("/v2/{repo}/blobs/{digest}")),
+            Request::new(Method::GET, format!("/v2/{repo}/blobs/{digest}"))
+                .scope(Scope::pull(repo)),
             &[200],
             &what,
         )?;
@@ -158,9 +171,11 @@ impl Store for Registry {
             url::encode(&digest.to_string()),
             url::encode(from)
         );
-        let resp = self
-            .http
-            .call(Request::new(Method::POST, url), &[201, 202], &what)?;
+        let resp = self.http.call(
+            Request::new(Method::POST, url).scope(Scope::mount(repo, from)),
+            &[201, 202],
+            &what,
+        )?;
         if resp.status().as_u16() == 201 {
             return Ok(());
         }
@@ -169,6 +184,7 @@ impl Store for Registry {
         if let Some(location) = header(&resp, "location") {
             upload::cancel(
                 &self.http,
+                repo,
                 &url::resolve(&self.http.absolute("/v2/"), &location),
             );
         }
@@ -188,7 +204,8 @@ impl Store for Registry {
     fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
         let what = format!("deleting {digest} from {repo}");
         self.http.call(
-            Request::new(Method::DELETE, format!("/v2/{repo}/blobs/{digest}")),
+            Request::new(Method::DELETE, format!("/v2/{repo}/blobs/{digest}"))
+                .scope(Scope::delete(repo)),
             &[200, 202, 204],
             &what,
         )?;
@@ -271,6 +288,7 @@ impl Store for Registry {
             )));
         }
         let req = Request::new(Method::PUT, format!("/v2/{repo}/manifests/{reference}"))
+            .scope(Scope::push(repo))
             .header("content-type", media_type)
             .body(http::Body::Bytes(bytes));
         let resp = self.http.call(req, &[200, 201, 202], &what)?;
@@ -289,7 +307,8 @@ impl Store for Registry {
     fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
         let what = format!("deleting manifest {digest} from {repo}");
         self.http.call(
-            Request::new(Method::DELETE, format!("/v2/{repo}/manifests/{digest}")),
+            Request::new(Method::DELETE, format!("/v2/{repo}/manifests/{digest}"))
+                .scope(Scope::delete(repo)),
             &[200, 202, 204],
             &what,
         )?;
@@ -300,14 +319,20 @@ impl Store for Registry {
         self.paginate(
             format!("/v2/{repo}/tags/list"),
             "tags",
+            Scope::pull(repo),
             &format!("listing aliases of {repo}"),
         )
+    }
+
+    fn mint_token(&self, scope: &Scope) -> Result<Option<String>> {
+        self.http.mint(scope)
     }
 
     fn list_repos(&self) -> Result<Vec<String>> {
         self.paginate(
             "/v2/_catalog?n=1000".to_string(),
             "repositories",
+            Scope::catalog(),
             "listing repositories",
         )
         .map_err(|e| {

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::oci::digest::HashingReader;
 use crate::oci::{Algorithm, Digest};
 use crate::registry::http::{Body, Http, Request, header};
+use crate::registry::scope::Scope;
 use crate::registry::url;
 
 pub struct Upload<'a> {
@@ -24,8 +25,8 @@ pub struct Upload<'a> {
 }
 
 /// Best-effort DELETE of an upload session we will not finish.
-pub fn cancel(http: &Http, location: &str) {
-    let _ = http.send(Request::new(Method::DELETE, location));
+pub fn cancel(http: &Http, repo: &str, location: &str) {
+    let _ = http.send(Request::new(Method::DELETE, location).scope(Scope::push(repo)));
 }
 
 impl<'a> Upload<'a> {
@@ -34,7 +35,8 @@ impl<'a> Upload<'a> {
     pub fn start(http: &'a Http, repo: &str, chunk_size: Option<u64>) -> Result<Upload<'a>> {
         let what = format!("starting an upload to {repo}");
         let resp = http.call(
-            Request::new(Method::POST, format!("/v2/{repo}/blobs/uploads/")),
+            Request::new(Method::POST, format!("/v2/{repo}/blobs/uploads/"))
+                .scope(Scope::push(repo)),
             &[202],
             &what,
         )?;
@@ -68,7 +70,8 @@ impl<'a> Upload<'a> {
         let result = match self.chunk_size {
             None => self.put(digest, Body::Stream(content, Some(size))),
             Some(chunk) => self
-                .patch_known(content, size, chunk)
+                .patch_buffered(&mut content.take(size), chunk)
+                .and_then(|()| self.check_length(size))
                 .and_then(|()| self.put(digest, Body::Empty)),
         };
         self.cancel_on_error(result)
@@ -93,21 +96,25 @@ impl<'a> Upload<'a> {
 
     fn cancel_on_error<T>(&self, result: Result<T>) -> Result<T> {
         if result.is_err() {
-            cancel(self.http, &self.location);
+            cancel(self.http, &self.repo, &self.location);
         }
         result
     }
 
-    fn patch_known(&mut self, content: &mut dyn Read, size: u64, chunk: u64) -> Result<()> {
-        while self.offset < size {
-            let len = chunk.min(size - self.offset);
-            let mut part = content.take(len);
-            self.patch(Body::Stream(&mut part, Some(len)), Some(len))?;
+    fn check_length(&self, size: u64) -> Result<()> {
+        if self.offset == size {
+            Ok(())
+        } else {
+            Err(Error::data(format!(
+                "input ended {} bytes early (did the file change during the push?)",
+                size - self.offset
+            )))
         }
-        Ok(())
     }
 
-    /// Stdin in chunks: each chunk is read into memory first so its length is known.
+    /// Chunked uploads: each chunk is read into memory first, so that its length is known and
+    /// it can be sent again to the same Location after a 401 (a token that expired during a
+    /// long upload, PROTOCOL.md rule 16). Memory is one chunk.
     fn patch_buffered(&mut self, content: &mut dyn Read, chunk: u64) -> Result<()> {
         let mut buf =
             Vec::with_capacity(usize::try_from(chunk).unwrap_or(usize::MAX).min(64 << 20));
@@ -131,6 +138,7 @@ impl<'a> Upload<'a> {
     fn patch(&mut self, body: Body<'_>, len: Option<u64>) -> Result<()> {
         let what = format!("uploading to {}", self.repo);
         let mut req = Request::new(Method::PATCH, self.location.clone())
+            .scope(Scope::push(&self.repo))
             .header("content-type", "application/octet-stream");
         if let Some(len) = len {
             req = req.header(
@@ -160,6 +168,7 @@ impl<'a> Upload<'a> {
         let what = format!("uploading {digest} to {}", self.repo);
         let target = url::add_query(&self.location, "digest", &digest.to_string());
         let req = Request::new(Method::PUT, target)
+            .scope(Scope::push(&self.repo))
             .header("content-type", "application/octet-stream")
             .body(body);
         let resp = self.http.call(req, &[201, 204], &what)?;

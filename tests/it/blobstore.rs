@@ -473,18 +473,7 @@ fn multi_platform_indexes() {
         ]
     })
     .to_string();
-    let opts = regtool::config::RegistryOptions {
-        host: reg.host.clone(),
-        insecure: true,
-        username: None,
-        password: None,
-        authorization: None,
-        chunk_size: None,
-        retries: 0,
-        timeout: std::time::Duration::from_secs(10),
-        debug: false,
-        jobs: 1,
-    };
+    let opts = regtool::config::RegistryOptions::new(&reg.host);
     let store = regtool::registry::Registry::new(&opts);
     regtool::Store::put_manifest(
         &store,
