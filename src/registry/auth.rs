@@ -106,19 +106,27 @@ fn form(pairs: &[(&str, &str)]) -> String {
 impl Auth {
     pub fn new(host: &str, cfg: AuthConfig) -> Auth {
         let cache = Cache::new(cfg.cache_dir.clone());
-        let mode = cache.realm(host).map_or(Mode::Unknown, Mode::Bearer);
-        Auth {
+        let mut auth = Auth {
             host: host.to_string(),
             cfg,
             stored: OnceLock::new(),
             state: Mutex::new(State {
-                mode,
+                mode: Mode::Unknown,
                 static_refused: false,
                 exchanged: None,
             }),
             cache,
             fetching: Mutex::new(()),
+        };
+        // A realm learnt by an earlier process (REGTOOL_AUTH_HOST applies to it too).
+        if let Some(mut realm) = auth.cache.realm(host) {
+            realm.realm = auth.replace_auth_host(&realm.realm);
+            auth.state
+                .get_mut()
+                .map(|s| s.mode = Mode::Bearer(realm))
+                .ok();
         }
+        auth
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -164,20 +172,25 @@ impl Auth {
             || self.stored().ok().flatten().is_some()
     }
 
-    /// Who the tokens are for, as part of the cache key (never the secret itself).
+    /// Who the tokens are for, as part of the cache key: a digest, never the secret itself.
     fn identity(&self) -> String {
         let who = match (
             &self.cfg.username,
             &self.cfg.refresh_token,
             &self.cfg.access_token,
         ) {
-            (Some(u), _, _) => format!("user:{u}"),
+            // The password is part of who: a wrong one must not reuse the right one's tokens.
+            (Some(u), _, _) => format!("user:{u}\0{}", self.cfg.password.as_deref().unwrap_or("")),
             (None, Some(r), _) => format!("refresh:{r}"),
             (None, None, Some(a)) => format!("aad:{a}"),
             (None, None, None) => match self.stored().ok().flatten() {
                 Some(Stored {
-                    username: Some(u), ..
-                }) => format!("user:{u}"),
+                    username: Some(u),
+                    password,
+                    ..
+                }) => {
+                    format!("user:{u}\0{}", password.unwrap_or_default())
+                }
                 Some(Stored {
                     identity_token: Some(t),
                     ..

@@ -397,6 +397,9 @@ impl Http {
                 if io.get_ref().is_some_and(|inner| inner.is::<Error>()) {
                     return crate::error::from_io("sending", io);
                 }
+                if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    return tls_error(host, tls);
+                }
                 match io.kind() {
                     io::ErrorKind::ConnectionRefused => {
                         Error::unavailable(format!("cannot connect to {host}: connection refused"))
@@ -412,9 +415,8 @@ impl Http {
             ureq::Error::ConnectionFailed => {
                 Error::unavailable(format!("cannot connect to {host}"))
             }
-            e @ (ureq::Error::Tls(_) | ureq::Error::Rustls(_)) => {
-                Error::unavailable(format!("TLS failure with {host}: {e}"))
-            }
+            ureq::Error::Rustls(tls) => tls_error(host, &tls),
+            e @ ureq::Error::Tls(_) => Error::unavailable(format!("TLS failure with {host}: {e}")),
             e => Error::unavailable(format!("{host}: {e}")),
         }
     }
@@ -437,14 +439,29 @@ impl Http {
     }
 }
 
-/// Whether a failed first https attempt looks like a plain-HTTP server on the other end.
-fn tls_mismatch(e: &ureq::Error) -> bool {
+fn tls_error(host: &str, e: &rustls::Error) -> Error {
+    let err = Error::unavailable(format!("TLS failure with {host}: {e}"));
     match e {
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Protocol(_) => true,
-        ureq::Error::Io(io) => !matches!(
-            io.kind(),
-            io::ErrorKind::ConnectionRefused | io::ErrorKind::TimedOut
+        rustls::Error::InvalidCertificate(_) => err.with_hint(
+            "set REGTOOL_TLSVERIFY to the CA bundle that signed the registry's certificate",
         ),
+        _ => err,
+    }
+}
+
+/// Whether a failed first https attempt looks like a plain-HTTP server on the other end: its
+/// answer to our ClientHello is not a TLS record. A certificate that does not verify, or a
+/// server that wants a client certificate, is a TLS failure, never a reason to drop to HTTP.
+fn tls_mismatch(e: &ureq::Error) -> bool {
+    let not_tls = |r: &rustls::Error| matches!(r, rustls::Error::InvalidMessage(_));
+    match e {
+        ureq::Error::Rustls(r) => not_tls(r),
+        // A server that hangs up on a ClientHello it cannot parse.
+        ureq::Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => true,
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .is_some_and(not_tls),
         _ => false,
     }
 }

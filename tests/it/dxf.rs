@@ -150,3 +150,67 @@ fn dxf_reads_what_regtool_writes() {
     assert_eq!(pulled.stdout, [data, b"tail".to_vec()].concat());
     assert_eq!(lines(&dxf(reg, &["list-aliases", &repo])).len(), 3);
 }
+
+#[test]
+fn dxf_interop_through_token_auth() {
+    use crate::tokens::{PUSHER, shared};
+    let (_, reg) = shared();
+    let ca = crate::pki::pki().ca();
+    let cache = tempdir();
+    let mine = |args: &[&str]| {
+        regtool(args)
+            .host(reg)
+            .env("REGTOOL_TLSVERIFY", &ca)
+            .env("REGTOOL_CACHE_DIR", cache.path())
+            .env("REGTOOL_USERNAME", PUSHER.0)
+            .env("REGTOOL_PASSWORD", PUSHER.1)
+    };
+    let theirs = |args: &[&str]| {
+        Command::new(dxf_bin())
+            .args(args)
+            .env("DXF_HOST", &reg.host)
+            .env("DXF_TLSVERIFY", &ca)
+            .env("DXF_USERNAME", PUSHER.0)
+            .env("DXF_PASSWORD", PUSHER.1)
+            .output()
+            .expect("run dxf")
+    };
+    let d = mine(&["push-blob", "t/dxf-token", "-", "@ours"])
+        .stdin("pushed by regtool")
+        .run()
+        .ok();
+    assert_eq!(
+        lines(&theirs(&["get-alias", "t/dxf-token", "ours"])),
+        [d.trim()]
+    );
+    let pulled = theirs(&["pull-blob", "t/dxf-token", "@ours"]);
+    assert_eq!(
+        pulled.stdout,
+        b"pushed by regtool",
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let dir = tempdir();
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"pushed by dxf").unwrap();
+    lines(&theirs(&[
+        "push-blob",
+        "t/dxf-token",
+        f.to_str().unwrap(),
+        "@theirs",
+    ]));
+    assert_eq!(
+        mine(&["pull-blob", "t/dxf-token", "theirs"]).run().stdout,
+        b"pushed by dxf"
+    );
+    // A token minted by regtool works for dxf.
+    let token = mine(&["auth", "t/dxf-token"]).run().ok();
+    let out = Command::new(dxf_bin())
+        .args(["get-alias", "t/dxf-token", "ours"])
+        .env("DXF_HOST", &reg.host)
+        .env("DXF_TLSVERIFY", &ca)
+        .env("DXF_TOKEN", token.trim())
+        .output()
+        .unwrap();
+    assert_eq!(lines(&out), [d.trim()]);
+}

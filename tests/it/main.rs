@@ -3,8 +3,11 @@
 //! registry cannot do) a small scripted HTTP server.
 
 mod harness;
+mod pki;
 mod scripted;
+mod tokens;
 
+mod auth;
 mod blobstore;
 mod dxf;
 mod errors;

@@ -56,6 +56,18 @@ pub struct Server {
 impl Server {
     /// Serves `handler` on a free loopback port until the test process ends.
     pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Server {
+        Server::start_with(None, handler)
+    }
+
+    /// The same over TLS with the test PKI's server certificate.
+    pub fn start_tls(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Server {
+        Server::start_with(Some(tls_config()), handler)
+    }
+
+    fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -63,8 +75,17 @@ impl Server {
         let log = requests.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (handler, log) = (handler.clone(), log.clone());
-                std::thread::spawn(move || serve(stream, &*handler, &log));
+                let (handler, log, tls) = (handler.clone(), log.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve(stream.try_clone().unwrap(), stream, &*handler, &log),
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        let tls = Arc::new(Mutex::new(rustls::StreamOwned::new(conn, stream)));
+                        serve(Shared(tls.clone()), Shared(tls), &*handler, &log)
+                    }
+                });
             }
         });
         Server { host, requests }
@@ -75,9 +96,44 @@ impl Server {
     }
 }
 
-fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+/// One TLS stream used for reading and writing from the same thread.
+struct Shared(Arc<Mutex<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>>);
+
+impl Read for Shared {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().read(buf)
+    }
+}
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().unwrap().flush()
+    }
+}
+
+fn tls_config() -> Arc<rustls::ServerConfig> {
+    let pki = crate::pki::pki();
+    let cert =
+        rustls::pki_types::CertificateDer::from(crate::pki::pem_der(&pki.path("server.pem")));
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(crate::pki::pem_der(&pki.path("server.key")))
+            .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    Arc::new(config)
+}
+
+fn serve(read: impl Read, mut writer: impl Write, handler: &Handler, log: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(read);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
