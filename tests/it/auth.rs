@@ -247,12 +247,15 @@ fn given_tokens_refresh_tokens_and_authorization_headers() {
     let token = as_user(tr(&["auth", "t/given"], c), PUSHER).run().ok();
     // REGTOOL_TOKEN as is (and DXF_TOKEN), no other credentials.
     let fresh = tempdir();
-    assert_eq!(
-        tr(&["pull-blob", "t/given", "g"], fresh.path())
-            .env("REGTOOL_TOKEN", token.trim())
-            .run()
-            .stdout,
-        b"given"
+    let out = tr(&["pull-blob", "t/given", "g"], fresh.path())
+        .env("REGTOOL_TOKEN", token.trim())
+        .env("REGTOOL_DEBUG", "1")
+        .run();
+    assert_eq!(out.stdout, b"given");
+    assert!(
+        out.stderr.contains("GET https://") && !out.stderr.contains(token.trim()),
+        "the debug log shows the token: {}",
+        out.stderr
     );
     assert_eq!(
         tr(&["pull-blob", "t/given", "g"], fresh.path())
