@@ -39,6 +39,8 @@ pub enum Command {
     ListAliases(commands::list_aliases::Args),
     ListRepos(commands::list_repos::Args),
     Auth(commands::auth::Args),
+    AppendLayer(commands::append_layer::Args),
+    Copy(commands::copy::Args),
 }
 
 /// The ENVIRONMENT section of `--help`, from the one table of variables.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::credentials::Sources;
 use crate::error::{Error, Result};
+use crate::image::layer::Compression;
 use crate::oci::Platform;
 use crate::registry::auth::AuthConfig;
 use crate::registry::tls::TlsOptions;
@@ -177,6 +178,18 @@ pub const VARS: &[Var] = &[
         help: "Where bearer tokens are cached (default: the user's cache directory; files 0600).",
     },
     Var {
+        name: "COMPRESSION",
+        dxf: false,
+        plain: false,
+        help: "Layer compression for append-layer: gzip (default), zstd or none. Input that is already compressed is uploaded as it is.",
+    },
+    Var {
+        name: "SOURCE_DATE_EPOCH",
+        dxf: false,
+        plain: true,
+        help: "Seconds since 1970: the time recorded in the history entry append-layer adds (unset: none, so the same input gives the same image).",
+    },
+    Var {
         name: "DOCKER_CONFIG",
         dxf: false,
         plain: true,
@@ -312,6 +325,12 @@ pub enum Format {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub location: Location,
+    /// How to talk to registries named in image references (`host/repo:tag`).
+    pub remote: Box<RegistryOptions>,
+    /// Layer compression for append-layer.
+    pub compression: Compression,
+    /// SOURCE_DATE_EPOCH as RFC 3339, for reproducible history entries.
+    pub created: Option<String>,
     pub platform: Option<Platform>,
     pub progress: Progress,
     pub blob_info: bool,
@@ -357,6 +376,71 @@ fn check_host(var: &str, host: &str) -> Result<()> {
     Ok(())
 }
 
+/// Everything that says how to talk to a registry, for `host`.
+fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<RegistryOptions> {
+    let password = match (lookup(env, "PASSWORD"), lookup(env, "PASSWORD_FILE")) {
+        (Some((_, p)), _) => Some(p),
+        (None, Some((n, path))) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::config(
+                    &n,
+                    format!("cannot read {path}: {}", crate::error::io_reason(&e)),
+                )
+            })?;
+            Some(text.trim_end_matches(['\r', '\n']).to_string())
+        }
+        (None, None) => None,
+    };
+    let chunk_size = match lookup(env, "CHUNK_SIZE") {
+        None => None,
+        Some((n, v)) => Some(parse_size(&v).ok_or_else(|| {
+            Error::config(
+                &n,
+                format!("expected a byte count like 8M or 65536, got {v:?}"),
+            )
+        })?),
+    };
+    let insecure = flag(env, "INSECURE")?;
+    let path = |name: &str| lookup(env, name).map(|(_, v)| PathBuf::from(v));
+    let tls = TlsOptions::load(
+        path("TLSVERIFY").as_deref(),
+        path("CLIENT_CERT").as_deref(),
+        path("CLIENT_KEY").as_deref(),
+        flag(env, "SKIPTLSVERIFY")?,
+    )?;
+    let auth_host = lookup(env, "AUTH_HOST");
+    if let Some((n, h)) = &auth_host {
+        check_host(n, h)?;
+    }
+    let auth = AuthConfig {
+        username: lookup(env, "USERNAME").map(|(_, v)| v),
+        password,
+        authorization: lookup(env, "AUTHORIZATION").map(|(_, v)| v),
+        token: lookup(env, "TOKEN").map(|(_, v)| v),
+        refresh_token: lookup(env, "REFRESH_TOKEN").map(|(_, v)| v),
+        access_token: lookup(env, "ACCESS_TOKEN").map(|(_, v)| v),
+        auth_host: auth_host.map(|(_, v)| v),
+        sources: credential_sources(env),
+        cache_dir: match path("CACHE_DIR") {
+            Some(p) => Some(p),
+            None => directories::ProjectDirs::from("", "", "regtool")
+                .map(|d| d.cache_dir().to_path_buf()),
+        },
+        insecure,
+    };
+    Ok(RegistryOptions {
+        host,
+        insecure,
+        auth,
+        tls,
+        chunk_size,
+        retries: number(env, "RETRIES", 5, 0, 100)? as u32,
+        timeout: Duration::from_secs(number(env, "TIMEOUT", 60, 1, 86_400)?),
+        debug: flag(env, "DEBUG")?,
+        jobs,
+    })
+}
+
 /// Where stored credentials are looked for: `$DOCKER_CONFIG/config.json` (else
 /// `~/.docker/config.json`), then `$REGISTRY_AUTH_FILE`, then
 /// `$XDG_RUNTIME_DIR/containers/auth.json` (PROTOCOL.md rule 18).
@@ -396,6 +480,11 @@ pub fn default_store() -> Result<PathBuf> {
 impl Settings {
     pub fn from_env(env: &dyn Env) -> Result<Settings> {
         let jobs = number(env, "JOBS", 4, 1, 64)? as usize;
+        let host = lookup(env, "HOST")
+            .map(|(_, v)| v)
+            .filter(|v| !v.starts_with("oci:"))
+            .unwrap_or_default();
+        let remote = Box::new(registry_options(env, host, jobs)?);
         let location = match lookup(env, "HOST") {
             None => Location::Layout {
                 root: default_store()?,
@@ -416,66 +505,9 @@ impl Settings {
             }
             Some((n, host)) => {
                 check_host(&n, &host)?;
-                let password = match (lookup(env, "PASSWORD"), lookup(env, "PASSWORD_FILE")) {
-                    (Some((_, p)), _) => Some(p),
-                    (None, Some((n, path))) => {
-                        let text = std::fs::read_to_string(&path).map_err(|e| {
-                            Error::config(
-                                &n,
-                                format!("cannot read {path}: {}", crate::error::io_reason(&e)),
-                            )
-                        })?;
-                        Some(text.trim_end_matches(['\r', '\n']).to_string())
-                    }
-                    (None, None) => None,
-                };
-                let chunk_size = match lookup(env, "CHUNK_SIZE") {
-                    None => None,
-                    Some((n, v)) => Some(parse_size(&v).ok_or_else(|| {
-                        Error::config(
-                            &n,
-                            format!("expected a byte count like 8M or 65536, got {v:?}"),
-                        )
-                    })?),
-                };
-                let insecure = flag(env, "INSECURE")?;
-                let path = |name: &str| lookup(env, name).map(|(_, v)| PathBuf::from(v));
-                let tls = TlsOptions::load(
-                    path("TLSVERIFY").as_deref(),
-                    path("CLIENT_CERT").as_deref(),
-                    path("CLIENT_KEY").as_deref(),
-                    flag(env, "SKIPTLSVERIFY")?,
-                )?;
-                let auth_host = lookup(env, "AUTH_HOST");
-                if let Some((n, h)) = &auth_host {
-                    check_host(n, h)?;
-                }
-                let auth = AuthConfig {
-                    username: lookup(env, "USERNAME").map(|(_, v)| v),
-                    password,
-                    authorization: lookup(env, "AUTHORIZATION").map(|(_, v)| v),
-                    token: lookup(env, "TOKEN").map(|(_, v)| v),
-                    refresh_token: lookup(env, "REFRESH_TOKEN").map(|(_, v)| v),
-                    access_token: lookup(env, "ACCESS_TOKEN").map(|(_, v)| v),
-                    auth_host: auth_host.map(|(_, v)| v),
-                    sources: credential_sources(env),
-                    cache_dir: match path("CACHE_DIR") {
-                        Some(p) => Some(p),
-                        None => directories::ProjectDirs::from("", "", "regtool")
-                            .map(|d| d.cache_dir().to_path_buf()),
-                    },
-                    insecure,
-                };
                 Location::Registry(Box::new(RegistryOptions {
                     host,
-                    insecure,
-                    auth,
-                    tls,
-                    chunk_size,
-                    retries: number(env, "RETRIES", 5, 0, 100)? as u32,
-                    timeout: Duration::from_secs(number(env, "TIMEOUT", 60, 1, 86_400)?),
-                    debug: flag(env, "DEBUG")?,
-                    jobs,
+                    ..(*remote).clone()
                 }))
             }
         };
@@ -503,14 +535,52 @@ impl Settings {
                 ));
             }
         };
+        let compression = match lookup(env, "COMPRESSION") {
+            None => Compression::Gzip,
+            Some((n, v)) => Compression::parse(&v).ok_or_else(|| {
+                Error::config(&n, format!("expected gzip, zstd or none, got {v:?}"))
+            })?,
+        };
+        let created = match lookup(env, "SOURCE_DATE_EPOCH") {
+            None => None,
+            Some((n, v)) => Some(crate::image::append::rfc3339(
+                v.trim().parse::<i64>().map_err(|_| {
+                    Error::config(&n, format!("expected seconds since 1970, got {v:?}"))
+                })?,
+            )),
+        };
         Ok(Settings {
             location,
+            remote,
+            compression,
+            created,
             platform,
             progress,
             blob_info: flag(env, "BLOB_INFO")?,
             jobs,
             format,
         })
+    }
+
+    /// How to talk to `host`. Credentials from the environment go only to REGTOOL_HOST; other
+    /// registries get their stored credentials (docker's config) or none.
+    pub fn registry_for(&self, host: &str) -> RegistryOptions {
+        let mut opts = RegistryOptions {
+            host: host.to_string(),
+            ..(*self.remote).clone()
+        };
+        if host != self.remote.host {
+            let a = &mut opts.auth;
+            (
+                a.username,
+                a.password,
+                a.authorization,
+                a.token,
+                a.refresh_token,
+                a.access_token,
+            ) = (None, None, None, None, None, None);
+        }
+        opts
     }
 }
 

@@ -7,6 +7,7 @@ pub mod cleanup;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod image;
 pub mod layout;
 pub mod oci;
 pub mod parallel;

@@ -1,8 +1,10 @@
 //! One module per verb. Each owns its clap `Args` and one `run` that orchestrates library calls
 //! and prints through [`Output`]. What several verbs share lives here.
 
+pub mod append_layer;
 pub mod auth;
 pub mod blob_size;
+pub mod copy;
 pub mod del_alias;
 pub mod del_blob;
 pub mod get_alias;
@@ -59,6 +61,8 @@ pub fn run(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::ListAliases(a) => list_aliases::run(ctx, a),
         Command::ListRepos(a) => list_repos::run(ctx, a),
         Command::Auth(a) => auth::run(ctx, a),
+        Command::AppendLayer(a) => append_layer::run(ctx, a),
+        Command::Copy(a) => copy::run(ctx, a),
     }
 }
 
@@ -144,4 +148,48 @@ pub fn print_per_platform<T>(
             out.result(&text, json!({key: name, "platforms": obj}))
         }
     }
+}
+
+/// An image reference and the store it lives in: the registry it names, or (no host) the
+/// store of REGTOOL_HOST.
+pub struct Located<'a> {
+    pub reference: regtool::oci::Reference,
+    owned: Option<Box<dyn Store>>,
+    shared: &'a dyn Store,
+}
+
+impl Located<'_> {
+    pub fn store(&self) -> &dyn Store {
+        self.owned.as_deref().unwrap_or(self.shared)
+    }
+    pub fn side(&self) -> regtool::image::copy::Side<'_> {
+        regtool::image::copy::Side {
+            store: self.store(),
+            repo: &self.reference.repo,
+        }
+    }
+    /// `host/repo@digest` (or `repo@digest` without a host), as append-layer prints it.
+    pub fn pinned(&self, digest: &regtool::oci::Digest) -> String {
+        match &self.reference.host {
+            Some(h) => format!("{h}/{}@{digest}", self.reference.repo),
+            None => format!("{}@{digest}", self.reference.repo),
+        }
+    }
+}
+
+/// Parses an image reference and opens the store it names.
+pub fn locate<'a>(ctx: &'a Ctx, text: &str) -> Result<Located<'a>> {
+    let reference = regtool::oci::Reference::parse(text)?;
+    let owned: Option<Box<dyn Store>> = match &reference.host {
+        Some(host) => {
+            let opts = ctx.settings.registry_for(host);
+            Some(Box::new(regtool::registry::Registry::new(&opts)))
+        }
+        None => None,
+    };
+    Ok(Located {
+        reference,
+        owned,
+        shared: ctx.store(),
+    })
 }

@@ -11,4 +11,5 @@ mod auth;
 mod blobstore;
 mod dxf;
 mod errors;
+mod images;
 mod layout;

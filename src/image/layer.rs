@@ -1,0 +1,184 @@
+//! Uploading a tar as an image layer in one pass over the input: the diff_id (sha256 of the
+//! uncompressed tar), a streaming tar check, compression and the compressed digest all happen
+//! while the bytes flow to the registry (a chunked upload of unknown length). Input that is
+//! already gzip- or zstd-compressed is uploaded as it is, and a copy is decompressed on the
+//! side for the diff_id and the check. Gzip output has no mtime and no name, so the same tar
+//! always gives the same layer digest.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use crate::error::{Error, Result};
+use crate::image::tarcheck::TarCheck;
+use crate::oci::digest::{Algorithm, Digest, Hasher};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    pub fn parse(text: &str) -> Option<Compression> {
+        match text {
+            "gzip" => Some(Compression::Gzip),
+            "zstd" => Some(Compression::Zstd),
+            "none" => Some(Compression::None),
+            _ => None,
+        }
+    }
+}
+
+/// What an uploaded layer is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    pub digest: Digest,
+    pub size: u64,
+    pub diff_id: Digest,
+    pub compression: Compression,
+}
+
+/// Receives the uncompressed tar: hashes it for the diff_id and checks it is a tar.
+struct TarSink {
+    hasher: Hasher,
+    check: TarCheck,
+}
+
+impl TarSink {
+    fn new() -> TarSink {
+        TarSink {
+            hasher: Algorithm::Sha256.hasher(),
+            check: TarCheck::new(),
+        }
+    }
+    fn finish(self) -> Result<Digest> {
+        self.check.finish()?;
+        Ok(self.hasher.finish())
+    }
+}
+
+impl Write for TarSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.check.update(buf)?;
+        self.hasher.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Passes the input through unchanged and feeds every byte to `side` as well.
+struct Tee<R, W> {
+    inner: R,
+    side: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.side.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// What the first bytes say the input is.
+pub fn sniff(head: &[u8]) -> Option<Compression> {
+    match head {
+        [0x1f, 0x8b, ..] => Some(Compression::Gzip),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Compression::Zstd),
+        _ => None,
+    }
+}
+
+/// An input ready to upload, with what it was found to be.
+pub struct Input<'a> {
+    reader: BufReader<&'a mut dyn Read>,
+    /// Set when the input is already compressed.
+    pub precompressed: Option<Compression>,
+}
+
+impl<'a> Input<'a> {
+    /// Looks at the first bytes (nothing is consumed).
+    pub fn open(reader: &'a mut dyn Read) -> Result<Input<'a>> {
+        let mut reader = BufReader::with_capacity(256 * 1024, reader);
+        let head = reader
+            .fill_buf()
+            .map_err(|e| crate::error::from_io("reading the layer", e))?;
+        let precompressed = sniff(head);
+        Ok(Input {
+            reader,
+            precompressed,
+        })
+    }
+
+    /// The compression the uploaded layer will have.
+    pub fn compression(&self, wanted: Compression) -> Compression {
+        self.precompressed.unwrap_or(wanted)
+    }
+
+    /// Uploads the layer to `repo` in one pass.
+    pub fn upload(self, store: &dyn Store, repo: &str, wanted: Compression) -> Result<Layer> {
+        let Input {
+            reader,
+            precompressed,
+        } = self;
+        let (digest, size, diff_id) = match precompressed {
+            Some(Compression::Gzip) => {
+                let mut tee = Tee {
+                    inner: reader,
+                    side: flate2::write::GzDecoder::new(TarSink::new()),
+                };
+                let (digest, size) = store.put_blob_stream(repo, &mut tee, Algorithm::Sha256)?;
+                let sink = tee
+                    .side
+                    .finish()
+                    .map_err(|e| crate::error::from_io("decompressing the layer", e))?;
+                (digest, size, sink.finish()?)
+            }
+            Some(Compression::Zstd) => {
+                let decoder = zstd::stream::write::Decoder::new(TarSink::new())
+                    .map_err(|e| Error::io("starting zstd", &e))?;
+                let mut tee = Tee {
+                    inner: reader,
+                    side: decoder,
+                };
+                let (digest, size) = store.put_blob_stream(repo, &mut tee, Algorithm::Sha256)?;
+                tee.side
+                    .flush()
+                    .map_err(|e| crate::error::from_io("decompressing the layer", e))?;
+                (digest, size, tee.side.into_inner().finish()?)
+            }
+            _ => {
+                let mut tap = Tee {
+                    inner: reader,
+                    side: TarSink::new(),
+                };
+                let (digest, size) = match wanted {
+                    Compression::Gzip => {
+                        // Level 6, no mtime, no name: reproducible.
+                        let mut gz =
+                            flate2::GzBuilder::new().read(&mut tap, flate2::Compression::new(6));
+                        store.put_blob_stream(repo, &mut gz, Algorithm::Sha256)?
+                    }
+                    Compression::Zstd => {
+                        let mut zs = zstd::stream::read::Encoder::new(&mut tap, 3)
+                            .map_err(|e| Error::io("starting zstd", &e))?;
+                        store.put_blob_stream(repo, &mut zs, Algorithm::Sha256)?
+                    }
+                    Compression::None => {
+                        store.put_blob_stream(repo, &mut tap, Algorithm::Sha256)?
+                    }
+                };
+                (digest, size, tap.side.finish()?)
+            }
+        };
+        Ok(Layer {
+            digest,
+            size,
+            diff_id,
+            compression: precompressed.unwrap_or(wanted),
+        })
+    }
+}
