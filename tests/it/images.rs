@@ -275,6 +275,18 @@ fn appendlayer_form_stdin_and_reproducibility() {
         c["history"].as_array().unwrap().last().unwrap()["created"],
         "2023-11-14T22:13:20Z"
     );
+    // A digest names the source as well as a tag does.
+    let base_digest = regtool(&["resolve", "t/base", "oci"]).host(reg).run().ok();
+    let by_digest = regtool(&[
+        "append-layer",
+        &format!("t/base@{}", base_digest.trim()),
+        "t/base:repro3",
+        tar.to_str().unwrap(),
+    ])
+    .host(reg)
+    .run()
+    .ok();
+    assert_eq!(digest(&by_digest), digest(&a));
     // Several tarballs: several layers, in order.
     let t2 = tarball(dir.path(), "y.tar", &[("y/file", "second\n")]);
     regtool(&[
