@@ -13,6 +13,7 @@ pub mod oci;
 pub mod parallel;
 pub mod pipe;
 pub mod registry;
+pub mod resume;
 pub mod store;
 pub mod text;
 

@@ -33,6 +33,15 @@ pub trait Store: Send + Sync {
     /// Opens a blob for reading. Not-found is an error of kind NotFound.
     fn open_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream<'_>>;
 
+    /// Opens a blob to read from byte `offset` on (resuming a broken download). The default
+    /// reads and drops the first `offset` bytes.
+    fn open_blob_at(&self, repo: &str, digest: &Digest, offset: u64) -> Result<BlobStream<'_>> {
+        let mut blob = self.open_blob(repo, digest)?;
+        skip(&mut blob.reader, offset)?;
+        blob.size = blob.size.map(|s| s.saturating_sub(offset));
+        Ok(blob)
+    }
+
     /// Stores a blob whose digest and size are known in advance (a local file, hashed first).
     /// `content` must yield exactly `size` bytes.
     fn put_blob(
@@ -83,4 +92,16 @@ pub trait Store: Send + Sync {
         let _ = scope;
         Ok(None)
     }
+}
+
+/// Reads and drops `n` bytes (failing if the stream is shorter).
+pub fn skip(reader: &mut dyn Read, n: u64) -> Result<()> {
+    let skipped = std::io::copy(&mut reader.take(n), &mut std::io::sink())
+        .map_err(|e| crate::error::from_io("skipping", e))?;
+    if skipped < n {
+        return Err(crate::error::Error::unavailable(format!(
+            "the blob ended after {skipped} of {n} bytes"
+        )));
+    }
+    Ok(())
 }

@@ -10,7 +10,11 @@ use regtool::registry::scope::Scope;
 use regtool::registry::upload::range_end;
 
 fn grammar(chars: &'static str, max: usize) -> impl Strategy<Value = String> {
-    proptest::collection::vec(proptest::sample::select(chars.chars().collect::<Vec<_>>()), 0..max).prop_map(|v| v.into_iter().collect())
+    proptest::collection::vec(
+        proptest::sample::select(chars.chars().collect::<Vec<_>>()),
+        0..max,
+    )
+    .prop_map(|v| v.into_iter().collect())
 }
 
 proptest! {

@@ -99,7 +99,13 @@ fn pull_all(
         settings,
     } = ctx;
     for (digest, known) in blobs {
-        let (mut blob, size) = open(store.as_ref(), repo, digest, *known)?;
+        let (mut blob, size) = open(
+            store.as_ref(),
+            repo,
+            digest,
+            *known,
+            settings.remote.retries,
+        )?;
         if settings.blob_info {
             let size = size.unwrap_or(0);
             out.result(
@@ -122,17 +128,23 @@ enum Sink<'a> {
 }
 
 /// Opens a blob and learns its size: from the manifest, the response, or a HEAD.
+/// The stream resumes by itself after a broken connection (`regtool::resume`).
 fn open<'a>(
     store: &'a dyn regtool::Store,
     repo: &str,
     digest: &Digest,
     known: Option<u64>,
+    retries: u32,
 ) -> Result<(BlobStream<'a>, Option<u64>)> {
-    let blob = store.open_blob(repo, digest)?;
+    let mut blob = store.open_blob(repo, digest)?;
     let size = match known.or(blob.size) {
         Some(s) => Some(s),
         None => store.blob_size(repo, digest)?,
     };
+    let reader = std::mem::replace(&mut blob.reader, Box::new(std::io::empty()));
+    blob.reader = Box::new(regtool::resume::Resuming::new(
+        store, repo, digest, reader, retries,
+    ));
     Ok((blob, size))
 }
 

@@ -118,11 +118,15 @@ fn push_file(ctx: &Ctx, repo: &str, path: &str, file: File) -> Result<(Digest, u
     if ctx.store().blob_size(repo, &digest)? == Some(size) {
         return Ok((digest, size));
     }
-    let file = File::open(path).map_err(|e| Error::io(format!("opening {path}"), &e))?;
     let bar = ctx.bars.bar(path, Some(size));
-    ctx.store()
-        .put_blob(repo, &digest, size, &mut bar.wrap_read(file))
-        .map_err(|e| e.context(format!("pushing {path}")))?;
+    // A broken upload starts over from a new session, with the file read again.
+    regtool::resume::again(ctx.settings.remote.retries, || {
+        bar.set_position(0);
+        let file = File::open(path).map_err(|e| Error::io(format!("opening {path}"), &e))?;
+        ctx.store()
+            .put_blob(repo, &digest, size, &mut bar.wrap_read(file))
+    })
+    .map_err(|e| e.context(format!("pushing {path}")))?;
     bar.finish_and_clear();
     Ok((digest, size))
 }

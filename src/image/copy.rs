@@ -8,6 +8,9 @@ use crate::error::{Error, Kind, Result};
 use crate::oci::{Descriptor, Digest, Manifest, Platform};
 use crate::store::{Fetched, Store};
 
+/// How often a broken source stream is resumed while it is copied.
+const RESUME_RETRIES: u32 = 5;
+
 /// One side of a copy: a store and a repository in it.
 #[derive(Clone, Copy)]
 pub struct Side<'a> {
@@ -41,10 +44,20 @@ pub fn ensure_blobs(
                 Err(e) => return Err(e),
             }
         }
-        let mut stream = src.store.open_blob(src.repo, &blob.digest)?;
-        dst.store
-            .put_blob(dst.repo, &blob.digest, blob.size, &mut stream.reader)
-            .map_err(|e| e.context(format!("copying {}", blob.digest)))
+        // A broken upload starts over from a new session; a broken download resumes.
+        crate::resume::again(RESUME_RETRIES, || {
+            let stream = src.store.open_blob(src.repo, &blob.digest)?;
+            let mut reader = crate::resume::Resuming::new(
+                src.store,
+                src.repo,
+                &blob.digest,
+                stream.reader,
+                RESUME_RETRIES,
+            );
+            dst.store
+                .put_blob(dst.repo, &blob.digest, blob.size, &mut reader)
+        })
+        .map_err(|e| e.context(format!("copying {}", blob.digest)))
     });
     results.into_iter().collect()
 }

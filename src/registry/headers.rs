@@ -173,6 +173,18 @@ pub fn next_link(values: &[&str]) -> Option<String> {
     None
 }
 
+/// The first byte of a `Content-Range: bytes <start>-<end>/<total|*>` answer.
+pub fn content_range_start(value: &str) -> Option<u64> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (range, _total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let (start, end) = (
+        start.trim().parse::<u64>().ok()?,
+        end.trim().parse::<u64>().ok()?,
+    );
+    (start <= end).then_some(start)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +235,22 @@ mod tests {
             parse_challenges(&["Bearer realm=\"unterminated"])[0].param("realm"),
             None
         );
+    }
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(content_range_start("bytes 0-0/*"), Some(0));
+        for bad in [
+            "",
+            "bytes",
+            "bytes 5-1/9",
+            "bytes x-1/2",
+            "items 1-2/3",
+            "bytes 1-2",
+        ] {
+            assert_eq!(content_range_start(bad), None, "{bad}");
+        }
     }
 
     #[test]

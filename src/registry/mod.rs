@@ -144,6 +144,42 @@ impl Store for Registry {
         })
     }
 
+    fn open_blob_at(&self, repo: &str, digest: &Digest, offset: u64) -> Result<BlobStream<'_>> {
+        if offset == 0 {
+            return self.open_blob(repo, digest);
+        }
+        // PROTOCOL.md rule 20: resume with Range only on a 206 whose Content-Range starts where
+        // we are; a 200 is the whole blob again, so its first bytes are dropped.
+        let what = format!("resuming {digest} from {repo} at byte {offset}");
+        let req = Request::new(Method::GET, format!("/v2/{repo}/blobs/{digest}"))
+            .scope(Scope::pull(repo))
+            .header("range", format!("bytes={offset}-"));
+        let resp = self.http.call(req, &[200, 206], &what)?;
+        let partial = resp.status().as_u16() == 206;
+        if partial
+            && header(&resp, "content-range").and_then(|v| headers::content_range_start(&v))
+                != Some(offset)
+        {
+            return Err(Error::unavailable(format!(
+                "{what}: the registry answered with another range"
+            )));
+        }
+        let size = header(&resp, "content-length").and_then(|v| v.parse::<u64>().ok());
+        let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        let mut reader: Box<dyn Read + Send> = Box::new(NetReader {
+            inner: reader,
+            host: self.http.host().to_string(),
+        });
+        if partial {
+            return Ok(BlobStream { size, reader });
+        }
+        crate::store::skip(&mut reader, offset)?;
+        Ok(BlobStream {
+            size: size.map(|s| s.saturating_sub(offset)),
+            reader,
+        })
+    }
+
     fn put_blob(
         &self,
         repo: &str,

@@ -2,6 +2,7 @@
 //! started by the harness, a local OCI layout, python-dxf, skopeo, and (for what the real
 //! registry cannot do) a small scripted HTTP server.
 
+mod faults;
 mod harness;
 mod pki;
 mod scripted;
@@ -13,3 +14,4 @@ mod dxf;
 mod errors;
 mod images;
 mod layout;
+mod transfers;

@@ -1,0 +1,216 @@
+//! A fault-injecting reverse proxy in front of the real registry. Every connection carries
+//! one request (the proxy makes both sides close after it), so rules apply per request: the
+//! first `times` requests matching a method and a path fragment get the fault, the rest pass
+//! through untouched. Faults: an answer of its own (503, 429 with Retry-After), a response cut
+//! after K body bytes, a request body cut after K bytes, a response stalled after K body
+//! bytes, one flipped response byte.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    Status(u16, Option<u64>),
+    CutResponse(usize),
+    CutRequest(usize),
+    Stall(usize),
+    Flip(usize),
+}
+
+pub struct Rule {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub fault: Fault,
+    pub times: usize,
+}
+
+pub fn rule(method: &'static str, path: &'static str, fault: Fault, times: usize) -> Rule {
+    Rule {
+        method,
+        path,
+        fault,
+        times,
+    }
+}
+
+pub struct FaultProxy {
+    pub host: String,
+    /// One line per request: `METHOD path [range]`, and `FAULT` lines when one was injected.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str, rules: Vec<Rule>) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let rules = Arc::new(Mutex::new(rules));
+        let (upstream, l) = (upstream.to_string(), log.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (upstream, rules, log) = (upstream.clone(), rules.clone(), l.clone());
+                std::thread::spawn(move || relay(client, &upstream, &rules, &log));
+            }
+        });
+        FaultProxy { host, log }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+fn relay(client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mutex<Vec<String>>) {
+    // A client that sends no request (a TLS ClientHello, say) is dropped, not waited on forever.
+    let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == b"\r\n" {
+            break;
+        }
+        head.push(String::from_utf8_lossy(&line).trim_end().to_string());
+    }
+    let request_line = head.first().cloned().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (method, path) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
+    let range = head
+        .iter()
+        .find(|h| h.to_ascii_lowercase().starts_with("range:"))
+        .cloned()
+        .unwrap_or_default();
+    log.lock()
+        .unwrap()
+        .push(format!("{method} {path} {range}").trim_end().to_string());
+    let fault = {
+        let mut rules = rules.lock().unwrap();
+        rules
+            .iter_mut()
+            .find(|r| r.times > 0 && r.method == method && path.contains(r.path))
+            .map(|r| {
+                r.times -= 1;
+                r.fault
+            })
+    };
+    if let Some(f) = fault {
+        log.lock()
+            .unwrap()
+            .push(format!("FAULT {f:?} {method} {path}"));
+    }
+    let mut client_out = client.try_clone().unwrap();
+    if let Some(Fault::Status(code, retry_after)) = fault {
+        let extra = retry_after
+            .map(|s| format!("Retry-After: {s}\r\n"))
+            .unwrap_or_default();
+        let body = format!(r#"{{"errors":[{{"code":"INJECTED","message":"injected {code}"}}]}}"#);
+        let _ = write!(
+            client_out,
+            "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = client_out.shutdown(Shutdown::Both);
+        return;
+    }
+    let Ok(up) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let mut up_out = up.try_clone().unwrap();
+    let mut new_head: Vec<String> = head
+        .into_iter()
+        .filter(|h| !h.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    new_head.push("Connection: close".into());
+    if up_out
+        .write_all(format!("{}\r\n\r\n", new_head.join("\r\n")).as_bytes())
+        .is_err()
+    {
+        return;
+    }
+    // Request body: client to upstream, maybe cut.
+    let request_cut = match fault {
+        Some(Fault::CutRequest(k)) => Some(k),
+        _ => None,
+    };
+    let (up_for_cut, client_for_cut) = (up.try_clone().unwrap(), client.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let mut sent = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let n = match request_cut {
+                Some(k) if sent + n >= k => {
+                    let _ = up_out.write_all(&buf[..k - sent]);
+                    let _ = up_for_cut.shutdown(Shutdown::Both);
+                    let _ = client_for_cut.shutdown(Shutdown::Both);
+                    return;
+                }
+                _ => n,
+            };
+            if up_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            sent += n;
+        }
+    });
+    // Response: upstream to client, with the response faults counted in body bytes.
+    let mut up_in = up;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut head_done = false;
+    let mut pending = Vec::new();
+    let mut body_sent = 0usize;
+    loop {
+        let n = match up_in.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut chunk = buf[..n].to_vec();
+        if !head_done {
+            pending.extend_from_slice(&chunk);
+            let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            head_done = true;
+            if client_out.write_all(&pending[..end + 4]).is_err() {
+                return;
+            }
+            chunk = pending[end + 4..].to_vec();
+        }
+        let start = body_sent;
+        body_sent += chunk.len();
+        match fault {
+            Some(Fault::Flip(k)) if (start..body_sent).contains(&k) => chunk[k - start] ^= 0x01,
+            Some(Fault::CutResponse(k)) if body_sent >= k => {
+                let _ = client_out.write_all(&chunk[..k - start.min(k)]);
+                let _ = client_out.shutdown(Shutdown::Both);
+                return;
+            }
+            Some(Fault::Stall(k)) if body_sent >= k => {
+                let _ = client_out.write_all(&chunk[..k - start.min(k)]);
+                std::thread::sleep(Duration::from_secs(30));
+                let _ = client_out.shutdown(Shutdown::Both);
+                return;
+            }
+            _ => {}
+        }
+        if client_out.write_all(&chunk).is_err() {
+            return;
+        }
+    }
+    let _ = client_out.shutdown(Shutdown::Both);
+}
