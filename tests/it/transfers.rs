@@ -250,7 +250,7 @@ fn copies_across_registries_survive_a_cut() {
         &plain().host,
         vec![rule(
             "GET",
-            &"/blobs/sha256:"[..],
+            "/blobs/sha256:",
             Fault::CutResponse(200_000),
             1,
         )],
