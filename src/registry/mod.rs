@@ -49,6 +49,7 @@ impl Registry {
     ) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let mut next = Some(first);
+        let mut seen = std::collections::HashSet::new();
         let mut pages = 0;
         while let Some(url) = next.take() {
             pages += 1;
@@ -83,9 +84,22 @@ impl Registry {
                 }
             }
             let refs: Vec<&str> = links.iter().map(String::as_str).collect();
-            // A Link target is relative to the page that carried it.
-            next = headers::next_link(&refs)
-                .map(|target| url::resolve(&self.http.absolute(&url), &target));
+            // A Link target is relative to the page that carried it. It must stay on the
+            // registry (a hostile Link would send us elsewhere) and must not go round in circles.
+            let here = self.http.absolute(&url);
+            next = headers::next_link(&refs).map(|target| url::resolve(&here, &target));
+            if let Some(n) = &next {
+                if url::origin(n) != url::origin(&here) {
+                    return Err(Error::data(format!(
+                        "{what}: the registry's next page is on another host"
+                    )));
+                }
+                if !seen.insert(n.clone()) {
+                    return Err(Error::data(format!(
+                        "{what}: the registry's pagination goes round in circles"
+                    )));
+                }
+            }
         }
         Ok(out)
     }

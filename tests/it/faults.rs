@@ -214,3 +214,67 @@ fn relay(client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mute
     }
     let _ = client_out.shutdown(Shutdown::Both);
 }
+
+/// A forward proxy: `CONNECT host:port` tunnels (for HTTPS_PROXY), absolute-form requests
+/// are relayed (for HTTP_PROXY). Records each request line.
+pub fn forward_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let log = l.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push(line.trim_end().to_string());
+                }
+                let first = head.first().cloned().unwrap_or_default();
+                log.lock().unwrap().push(first.clone());
+                let mut parts = first.split(' ');
+                let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let mut client_out = client.try_clone().unwrap();
+                let (upstream, forward_head) = if method == "CONNECT" {
+                    (target.to_string(), None)
+                } else {
+                    let rest = target.strip_prefix("http://").unwrap_or(target);
+                    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    let mut h = head.clone();
+                    h[0] = format!("{method} {path} HTTP/1.1");
+                    h.retain(|x| !x.to_ascii_lowercase().starts_with("connection:"));
+                    h.push("Connection: close".into());
+                    (authority.to_string(), Some(h))
+                };
+                let Ok(up) = TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let mut up_out = up.try_clone().unwrap();
+                match forward_head {
+                    None => {
+                        let _ =
+                            client_out.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                    }
+                    Some(h) => {
+                        let _ = up_out.write_all(format!("{}\r\n\r\n", h.join("\r\n")).as_bytes());
+                    }
+                }
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut reader, &mut up_out);
+                });
+                let mut up_in = up;
+                let _ = std::io::copy(&mut up_in, &mut client_out);
+                let _ = client_out.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (host, log)
+}

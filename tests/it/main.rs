@@ -9,6 +9,7 @@ mod scripted;
 mod tokens;
 
 mod auth;
+mod badinput;
 mod blobstore;
 mod dxf;
 mod errors;

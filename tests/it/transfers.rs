@@ -272,3 +272,55 @@ fn copies_across_registries_survive_a_cut() {
         data
     );
 }
+
+#[test]
+fn proxies_from_the_environment() {
+    let (data, d) = stored("t/proxied", 100_000, 90);
+    // HTTP_PROXY.
+    let (proxy, log) = crate::faults::forward_proxy();
+    let out = regtool(&["pull-blob", "t/proxied", &d])
+        .host(plain())
+        .env("REGTOOL_INSECURE", "1")
+        .env("HTTP_PROXY", format!("http://{proxy}"))
+        .run();
+    assert_eq!(out.stdout, data, "{}", out.stderr);
+    // ureq tunnels with CONNECT even to plain-HTTP targets; either form goes through the proxy.
+    let through = |l: &String| {
+        l.starts_with(&format!("CONNECT {}", plain().host))
+            || l.starts_with(&format!("GET http://{}/", plain().host))
+    };
+    assert!(
+        log.lock().unwrap().iter().any(through),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    // NO_PROXY: straight to the registry.
+    let (proxy, log) = crate::faults::forward_proxy();
+    let out = regtool(&["pull-blob", "t/proxied", &d])
+        .host(plain())
+        .env("REGTOOL_INSECURE", "1")
+        .env("HTTP_PROXY", format!("http://{proxy}"))
+        .env("NO_PROXY", "127.0.0.1")
+        .run();
+    assert_eq!(out.stdout, data, "{}", out.stderr);
+    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+    // HTTPS_PROXY: a CONNECT tunnel to the TLS token registry, TLS verified end to end.
+    let (_, reg) = crate::tokens::shared();
+    let (proxy, log) = crate::faults::forward_proxy();
+    let out = regtool(&["list-aliases", "public/proxied"])
+        .host(reg)
+        .env("REGTOOL_TLSVERIFY", crate::pki::pki().ca())
+        .env("REGTOOL_CACHE_DIR", tempdir().path())
+        .env("HTTPS_PROXY", format!("http://{proxy}"))
+        .run();
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with(&format!("CONNECT {}", reg.host))),
+        "{:?} {}",
+        log.lock().unwrap(),
+        out.stderr
+    );
+    out.fails(2);
+}
