@@ -1,38 +1,64 @@
-//! Temporary files that must not outlive an interrupted run. Writers register the temporary
-//! file they are filling; an interrupt handler (installed by the binary) removes whatever is
-//! registered before the process exits with status 130, so Ctrl-C never leaves a partial
-//! `.name.regtool-*` file beside the user's target.
+//! What must not outlive an interrupted run: temporary files being filled, and upload
+//! sessions open at the registry. Writers register them while they work; the interrupt
+//! handler (installed by the binary) cancels the sessions (DELETE), removes the files, and the
+//! process exits with status 130. So Ctrl-C never leaves a partial `.name.regtool-*` file
+//! beside the user's target, nor a dangling upload.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-static PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+type Action = Box<dyn Fn() + Send + Sync>;
 
-/// Keeps a path registered until dropped.
-pub struct Guard(PathBuf);
+enum Entry {
+    File(PathBuf),
+    Action(Action),
+}
+
+static ENTRIES: Mutex<Vec<(u64, Entry)>> = Mutex::new(Vec::new());
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// Keeps an entry registered until dropped.
+pub struct Guard(u64);
+
+fn add(entry: Entry) -> Guard {
+    let id = NEXT.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut e) = ENTRIES.lock() {
+        e.push((id, entry));
+    }
+    Guard(id)
+}
 
 /// Registers `path` for removal on interrupt until the guard is dropped.
 pub fn register(path: &Path) -> Guard {
-    if let Ok(mut p) = PATHS.lock() {
-        p.push(path.to_path_buf());
-    }
-    Guard(path.to_path_buf())
+    add(Entry::File(path.to_path_buf()))
+}
+
+/// Registers an action (cancelling an upload session) to run on interrupt.
+pub fn on_interrupt(action: impl Fn() + Send + Sync + 'static) -> Guard {
+    add(Entry::Action(Box::new(action)))
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Ok(mut p) = PATHS.lock()
-            && let Some(i) = p.iter().position(|x| x == &self.0)
+        if let Ok(mut e) = ENTRIES.lock()
+            && let Some(i) = e.iter().position(|(id, _)| *id == self.0)
         {
-            p.swap_remove(i);
+            e.swap_remove(i);
         }
     }
 }
 
-/// Removes every registered path (called from the interrupt handler).
-pub fn remove_all() {
-    if let Ok(p) = PATHS.lock() {
-        for path in p.iter() {
+/// Runs every registered action, then removes every registered file (the interrupt handler).
+pub fn run_all() {
+    let Ok(entries) = ENTRIES.lock() else { return };
+    for (_, entry) in entries.iter() {
+        if let Entry::Action(action) = entry {
+            action();
+        }
+    }
+    for (_, entry) in entries.iter() {
+        if let Entry::File(path) = entry {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -40,16 +66,25 @@ pub fn remove_all() {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
     #[test]
-    fn registered_files_are_removed_until_released() {
+    fn registered_entries_run_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::write(&a, "x").unwrap();
         std::fs::write(&b, "x").unwrap();
-        let _ga = super::register(&a);
-        drop(super::register(&b));
-        super::remove_all();
+        let _ga = register(&a);
+        drop(register(&b));
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let _gc = on_interrupt(move || r.store(true, Ordering::SeqCst));
+        run_all();
         assert!(!a.exists());
         assert!(b.exists());
+        assert!(ran.load(Ordering::SeqCst));
     }
 }

@@ -18,10 +18,10 @@ fn main() {
 }
 
 fn run() -> i32 {
-    // Ctrl-C: remove temporary files being filled, then exit 130 (CLI.md). A failure to
+    // Ctrl-C: cancel open uploads, remove temporary files being filled, then exit 130 (CLI.md). A failure to
     // install the handler only loses that cleanup.
     let _ = ctrlc::set_handler(|| {
-        regtool::cleanup::remove_all();
+        regtool::cleanup::run_all();
         eprintln!("regtool: interrupted");
         std::process::exit(130);
     });

@@ -170,6 +170,11 @@ impl Http {
         let transport = |call: &TokenCall| self.token_call(call);
         let mut url = self.absolute(&path);
         let (mut attempt, mut redirects, mut authed) = (0u32, 0u32, false);
+        let started = std::time::Instant::now();
+        // Retries stop at REGTOOL_RETRIES, or once waiting would pass the budget.
+        let may_retry = |attempt: u32, wait: Duration| {
+            attempt < self.retries && started.elapsed() + wait < RETRY_BUDGET
+        };
         loop {
             // Credentials go only to the registry's own origin: never to a redirect target on
             // another host (S3 and CDNs reject a second auth mechanism) nor over a changed scheme.
@@ -196,11 +201,14 @@ impl Http {
                         continue;
                     }
                     let err = self.transport_error(e);
-                    if err.kind == Kind::Unavailable && body.replayable() && attempt < self.retries
+                    let wait = backoff(attempt + 1, None);
+                    if err.kind == Kind::Unavailable
+                        && body.replayable()
+                        && may_retry(attempt, wait)
                     {
                         attempt += 1;
                         self.log(|| format!("{err}; retry {attempt} of {}", self.retries));
-                        std::thread::sleep(backoff(attempt, None));
+                        std::thread::sleep(wait);
                         continue;
                     }
                     return Err(err);
@@ -259,7 +267,11 @@ impl Http {
                     authed = true;
                 }
                 408 | 429 | 500 | 502 | 503 | 504
-                    if body.replayable() && attempt < self.retries =>
+                    if body.replayable()
+                        && may_retry(
+                            attempt,
+                            backoff(attempt + 1, header(&resp, "retry-after").as_deref()),
+                        ) =>
                 {
                     attempt += 1;
                     let wait = backoff(attempt, header(&resp, "retry-after").as_deref());
@@ -317,6 +329,33 @@ impl Http {
             Body::Stream(reader, None) => self
                 .agent
                 .run(builder.body(SendBody::from_reader(&mut **reader))?),
+        }
+    }
+
+    /// An action that DELETEs the URL `location` holds at the time it runs (an upload
+    /// session), for the interrupt handler: it carries its own agent and the current
+    /// credentials, and never fetches a token.
+    pub fn canceller(
+        &self,
+        location: std::sync::Arc<Mutex<String>>,
+        scope: &Scope,
+    ) -> impl Fn() + Send + Sync + 'static {
+        let no_fetch = |_: &TokenCall| -> Result<(u16, Vec<u8>)> {
+            Err(Error::other("no token requests while interrupted"))
+        };
+        let authorization = self.auth.header(scope, &no_fetch).ok().flatten();
+        let agent = self.agent.clone();
+        move || {
+            let Ok(url) = location.lock().map(|u| u.clone()) else {
+                return;
+            };
+            let mut builder = http::Request::builder().method(Method::DELETE).uri(url);
+            if let Some(a) = &authorization {
+                builder = builder.header("authorization", a);
+            }
+            if let Ok(req) = builder.body(SendBody::none()) {
+                let _ = agent.run(req);
+            }
         }
     }
 
@@ -465,6 +504,9 @@ fn tls_mismatch(e: &ureq::Error) -> bool {
         _ => false,
     }
 }
+
+/// How long one request may spend waiting between retries, whatever REGTOOL_RETRIES says.
+const RETRY_BUDGET: Duration = Duration::from_secs(300);
 
 /// The delay before retry `attempt`: `Retry-After` when the server sent a usable one (capped
 /// at a minute), else exponential backoff from 250 ms with jitter, capped at 8 s.

@@ -5,9 +5,11 @@
 //! cancels its session.
 
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 
 use ureq::http::Method;
 
+use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::oci::digest::HashingReader;
 use crate::oci::{Algorithm, Digest};
@@ -20,6 +22,9 @@ pub struct Upload<'a> {
     repo: String,
     /// The newest Location, absolute.
     location: String,
+    /// The same, for the interrupt handler's cancel action (registered while we live).
+    shared: Arc<Mutex<String>>,
+    _interrupt: cleanup::Guard,
     chunk_size: Option<u64>,
     offset: u64,
 }
@@ -48,11 +53,16 @@ impl<'a> Upload<'a> {
             (Some(c), Some(m)) => Some(c.max(m)),
             (c, _) => c,
         };
+        let location = url::resolve(
+            &http.absolute(&format!("/v2/{repo}/blobs/uploads/")),
+            &location,
+        );
+        let shared = Arc::new(Mutex::new(location.clone()));
+        let interrupt = cleanup::on_interrupt(http.canceller(shared.clone(), &Scope::push(repo)));
         Ok(Upload {
-            location: url::resolve(
-                &http.absolute(&format!("/v2/{repo}/blobs/uploads/")),
-                &location,
-            ),
+            location,
+            shared,
+            _interrupt: interrupt,
             http,
             repo: repo.to_string(),
             chunk_size,
@@ -180,6 +190,9 @@ impl<'a> Upload<'a> {
     fn follow(&mut self, resp: &crate::registry::http::Response) {
         if let Some(loc) = header(resp, "location") {
             self.location = url::resolve(&self.location, &loc);
+            if let Ok(mut shared) = self.shared.lock() {
+                shared.clone_from(&self.location);
+            }
         }
     }
 }

@@ -324,3 +324,84 @@ fn proxies_from_the_environment() {
     );
     out.fails(2);
 }
+
+#[test]
+fn ctrl_c_cancels_the_upload_session_and_exits_130() {
+    let proxy = FaultProxy::start(&plain().host, Vec::new());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_regtool"))
+        .args(["push-blob", "t/interrupted", "-"])
+        .env_clear()
+        .env("REGTOOL_HOST", &proxy.host)
+        .env("REGTOOL_INSECURE", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &bytes(100_000, 91)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proxy.count("PATCH /v2/t/interrupted/blobs/uploads/") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never started: {:?}",
+            proxy.lines()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        proxy
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("DELETE /v2/t/interrupted/blobs/uploads/")),
+        "{:?}",
+        proxy.lines()
+    );
+}
+
+#[test]
+fn a_file_that_changes_during_the_push_is_a_data_error() {
+    let dir = tempdir();
+    let file = dir.path().join("moving.bin");
+    std::fs::write(&file, bytes(1_000_000, 92)).unwrap();
+    // The HEAD after hashing is answered 429 with Retry-After: 1; the file shrinks meanwhile.
+    let proxy = FaultProxy::start(
+        &plain().host,
+        vec![rule("HEAD", "/blobs/", Fault::Status(429, Some(1)), 1)],
+    );
+    let f = file.clone();
+    let shrink = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        std::fs::write(&f, b"much shorter now").unwrap();
+    });
+    let out = via(&proxy, &["push-blob", "t/moving", file.to_str().unwrap()]).run();
+    shrink.join().unwrap();
+    assert!(out.fails(65).contains("change"), "{}", out.stderr);
+    // Vanished between the hashing and the upload: not found.
+    std::fs::write(&file, bytes(1_000_000, 93)).unwrap();
+    let proxy = FaultProxy::start(
+        &plain().host,
+        vec![rule("HEAD", "/blobs/", Fault::Status(429, Some(1)), 1)],
+    );
+    let f = file.clone();
+    let remove = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        std::fs::remove_file(&f).unwrap();
+    });
+    let out = via(&proxy, &["push-blob", "t/moving", file.to_str().unwrap()]).run();
+    remove.join().unwrap();
+    out.fails(2);
+}
