@@ -91,12 +91,7 @@ fn pick(
     let Manifest::Index { manifests, .. } = &top.manifest else {
         return Ok(top);
     };
-    let child = manifests
-        .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| p.satisfies(wanted)))
-        .ok_or_else(|| {
-            Error::not_found(format!("{reference}: no manifest for platform {wanted}"))
-        })?;
+    let child = crate::oci::manifest::child_for(manifests, wanted, reference)?;
     fetch(store, repo, &child.digest.to_string())
 }
 

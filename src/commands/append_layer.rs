@@ -44,11 +44,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         Some((s, d)) => (s, d, Vec::new()),
         None => (args.src.clone(), args.dst.clone(), args.tarballs.clone()),
     };
-    let src = super::locate(ctx, &src_text)?;
-    let dst = super::locate(ctx, &dst_text)?;
-    if dst.reference.digest.is_some() {
-        return Err(Error::usage("the destination takes a tag, not a digest"));
-    }
+    let (src, dst) = super::locate_pair(ctx, &src_text, &dst_text)?;
     let tag = dst
         .reference
         .tag

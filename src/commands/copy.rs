@@ -2,7 +2,7 @@
 //! REGTOOL_PLATFORM's) between repositories and registries: mounted within a registry,
 //! streamed across, existing blobs skipped. Prints the destination digest.
 
-use regtool::error::{Error, Result};
+use regtool::error::Result;
 use regtool::image::copy;
 use serde_json::json;
 
@@ -18,11 +18,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let src = super::locate(ctx, &args.src)?;
-    let dst = super::locate(ctx, &args.dst)?;
-    if dst.reference.digest.is_some() {
-        return Err(Error::usage("the destination takes a tag, not a digest"));
-    }
+    let (src, dst) = super::locate_pair(ctx, &args.src, &args.dst)?;
     let tag = dst
         .reference
         .tag

@@ -193,3 +193,12 @@ pub fn locate<'a>(ctx: &'a Ctx, text: &str) -> Result<Located<'a>> {
         shared: ctx.store(),
     })
 }
+
+/// The source and destination of an image command; the destination must be a tag.
+pub fn locate_pair<'a>(ctx: &'a Ctx, src: &str, dst: &str) -> Result<(Located<'a>, Located<'a>)> {
+    let (src, dst) = (locate(ctx, src)?, locate(ctx, dst)?);
+    if dst.reference.digest.is_some() {
+        return Err(Error::usage("the destination takes a tag, not a digest"));
+    }
+    Ok((src, dst))
+}

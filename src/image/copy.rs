@@ -121,12 +121,7 @@ pub fn copy(
         return copy_image(src, dst, &fetched, &manifest, tag, jobs);
     };
     if let Some(wanted) = platform {
-        let child = manifests
-            .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| p.satisfies(wanted)))
-            .ok_or_else(|| {
-                Error::not_found(format!("{reference}: no manifest for platform {wanted}"))
-            })?;
+        let child = crate::oci::manifest::child_for(manifests, wanted, reference)?;
         let (cf, cm) = fetch(src, &child.digest.to_string())?;
         return copy_image(src, dst, &cf, &cm, tag, jobs);
     }

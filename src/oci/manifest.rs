@@ -154,6 +154,18 @@ impl Manifest {
     }
 }
 
+/// The entry of an index for a platform (`reference` names the index, for the message).
+pub fn child_for<'a>(
+    manifests: &'a [Descriptor],
+    wanted: &Platform,
+    reference: &str,
+) -> Result<&'a Descriptor> {
+    manifests
+        .iter()
+        .find(|d| d.platform.as_ref().is_some_and(|p| p.satisfies(wanted)))
+        .ok_or_else(|| Error::not_found(format!("{reference}: no manifest for platform {wanted}")))
+}
+
 /// Builds the manifest of an alias naming `blobs` (CLI.md "Alias manifests").
 /// OCI form: artifact type `application/vnd.regtool.blobs.v1`, the empty config.
 pub fn oci_alias(blobs: &[Descriptor]) -> Vec<u8> {

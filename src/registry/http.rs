@@ -248,12 +248,7 @@ impl Http {
                     url = url::resolve(&url, &location);
                 }
                 401 if !authed && body.replayable() => {
-                    let values: Vec<String> = resp
-                        .headers()
-                        .get_all("www-authenticate")
-                        .iter()
-                        .filter_map(|v| v.to_str().ok().map(str::to_string))
-                        .collect();
+                    let values = header_all(&resp, "www-authenticate");
                     let refs: Vec<&str> = values.iter().map(String::as_str).collect();
                     let challenges = parse_challenges(&refs);
                     if !self.auth.challenged(
@@ -415,12 +410,7 @@ impl Http {
         }
         if status == 401 {
             // The probe carried no usable credentials; the challenge still names the realm.
-            let values: Vec<String> = resp
-                .headers()
-                .get_all("www-authenticate")
-                .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_string))
-                .collect();
+            let values = header_all(&resp, "www-authenticate");
             let refs: Vec<&str> = values.iter().map(String::as_str).collect();
             if !parse_challenges(&refs).iter().any(|c| c.scheme == "bearer") {
                 return Err(from_status(401, b"", "checking the registry"));
@@ -521,6 +511,15 @@ pub fn backoff(attempt: u32, retry_after: Option<&str>) -> Duration {
         .unwrap_or(0);
     let jitter = u64::from(nanos) % (base / 2 + 1);
     Duration::from_millis(base / 2 + jitter)
+}
+
+/// Every value of a header that may repeat (`WWW-Authenticate`, `Link`), as text.
+pub fn header_all(resp: &Response, name: &str) -> Vec<String> {
+    resp.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect()
 }
 
 /// A header value as text.

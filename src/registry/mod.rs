@@ -63,12 +63,7 @@ impl Registry {
                 &[200],
                 what,
             )?;
-            let links: Vec<String> = resp
-                .headers()
-                .get_all("link")
-                .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_string))
-                .collect();
+            let links = http::header_all(&resp, "link");
             let body = read_limited(&mut resp, 64 << 20)?;
             let value: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|e| Error::data(format!("{what}: malformed answer: {e}")))?;
