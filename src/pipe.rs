@@ -1,32 +1,40 @@
-//! Verified copying into a file on two threads: one reads the network and hashes, the
-//! caller's thread writes. Writing a file costs the kernel about as much as reading and
-//! hashing cost us, so overlapping them makes `pull-blob -o FILE` as fast as the slower of the
-//! two rather than their sum (scripts/bench measured 0.80 s against 0.90 s sequential for
-//! 512 MiB). For stdout the plain loop of `oci::digest::copy_verified` is faster: a second
-//! thread only competes with the registry for the two cores. Memory stays flat: a fixed pool
-//! of buffers circulates between the stages.
+//! Verified copying on two threads: one reads the network, the caller's thread writes, and
+//! the hashing goes with whichever side has less to do. Into a file, writing costs the kernel
+//! about as much as reading and hashing cost us, so the reader hashes ([`Hash::WhileReading`]);
+//! into a pipe or /dev/null, writing is cheap, so the writer hashes ([`Hash::WhileWriting`])
+//! and reading the socket overlaps with hashing. scripts/bench measured, for 512 MiB: to a
+//! file 0.66-0.72 s against 0.90 s sequential; to /dev/null 0.46-0.54 s against 0.55-0.58 s.
+//! Memory stays flat: a fixed pool of buffers circulates between the two.
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::error::{Error, Kind, Result, from_io};
 use crate::oci::Digest;
-use crate::oci::digest::COPY_BUFFER;
+use crate::oci::digest::{COPY_BUFFER, Hasher};
 
-/// Buffers in flight: enough to keep every stage busy, few enough to keep RSS small.
+/// Buffers in flight: enough to keep both sides busy, few enough to keep RSS small.
 const BUFFERS: usize = 6;
 
 type Chunk = Result<Vec<u8>>;
 
+/// Which thread hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    WhileReading,
+    WhileWriting,
+}
+
 /// Streams `reader` into `writer` and fails with a data error unless the content matches
-/// `expected` (and `size`, when known). Bytes are written as they are verified-in-progress:
-/// the caller decides what a failure means for what was already written (a temporary file is
-/// discarded; stdout reports status 65).
+/// `expected` (and `size`, when known). Bytes are written before the end is verified: the
+/// caller decides what a failure means for them (a temporary file is discarded; stdout
+/// reports status 65).
 pub fn copy_verified(
     reader: &mut (dyn Read + Send),
     writer: &mut dyn Write,
     expected: &Digest,
     size: Option<u64>,
+    hash: Hash,
 ) -> Result<u64> {
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(BUFFERS);
     for _ in 0..BUFFERS {
@@ -34,26 +42,34 @@ pub fn copy_verified(
         let _ = free_tx.send(vec![0u8; COPY_BUFFER]);
     }
     let (read_tx, read_rx) = sync_channel::<Chunk>(BUFFERS);
+    let hasher = || expected.algorithm().hasher();
+    let (read_hasher, write_hasher) = match hash {
+        Hash::WhileReading => (Some(hasher()), None),
+        Hash::WhileWriting => (None, Some(hasher())),
+    };
     std::thread::scope(|scope| {
-        let hasher = scope.spawn(move || read_stage(reader, expected, free_rx, read_tx));
-        let written = write_stage(writer, read_rx, free_tx);
+        let reading = scope.spawn(move || read_stage(reader, read_hasher, free_rx, read_tx));
+        let written = write_stage(writer, write_hasher, read_rx, free_tx);
         // The reader ends at the end of input, or once we stopped listening.
-        let hashed = hasher
+        let read = reading
             .join()
             .unwrap_or_else(|_| Err(Error::other("the reading thread failed")));
-        let count = written?;
-        crate::oci::digest::check(expected, size, &hashed?, count)?;
+        let (count, written_digest) = written?;
+        let actual = match (read?, written_digest) {
+            (Some(d), _) | (None, Some(d)) => d,
+            (None, None) => return Err(Error::other("nothing hashed the blob")),
+        };
+        crate::oci::digest::check(expected, size, &actual, count)?;
         Ok(count)
     })
 }
 
 fn read_stage(
     reader: &mut (dyn Read + Send),
-    expected: &Digest,
+    mut hasher: Option<Hasher>,
     free: Receiver<Vec<u8>>,
     out: SyncSender<Chunk>,
-) -> Result<Digest> {
-    let mut hasher = expected.algorithm().hasher();
+) -> Result<Option<Digest>> {
     while let Ok(mut buf) = free.recv() {
         buf.resize(COPY_BUFFER, 0);
         let n = loop {
@@ -66,7 +82,9 @@ fn read_stage(
             Ok(0) => break,
             Ok(n) => {
                 buf.truncate(n);
-                hasher.update(&buf);
+                if let Some(h) = &mut hasher {
+                    h.update(&buf);
+                }
                 if out.send(Ok(buf)).is_err() {
                     break;
                 }
@@ -77,17 +95,21 @@ fn read_stage(
             }
         }
     }
-    Ok(hasher.finish())
+    Ok(hasher.map(Hasher::finish))
 }
 
 fn write_stage(
     writer: &mut dyn Write,
+    mut hasher: Option<Hasher>,
     input: Receiver<Chunk>,
     free: SyncSender<Vec<u8>>,
-) -> Result<u64> {
+) -> Result<(u64, Option<Digest>)> {
     let mut count = 0u64;
     for chunk in input {
         let buf = chunk?;
+        if let Some(h) = &mut hasher {
+            h.update(&buf);
+        }
         writer.write_all(&buf).map_err(|e| match e.kind() {
             io::ErrorKind::BrokenPipe => Error::new(Kind::Closed, "output closed"),
             _ => from_io("writing", e),
@@ -96,7 +118,7 @@ fn write_stage(
         // The reader may be gone already; the buffer is then simply dropped.
         let _ = free.send(buf);
     }
-    Ok(count)
+    Ok((count, hasher.map(Hasher::finish)))
 }
 
 #[cfg(test)]
@@ -108,7 +130,14 @@ mod tests {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let digest = Digest::sha256(&data);
         let mut out = Vec::new();
-        let n = copy_verified(&mut &data[..], &mut out, &digest, Some(data.len() as u64)).unwrap();
+        let n = copy_verified(
+            &mut &data[..],
+            &mut out,
+            &digest,
+            Some(data.len() as u64),
+            Hash::WhileReading,
+        )
+        .unwrap();
         assert_eq!(n, data.len() as u64);
         assert_eq!(out, data);
     }
@@ -116,10 +145,24 @@ mod tests {
     #[test]
     fn mismatches_and_short_input_are_data_errors() {
         let digest = Digest::sha256(b"expected");
-        let err = copy_verified(&mut &b"other"[..], &mut Vec::new(), &digest, None).unwrap_err();
+        let err = copy_verified(
+            &mut &b"other"[..],
+            &mut Vec::new(),
+            &digest,
+            None,
+            Hash::WhileWriting,
+        )
+        .unwrap_err();
         assert_eq!(err.kind, Kind::Data);
         let good = Digest::sha256(b"abc");
-        let err = copy_verified(&mut &b"abc"[..], &mut Vec::new(), &good, Some(4)).unwrap_err();
+        let err = copy_verified(
+            &mut &b"abc"[..],
+            &mut Vec::new(),
+            &good,
+            Some(4),
+            Hash::WhileReading,
+        )
+        .unwrap_err();
         assert!(err.message.contains("expected 4 bytes"), "{}", err.message);
     }
 
@@ -131,8 +174,14 @@ mod tests {
                 Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"))
             }
         }
-        let err =
-            copy_verified(&mut Failing, &mut Vec::new(), &Digest::sha256(b""), None).unwrap_err();
+        let err = copy_verified(
+            &mut Failing,
+            &mut Vec::new(),
+            &Digest::sha256(b""),
+            None,
+            Hash::WhileWriting,
+        )
+        .unwrap_err();
         assert!(err.message.contains("reset"), "{}", err.message);
         struct Closed;
         impl Write for Closed {
@@ -144,8 +193,14 @@ mod tests {
             }
         }
         let data = vec![1u8; 2_000_000];
-        let err =
-            copy_verified(&mut &data[..], &mut Closed, &Digest::sha256(&data), None).unwrap_err();
+        let err = copy_verified(
+            &mut &data[..],
+            &mut Closed,
+            &Digest::sha256(&data),
+            None,
+            Hash::WhileReading,
+        )
+        .unwrap_err();
         assert_eq!(err.kind, Kind::Closed);
     }
 }

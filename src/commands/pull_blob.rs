@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use regtool::alias::{self, PerPlatform};
 use regtool::error::{Error, Result};
 
-use regtool::oci::digest::copy_verified;
 use regtool::oci::{Digest, Target};
-use regtool::pipe;
+use regtool::pipe::{self, Hash};
 use regtool::store::BlobStream;
 
 use super::Ctx;
@@ -148,8 +147,8 @@ fn open<'a>(
     Ok((blob, size))
 }
 
-/// Streams one blob into `sink`, verifying every byte against its digest. A file is written
-/// on its own thread while the next bytes are read and hashed (see `regtool::pipe`).
+/// Streams one blob into `sink`, verifying every byte against its digest, reading on one
+/// thread and writing on this one (see `regtool::pipe`).
 fn copy(
     bars: &crate::progress::Bars,
     blob: &mut BlobStream<'_>,
@@ -158,12 +157,24 @@ fn copy(
     sink: Sink<'_>,
 ) -> Result<()> {
     let bar = bars.bar(&digest.to_string(), size);
+    // See regtool::pipe for why the hashing goes where it does.
     let result = match sink {
-        Sink::Stdout(w) => copy_verified(&mut blob.reader, &mut bar.wrap_write(w), digest, size),
-        Sink::File(f) => {
-            pipe::copy_verified(&mut blob.reader, &mut bar.wrap_write(f), digest, size)
-        }
+        Sink::Stdout(w) => pipe::copy_verified(
+            &mut blob.reader,
+            &mut bar.wrap_write(w),
+            digest,
+            size,
+            Hash::WhileWriting,
+        ),
+        Sink::File(f) => pipe::copy_verified(
+            &mut blob.reader,
+            &mut bar.wrap_write(f),
+            digest,
+            size,
+            Hash::WhileReading,
+        ),
     };
+
     bar.finish_and_clear();
     result.map(|_| ()).map_err(|e| {
         if e.kind == regtool::Kind::Closed {
