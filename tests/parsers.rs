@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use regtool::image::tarcheck::TarCheck;
 use regtool::oci::{Digest, Manifest, Platform, Reference, Target};
-use regtool::registry::headers::{next_link, parse_challenges};
+use regtool::registry::headers::{content_range_start, next_link, parse_challenges};
 use regtool::registry::scope::Scope;
 use regtool::registry::upload::range_end;
 
@@ -50,6 +50,10 @@ proptest! {
         let _ = next_link(&[&g]);
         let _ = range_end(&s);
         let _ = range_end(&r);
+        let _ = content_range_start(&s);
+        if let Some(start) = content_range_start(&format!("bytes {r}")) {
+            prop_assert!(r.trim_start().starts_with(&start.to_string()) || r.trim_start().starts_with('0'));
+        }
         let _ = Scope::parse(&s);
         let _ = Scope::from_words("r", &[s.clone(), g.clone()]);
     }
