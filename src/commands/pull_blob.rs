@@ -71,7 +71,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (mut tmp, _guard) = regtool::layout::shared_tempfile(&format!(".{name}.regtool-"), dir)
+    let (mut tmp, _guard) = regtool::cleanup::tempfile(&format!(".{name}.regtool-"), dir)
         .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
     pull_all(ctx, repo, &blobs, Some(tmp.as_file_mut()))?;
     tmp.as_file_mut()

@@ -141,7 +141,7 @@ impl Layout {
         self.ensure(repo)?;
         let dir = self.repo_dir(repo).join("blobs").join(algorithm.name());
         fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        let (mut tmp, _guard) = shared_tempfile(".upload-", &dir)
+        let (mut tmp, _guard) = cleanup::tempfile(".upload-", &dir)
             .map_err(io_err(format!("writing in {}", dir.display())))?;
         let (digest, size) = match expected {
             Some((d, size)) => (
@@ -163,27 +163,11 @@ fn to_vec(value: &Value) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// A temporary file that becomes readable by others (mode 0666 less the umask) once renamed:
-/// a layout is shared with other tools and users, unlike tempfile's default 0600.
-/// The file is registered for removal on interrupt while the guard lives.
-pub fn shared_tempfile(
-    prefix: &str,
-    dir: &Path,
-) -> io::Result<(tempfile::NamedTempFile, cleanup::Guard)> {
-    use std::os::unix::fs::PermissionsExt;
-    let file = tempfile::Builder::new()
-        .prefix(prefix)
-        .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)?;
-    let guard = cleanup::register(file.path());
-    Ok((file, guard))
-}
-
 /// Replaces a file atomically: a temporary file beside it, then rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let (mut tmp, _guard) =
-        shared_tempfile(".tmp-", dir).map_err(io_err(format!("writing in {}", dir.display())))?;
+        cleanup::tempfile(".tmp-", dir).map_err(io_err(format!("writing in {}", dir.display())))?;
     tmp.write_all(bytes)
         .map_err(io_err(format!("writing {}", path.display())))?;
     tmp.persist(path)
