@@ -30,10 +30,6 @@ impl Layout {
         Layout { root: root.into() }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Repository names are validated by the caller (`oci::name::check_repo`): their components
     /// are lower-case words, never `.` or `..`, so joining them cannot leave the root.
     fn repo_dir(&self, repo: &str) -> PathBuf {

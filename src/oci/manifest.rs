@@ -143,15 +143,6 @@ impl Manifest {
             Manifest::Schema1 { .. } => media::DOCKER_SCHEMA1_SIGNED,
         }
     }
-
-    /// The blobs an alias names: the layers (dxf semantics: the config is not listed).
-    pub fn blob_digests(&self) -> Vec<Digest> {
-        match self {
-            Manifest::Image { layers, .. } => layers.iter().map(|l| l.digest.clone()).collect(),
-            Manifest::Schema1 { layers } => layers.clone(),
-            Manifest::Index { .. } => Vec::new(),
-        }
-    }
 }
 
 /// The entry of an index for a platform (`reference` names the index, for the message).
@@ -221,6 +212,15 @@ mod tests {
         Digest::sha256(&[n])
     }
 
+    /// The layer digests a manifest lists (oldest first).
+    fn layer_digests(m: &Manifest) -> Vec<Digest> {
+        match m {
+            Manifest::Image { layers, .. } => layers.iter().map(|l| l.digest.clone()).collect(),
+            Manifest::Schema1 { layers } => layers.clone(),
+            Manifest::Index { .. } => Vec::new(),
+        }
+    }
+
     #[test]
     fn oci_alias_round_trips() {
         let blobs = vec![
@@ -229,7 +229,7 @@ mod tests {
         ];
         let bytes = oci_alias(&blobs);
         let m = Manifest::parse(&bytes, None).unwrap();
-        assert_eq!(m.blob_digests(), vec![d(1), d(2)]);
+        assert_eq!(layer_digests(&m), vec![d(1), d(2)]);
         assert_eq!(m.media_type(), media::OCI_MANIFEST);
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["artifactType"], media::REGTOOL_BLOBS);
@@ -280,7 +280,7 @@ mod tests {
             d(1)
         );
         assert_eq!(
-            Manifest::parse(s1.as_bytes(), None).unwrap().blob_digests(),
+            layer_digests(&Manifest::parse(s1.as_bytes(), None).unwrap()),
             vec![d(1), d(2)]
         );
     }

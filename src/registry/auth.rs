@@ -67,6 +67,7 @@ pub struct Auth {
     host: String,
     cfg: AuthConfig,
     stored: OnceLock<Result<Option<Stored>>>,
+    identity: OnceLock<String>,
     state: Mutex<State>,
     cache: Cache,
     /// One token request at a time, so concurrent transfers wanting the same scope share it.
@@ -110,6 +111,7 @@ impl Auth {
             host: host.to_string(),
             cfg,
             stored: OnceLock::new(),
+            identity: OnceLock::new(),
             state: Mutex::new(State {
                 mode: Mode::Unknown,
                 static_refused: false,
@@ -173,7 +175,14 @@ impl Auth {
     }
 
     /// Who the tokens are for, as part of the cache key: a digest, never the secret itself.
+    /// Worked out once: every request's header asks for it.
     fn identity(&self) -> String {
+        self.identity
+            .get_or_init(|| self.work_out_identity())
+            .clone()
+    }
+
+    fn work_out_identity(&self) -> String {
         let who = match (
             &self.cfg.username,
             &self.cfg.refresh_token,

@@ -261,15 +261,12 @@ impl Http {
                     }
                     authed = true;
                 }
-                408 | 429 | 500 | 502 | 503 | 504
-                    if body.replayable()
-                        && may_retry(
-                            attempt,
-                            backoff(attempt + 1, header(&resp, "retry-after").as_deref()),
-                        ) =>
-                {
+                408 | 429 | 500 | 502 | 503 | 504 if body.replayable() => {
+                    let wait = backoff(attempt + 1, header(&resp, "retry-after").as_deref());
+                    if !may_retry(attempt, wait) {
+                        return Ok(resp);
+                    }
                     attempt += 1;
-                    let wait = backoff(attempt, header(&resp, "retry-after").as_deref());
                     self.log(|| {
                         format!(
                             "HTTP {status}; retry {attempt} of {} in {wait:?}",

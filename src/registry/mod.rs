@@ -35,10 +35,6 @@ impl Registry {
         }
     }
 
-    pub fn http(&self) -> &Http {
-        &self.http
-    }
-
     /// GETs every page of a paginated list (PROTOCOL.md rule 8), collecting `field` of each.
     fn paginate(
         &self,

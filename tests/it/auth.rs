@@ -192,20 +192,14 @@ fn a_short_token_lifetime_does_not_break_a_long_upload() {
     let reg = tokens::token_registry("shortlived", &tokens);
     let cache = tempdir();
     // 1.5 MiB from a slow producer, in 64 KiB chunks: about 6 s, twice the token's life.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_regtool"))
-        .args(["push-blob", "t/slow", "-"])
-        .env_clear()
-        .env("REGTOOL_HOST", &reg.host)
+    let mut child = regtool(&["push-blob", "t/slow", "-"])
+        .host(&reg)
         .env("REGTOOL_TLSVERIFY", pki().ca())
         .env("REGTOOL_CACHE_DIR", cache.path())
         .env("REGTOOL_USERNAME", PUSHER.0)
         .env("REGTOOL_PASSWORD", PUSHER.1)
         .env("REGTOOL_CHUNK_SIZE", "64k")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     let data = bytes(1_536 * 1024, 70);
     let mut stdin = child.stdin.take().unwrap();
     for part in data.chunks(128 * 1024) {

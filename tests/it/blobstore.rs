@@ -669,14 +669,7 @@ fn a_closed_stdout_is_not_an_error() {
         .stdin(data)
         .run()
         .ok();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_regtool"))
-        .args(["pull-blob", &repo, d.trim()])
-        .env_clear()
-        .env("REGTOOL_HOST", &reg.host)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = regtool(&["pull-blob", &repo, d.trim()]).host(reg).spawn();
     let mut first = [0u8; 10];
     std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
     drop(child.stdout.take());

@@ -346,40 +346,23 @@ fn an_interrupted_pull_exits_130_and_leaves_no_file() {
     let server = Server::start(move |_| Response::new(200).body(data.clone()).stall_after(500_000));
     let dir = tempdir();
     let target = dir.path().join("big.bin");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_regtool"))
-        .args([
-            "pull-blob",
-            "fred/logs",
-            &digest,
-            "-o",
-            target.to_str().unwrap(),
-        ])
-        .env_clear()
-        .env("REGTOOL_HOST", &server.host)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = regtool(&[
+        "pull-blob",
+        "fred/logs",
+        &digest,
+        "-o",
+        target.to_str().unwrap(),
+    ])
+    .env("REGTOOL_HOST", &server.host)
+    .spawn();
     // Wait until the temporary file has received the first bytes, then press Ctrl-C.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let partial = std::fs::read_dir(dir.path())
+    wait_until("the pull has started", || {
+        std::fs::read_dir(dir.path())
             .unwrap()
             .flatten()
-            .any(|e| e.metadata().is_ok_and(|m| m.len() > 0));
-        if partial {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pull never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+            .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+    });
+    interrupt(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),

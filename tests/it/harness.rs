@@ -189,6 +189,16 @@ impl Cmd {
         self.cmd.current_dir(dir);
         self
     }
+    /// Starts the binary with piped stdin, stdout and stderr, for tests that feed it, read
+    /// it or interrupt it while it runs.
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.cmd.spawn().expect("spawn regtool")
+    }
+
     pub fn run(mut self) -> Run {
         self.cmd
             .stdin(if self.stdin.is_some() {
@@ -242,4 +252,22 @@ pub fn sha256(data: &[u8]) -> String {
 /// A unique repository name per test, so tests sharing a registry do not see each other.
 pub fn repo(name: &str) -> String {
     format!("t/{name}")
+}
+
+/// Presses Ctrl-C on a running regtool.
+pub fn interrupt(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits (20 s at most) until `ready` says so; `what` names it in the failure.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

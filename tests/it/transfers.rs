@@ -328,32 +328,16 @@ fn proxies_from_the_environment() {
 #[test]
 fn ctrl_c_cancels_the_upload_session_and_exits_130() {
     let proxy = FaultProxy::start(&plain().host, Vec::new());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_regtool"))
-        .args(["push-blob", "t/interrupted", "-"])
-        .env_clear()
+    let mut child = regtool(&["push-blob", "t/interrupted", "-"])
         .env("REGTOOL_HOST", &proxy.host)
         .env("REGTOOL_INSECURE", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     let mut stdin = child.stdin.take().unwrap();
     std::io::Write::write_all(&mut stdin, &bytes(100_000, 91)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while proxy.count("PATCH /v2/t/interrupted/blobs/uploads/") == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the upload never started: {:?}",
-            proxy.lines()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    wait_until("the upload has started", || {
+        proxy.count("PATCH /v2/t/interrupted/blobs/uploads/") > 0
+    });
+    interrupt(&child);
     let out = child.wait_with_output().unwrap();
     drop(stdin);
     assert_eq!(
