@@ -42,7 +42,7 @@ complete -c regtool -n "__fish_regtool_needs_command" -f -a "list-repos" -d 'Lis
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "auth" -d 'Mint a bearer token for a repository (pull by default) and extra scopes'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "append-layer" -d 'Append tarballs as new layers to an image in a registry, without pulling it'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "copy" -d 'Copy an image or index to another repository or registry'
-complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s h -l help -d 'Print help'
+complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s o -l output -d 'Write to FILE (atomically, after verification) instead of stdout' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s h -l help -d 'Print help'

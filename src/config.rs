@@ -37,7 +37,7 @@ pub const VARS: &[Var] = &[
         name: "HOST",
         dxf: true,
         plain: false,
-        help: "host[:port] of the registry; oci:PATH for a local OCI-layout store (one layout per repository under PATH). Unset: the local store in the user's data directory.",
+        help: "host[:port] of the registry ([::1]:5000 for IPv6); oci:PATH for a local OCI-layout store (one layout per repository under PATH). Unset: the local store in the user's data directory; set but empty: an error.",
     },
     Var {
         name: "INSECURE",
@@ -55,7 +55,7 @@ pub const VARS: &[Var] = &[
         name: "PASSWORD",
         dxf: true,
         plain: false,
-        help: "Password for the registry.",
+        help: "Password for the registry; needs REGTOOL_USERNAME.",
     },
     Var {
         name: "PASSWORD_FILE",
@@ -230,12 +230,32 @@ fn lookup(env: &dyn Env, name: &str) -> Option<(String, String)> {
         .find_map(|n| env.var(&n).filter(|v| !v.is_empty()).map(|v| (n, v)))
 }
 
+/// The spellings every boolean variable accepts, as the error message lists them.
+const TRUE: [&str; 2] = ["1", "true"];
+const FALSE: [&str; 2] = ["0", "false"];
+
+/// Parses a boolean value (case-insensitive); the error names exactly what is accepted.
+fn boolean(var: &str, value: &str) -> Result<bool> {
+    let is = |words: [&str; 2]| words.iter().any(|w| value.eq_ignore_ascii_case(w));
+    if is(TRUE) {
+        Ok(true)
+    } else if is(FALSE) {
+        Ok(false)
+    } else {
+        Err(Error::config(
+            var,
+            format!(
+                "expected {} or {} (or {} or {}), got {value:?}",
+                TRUE[0], FALSE[0], TRUE[1], FALSE[1]
+            ),
+        ))
+    }
+}
+
 fn flag(env: &dyn Env, name: &str) -> Result<bool> {
     match lookup(env, name) {
         None => Ok(false),
-        Some((_, v)) if v == "1" || v.eq_ignore_ascii_case("true") => Ok(true),
-        Some((_, v)) if v == "0" || v.eq_ignore_ascii_case("false") => Ok(false),
-        Some((n, v)) => Err(Error::config(&n, format!("expected 1 or 0, got {v:?}"))),
+        Some((n, v)) => boolean(&n, &v),
     }
 }
 
@@ -249,6 +269,18 @@ fn number(env: &dyn Env, name: &str, default: u64, min: u64, max: u64) -> Result
                 format!("expected a whole number from {min} to {max}, got {v:?}"),
             )),
         },
+    }
+}
+
+/// A variable whose value goes into an HTTP header: control characters (a pasted newline) are
+/// not allowed in a field value (RFC 9110 5.5), so they are refused here, naming the variable.
+fn header_value(env: &dyn Env, name: &str) -> Result<Option<String>> {
+    match lookup(env, name) {
+        Some((n, v)) if v.chars().any(|c| c.is_control() && c != '\t') => Err(Error::config(
+            &n,
+            "contains a control character (a newline?), which cannot go in an HTTP header",
+        )),
+        found => Ok(found.map(|(_, v)| v)),
     }
 }
 
@@ -340,15 +372,23 @@ pub struct Settings {
 
 /// Checks `host[:port]`: a DNS name, an IPv4 address or a bracketed IPv6 address, and a port.
 fn check_host(var: &str, host: &str) -> Result<()> {
-    let bad = |why: &str| {
+    let refuse = |why: &str, hint: &str| {
         Err(Error::config(
             var,
             format!("{why} in {host:?}: expected host[:port], like registry.example:5000"),
         )
-        .with_hint("for a local store use oci:PATH"))
+        .with_hint(hint))
     };
+    let bad = |why: &str| refuse(why, "for a local store use oci:PATH");
     if host.contains("://") {
         return bad("a URL scheme");
+    }
+    // `::1` would otherwise read as host `:` and port `1`; URLs need IPv6 in brackets (RFC 3986 3.2.2).
+    if !host.starts_with('[') && host.matches(':').count() > 1 {
+        return refuse(
+            "an IPv6 address without brackets",
+            "write it in brackets, with the port after them: [::1]:5000",
+        );
     }
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         let Some(end) = rest.find(']') else {
@@ -374,6 +414,28 @@ fn check_host(var: &str, host: &str) -> Result<()> {
         return bad("a bad port");
     }
     Ok(())
+}
+
+/// REGTOOL_HOST (else DXF_HOST). Set but empty is refused: it is what a CI job whose secret did
+/// not arrive looks like, and falling back to the local store would make its pushes vanish. A
+/// trailing `/` (pasted from a URL) is forgiven.
+fn host_var(env: &dyn Env) -> Result<Option<(String, String)>> {
+    for name in ["REGTOOL_HOST", "DXF_HOST"] {
+        match env.var(name) {
+            None => continue,
+            Some(v) if v.trim().is_empty() => {
+                return Err(Error::config(name, "set but empty").with_hint(
+                    "set it to the registry's host[:port], or unset it to use the local store",
+                ));
+            }
+            Some(v) if v.starts_with("oci:") => return Ok(Some((name.to_string(), v))),
+            Some(v) => {
+                let host = v.trim_end_matches('/').to_string();
+                return Ok(Some((name.to_string(), host)));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Everything that says how to talk to a registry, for `host`.
@@ -412,11 +474,22 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
     if let Some((n, h)) = &auth_host {
         check_host(n, h)?;
     }
+    let username = lookup(env, "USERNAME").map(|(_, v)| v);
+    if password.is_some() && username.is_none() {
+        let given = lookup(env, "PASSWORD")
+            .or_else(|| lookup(env, "PASSWORD_FILE"))
+            .map_or_else(|| "REGTOOL_PASSWORD".to_string(), |(n, _)| n);
+        return Err(Error::config(
+            &given,
+            "set without REGTOOL_USERNAME (or DXF_USERNAME): a password needs a user name",
+        )
+        .with_hint("set REGTOOL_USERNAME too"));
+    }
     let auth = AuthConfig {
-        username: lookup(env, "USERNAME").map(|(_, v)| v),
+        username,
         password,
-        authorization: lookup(env, "AUTHORIZATION").map(|(_, v)| v),
-        token: lookup(env, "TOKEN").map(|(_, v)| v),
+        authorization: header_value(env, "AUTHORIZATION")?,
+        token: header_value(env, "TOKEN")?,
         refresh_token: lookup(env, "REFRESH_TOKEN").map(|(_, v)| v),
         access_token: lookup(env, "ACCESS_TOKEN").map(|(_, v)| v),
         auth_host: auth_host.map(|(_, v)| v),
@@ -480,12 +553,14 @@ pub fn default_store() -> Result<PathBuf> {
 impl Settings {
     pub fn from_env(env: &dyn Env) -> Result<Settings> {
         let jobs = number(env, "JOBS", 4, 1, 64)? as usize;
-        let host = lookup(env, "HOST")
-            .map(|(_, v)| v)
+        let host_setting = host_var(env)?;
+        let host = host_setting
+            .as_ref()
+            .map(|(_, v)| v.clone())
             .filter(|v| !v.starts_with("oci:"))
             .unwrap_or_default();
         let remote = Box::new(registry_options(env, host, jobs)?);
-        let location = match lookup(env, "HOST") {
+        let location = match host_setting {
             None => Location::Layout {
                 root: default_store()?,
                 implicit: true,
@@ -520,9 +595,8 @@ impl Settings {
         };
         let progress = match lookup(env, "PROGRESS") {
             None => Progress::Auto,
-            Some((_, v)) if v == "1" => Progress::Always,
-            Some((_, v)) if v == "0" => Progress::Never,
-            Some((n, v)) => return Err(Error::config(&n, format!("expected 1 or 0, got {v:?}"))),
+            Some((n, v)) if boolean(&n, &v)? => Progress::Always,
+            Some(_) => Progress::Never,
         };
         let format = match lookup(env, "FORMAT") {
             None => Format::Text,
@@ -688,12 +762,106 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_host_is_refused_not_the_local_store() {
+        for var in ["REGTOOL_HOST", "DXF_HOST"] {
+            let e = Settings::from_env(&env(&[(var, "")])).unwrap_err();
+            assert_eq!(e.kind, Kind::Config);
+            assert_eq!(e.message, format!("{var}: set but empty"));
+        }
+        // Unset is still the local store.
+        let s = Settings::from_env(&env(&[])).unwrap();
+        assert!(matches!(
+            s.location,
+            Location::Layout { implicit: true, .. }
+        ));
+    }
+
+    #[test]
+    fn ipv6_needs_brackets_and_a_trailing_slash_is_forgiven() {
+        for bare in ["::1", "::1:5000", "fe80::1"] {
+            let e = Settings::from_env(&env(&[("REGTOOL_HOST", bare)])).unwrap_err();
+            assert_eq!(e.kind, Kind::Config, "{bare}");
+            assert!(e.message.contains("without brackets"), "{}", e.message);
+            assert!(e.hint.unwrap().contains("[::1]:5000"));
+        }
+        let s = Settings::from_env(&env(&[("REGTOOL_HOST", "reg.example:5000/")])).unwrap();
+        assert_eq!(registry(&s).host, "reg.example:5000");
+        assert_eq!(s.remote.host, "reg.example:5000");
+    }
+
+    #[test]
+    fn a_password_needs_a_user_name() {
+        for var in ["REGTOOL_PASSWORD", "DXF_PASSWORD"] {
+            let e = Settings::from_env(&env(&[("REGTOOL_HOST", "h"), (var, "pw")])).unwrap_err();
+            assert_eq!(e.kind, Kind::Config);
+            assert!(e.message.starts_with(&format!("{var}: ")), "{}", e.message);
+            assert!(e.message.contains("REGTOOL_USERNAME"), "{}", e.message);
+        }
+        assert!(
+            Settings::from_env(&env(&[
+                ("REGTOOL_HOST", "h"),
+                ("REGTOOL_PASSWORD", "pw"),
+                ("DXF_USERNAME", "u"),
+            ]))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn header_variables_refuse_control_characters() {
+        for var in [
+            "REGTOOL_TOKEN",
+            "REGTOOL_AUTHORIZATION",
+            "DXF_AUTHORIZATION",
+        ] {
+            let e = Settings::from_env(&env(&[("REGTOOL_HOST", "h"), (var, "abc\n")])).unwrap_err();
+            assert_eq!(e.kind, Kind::Config);
+            assert!(e.message.starts_with(&format!("{var}: ")), "{}", e.message);
+        }
+        let s = Settings::from_env(&env(&[
+            ("REGTOOL_HOST", "h"),
+            ("REGTOOL_AUTHORIZATION", "Basic\tabc=="),
+        ]))
+        .unwrap();
+        assert!(registry(&s).auth.authorization.is_some());
+    }
+
+    #[test]
+    fn booleans_accept_what_the_message_says() {
+        let e = Settings::from_env(&env(&[("REGTOOL_HOST", "h"), ("REGTOOL_DEBUG", "yes")]))
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "REGTOOL_DEBUG: expected 1 or 0 (or true or false), got \"yes\""
+        );
+        for (v, want) in [
+            ("1", true),
+            ("true", true),
+            ("TRUE", true),
+            ("0", false),
+            ("false", false),
+        ] {
+            let s =
+                Settings::from_env(&env(&[("REGTOOL_HOST", "h"), ("REGTOOL_DEBUG", v)])).unwrap();
+            assert_eq!(registry(&s).debug, want, "{v}");
+            let s = Settings::from_env(&env(&[("REGTOOL_PROGRESS", v)])).unwrap();
+            let p = if want {
+                Progress::Always
+            } else {
+                Progress::Never
+            };
+            assert_eq!(s.progress, p, "{v}");
+        }
+    }
+
+    #[test]
     fn password_file_is_read_without_newline() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pw");
         std::fs::write(&path, "s3cret\n").unwrap();
         let s = Settings::from_env(&env(&[
             ("REGTOOL_HOST", "h"),
+            ("REGTOOL_USERNAME", "u"),
             ("REGTOOL_PASSWORD_FILE", path.to_str().unwrap()),
         ]))
         .unwrap();

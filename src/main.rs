@@ -96,16 +96,51 @@ fn usage_error(e: clap::Error) -> i32 {
         }
         _ => {}
     }
-    let rendered = e.render().to_string();
-    let first = rendered
+    let (message, usage) = summarize(&e.render().to_string());
+    let hint = match usage {
+        Some(line) => format!("{line} (more with --help)"),
+        None => "see regtool --help, or regtool <command> --help".to_string(),
+    };
+    exit::report(&Error::usage(format!("usage: {message}")).with_hint(hint))
+}
+
+/// Folds clap's rendered error into one line (its first paragraph: the complaint and the list
+/// of missing or wrong arguments under it) and its `Usage:` line, if any.
+fn summarize(rendered: &str) -> (String, Option<String>) {
+    let message = rendered
         .lines()
-        .next()
-        .unwrap_or("invalid arguments")
-        .trim_start_matches("error: ");
-    let err = Error::usage(format!("usage: {first}"))
-        .with_hint("see regtool --help, or regtool <command> --help");
-    exit::report(&err)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("error: "))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let usage = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .map(|u| format!("usage: {}", u.trim()));
+    let message = if message.is_empty() {
+        "invalid arguments".to_string()
+    } else {
+        message
+    };
+    (message, usage)
 }
 
 #[cfg(test)]
 mod docs_tests;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn missing_arguments_are_named_with_the_usage_line() {
+        let rendered = "error: the following required arguments were not provided:\n  <REPO>\n  <FILES>...\n\nUsage: regtool push-blob <REPO> <FILES>...\n\nFor more information, try '--help'.\n";
+        let (message, usage) = super::summarize(rendered);
+        assert_eq!(
+            message,
+            "the following required arguments were not provided: <REPO> <FILES>..."
+        );
+        assert_eq!(
+            usage.as_deref(),
+            Some("usage: regtool push-blob <REPO> <FILES>...")
+        );
+    }
+}

@@ -14,6 +14,10 @@ use serde_json::json;
 use super::Ctx;
 
 /// Upload files (or - for stdin) as blobs; name them with @alias
+///
+/// Prints one digest per file, in argument order. The alias needs its @ here: a last argument
+/// without @ is a file like the others, so a mistyped file name fails as not found (status 2)
+/// and nothing is pushed.
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs
@@ -23,21 +27,17 @@ pub struct Args {
     pub files: Vec<String>,
 }
 
-/// Splits off the alias: a last argument starting with `@`, or (CLI.md: aliases without `@`
-/// are accepted) a last argument that is a valid alias and names no existing file.
+/// Splits off the alias: a last argument starting with `@`. Without its `@` the last argument
+/// is a file like the others, so a mistyped file name is a not-found error, never an alias.
 fn split_alias(items: &[String]) -> Result<(&[String], Option<String>)> {
-    let Some((last, rest)) = items.split_last() else {
-        return Ok((items, None));
-    };
-    if let Some(a) = last.strip_prefix('@') {
-        name::check_tag(a)?;
-        return Ok((rest, Some(a.to_string())));
+    match items.split_last() {
+        Some((last, rest)) if last.starts_with('@') => {
+            let a = &last[1..];
+            name::check_tag(a)?;
+            Ok((rest, Some(a.to_string())))
+        }
+        _ => Ok((items, None)),
     }
-    if !rest.is_empty() && last != "-" && !Path::new(last).exists() && name::check_tag(last).is_ok()
-    {
-        return Ok((rest, Some(last.clone())));
-    }
-    Ok((items, None))
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
@@ -151,17 +151,15 @@ mod tests {
     }
 
     #[test]
-    fn the_alias_is_split_off_with_or_without_at() {
+    fn only_an_argument_with_at_is_the_alias() {
         let items = v(&["Cargo.toml", "@may15"]);
         assert_eq!(
             split_alias(&items).unwrap(),
             (&items[..1], Some("may15".into()))
         );
+        // Without `@`, even a name that is no file is a file (a typo fails as not found).
         let items = v(&["Cargo.toml", "may15"]);
-        assert_eq!(
-            split_alias(&items).unwrap(),
-            (&items[..1], Some("may15".into()))
-        );
+        assert_eq!(split_alias(&items).unwrap(), (&items[..], None));
         // An existing file is a file, never an alias.
         let items = v(&["Cargo.toml", "Cargo.lock"]);
         assert_eq!(split_alias(&items).unwrap(), (&items[..], None));

@@ -13,6 +13,7 @@ mod badinput;
 mod blobstore;
 mod dxf;
 mod errors;
+mod first_hour;
 mod images;
 mod layout;
 mod transfers;
