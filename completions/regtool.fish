@@ -63,7 +63,7 @@ complete -c regtool -n "__fish_regtool_using_subcommand get-digest" -s h -l help
 complete -c regtool -n "__fish_regtool_using_subcommand get-digest" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand resolve" -s h -l help -d 'Print help'
 complete -c regtool -n "__fish_regtool_using_subcommand resolve" -s V -l version -d 'Print version'
-complete -c regtool -n "__fish_regtool_using_subcommand get-manifest" -s h -l help -d 'Print help'
+complete -c regtool -n "__fish_regtool_using_subcommand get-manifest" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand get-manifest" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand list-aliases" -s h -l help -d 'Print help'
 complete -c regtool -n "__fish_regtool_using_subcommand list-aliases" -s V -l version -d 'Print version'

@@ -115,7 +115,7 @@ pub const VARS: &[Var] = &[
         name: "FORMAT",
         dxf: false,
         plain: false,
-        help: "json: one JSON object per result line instead of bare text.",
+        help: "json: one JSON object per line for every result instead of bare text (get-manifest: one compact line per manifest).",
     },
     Var {
         name: "DEBUG",

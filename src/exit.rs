@@ -12,9 +12,9 @@ pub const USAGE: i32 = 64;
 pub const STATUSES: &[(i32, &str)] = &[
     (
         0,
-        "success (also when stdout is closed early, as by | head)",
+        "success (also when the reader of stdout goes away early, as with | head)",
     ),
-    (1, "any other failure"),
+    (1, "any other failure, including a closed stdout (>&-)"),
     (
         2,
         "not found: blob, manifest, alias, repository or local file",

@@ -1,8 +1,12 @@
 //! Everything regtool prints on stdout goes through here: bare result lines for scripts, or
-//! one JSON object per line with `REGTOOL_FORMAT=json`, and raw blob bytes. A closed stdout
-//! (`| head`) ends the command quietly with status 0.
+//! one JSON object per line with `REGTOOL_FORMAT=json`, and raw blob bytes. A reader that went
+//! away (`| head`, EPIPE) ends the command quietly with status 0; a stdout that was closed
+//! (`>&-`) or cannot be written (EBADF) is an error, so that results are never lost silently.
 
-use std::io::{self, BufWriter, Stdout, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use regtool::config::Format;
 use regtool::error::{Error, Kind, Result};
@@ -11,6 +15,59 @@ use serde_json::Value;
 pub struct Output {
     out: BufWriter<Stdout>,
     format: Format,
+}
+
+/// Whether file descriptor 1 was closed when the process started. Rust's runtime reopens a
+/// closed stdout on /dev/null before `main` (so that a later open cannot take descriptor 1),
+/// which would make every write succeed into nothing; so this is looked at earlier, by a
+/// constructor in `.init_array`, which the C runtime calls before Rust's start-up code.
+static STDOUT_WAS_CLOSED: AtomicBool = AtomicBool::new(false);
+
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CHECK_STDOUT_AT_START: extern "C" fn() = check_stdout_at_start;
+
+#[cfg(target_os = "linux")]
+extern "C" fn check_stdout_at_start() {
+    // SAFETY: F_GETFD only reads the descriptor's flags; it touches no memory of ours.
+    let closed = unsafe { libc::fcntl(1, libc::F_GETFD) } == -1;
+    STDOUT_WAS_CLOSED.store(closed, Ordering::Relaxed);
+}
+
+/// Standard output as a plain file. Rust's `io::Stdout` treats EBADF as success (a write to a
+/// closed stdout "succeeds"), which would lose results silently; a duplicate of descriptor 1
+/// reports it.
+enum Stdout {
+    File(File),
+    Closed,
+}
+
+impl Stdout {
+    fn open() -> Stdout {
+        if STDOUT_WAS_CLOSED.load(Ordering::Relaxed) {
+            return Stdout::Closed;
+        }
+        match io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => Stdout::File(File::from(fd)),
+            Err(_) => Stdout::Closed,
+        }
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stdout::File(f) => f.write(buf),
+            Stdout::Closed => Err(io::Error::from_raw_os_error(libc::EBADF)),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stdout::File(f) => f.flush(),
+            Stdout::Closed => Ok(()),
+        }
+    }
 }
 
 /// Maps a stdout write error: a broken pipe is the reader's choice, not our failure.
@@ -25,9 +82,14 @@ pub fn write_error(e: io::Error) -> Error {
 impl Output {
     pub fn new(format: Format) -> Output {
         Output {
-            out: BufWriter::with_capacity(256 * 1024, io::stdout()),
+            out: BufWriter::with_capacity(256 * 1024, Stdout::open()),
             format,
         }
+    }
+
+    /// Whether results go out as JSON lines (REGTOOL_FORMAT=json).
+    pub fn is_json(&self) -> bool {
+        self.format == Format::Json
     }
 
     /// One result: `text` as a line, or `json` as one JSON object line.

@@ -1,13 +1,18 @@
 //! `get-manifest <repo> <alias|digest>...`: the raw manifest bytes, each followed by a
-//! newline. With REGTOOL_PLATFORM, an index gives the matching child's manifest.
+//! newline. With REGTOOL_PLATFORM, an index gives the matching child's manifest. With
+//! REGTOOL_FORMAT=json, one compact line per manifest: `{"target", "digest", "manifest"}`.
 
 use regtool::alias;
-use regtool::error::Result;
+use regtool::error::{Error, Result};
+use serde_json::{Value, json};
 
 use super::Ctx;
 use crate::output::write_error;
 
 /// Print raw manifests
+///
+/// Each manifest's bytes as the registry holds them, followed by a newline. With
+/// REGTOOL_FORMAT=json: one compact JSON line per manifest, {"target", "digest", "manifest"}.
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs
@@ -21,16 +26,20 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let repo = super::repo(&args.repo)?;
     for target in super::targets(&args.targets)? {
         let reference = target.reference();
-        let bytes = match &ctx.settings.platform {
-            Some(p) => {
-                alias::read_for(ctx.store(), repo, &reference, p)?
-                    .fetched
-                    .bytes
-            }
-            None => ctx.store().get_manifest(repo, &reference)?.bytes,
+        let fetched = match &ctx.settings.platform {
+            Some(p) => alias::read_for(ctx.store(), repo, &reference, p)?.fetched,
+            None => ctx.store().get_manifest(repo, &reference)?,
         };
+        if ctx.out.is_json() {
+            // One compact line per manifest; the digest is of the bytes as the registry holds them.
+            let manifest: Value = serde_json::from_slice(&fetched.bytes)
+                .map_err(|e| Error::data(format!("{target}: malformed manifest: {e}")))?;
+            let json = json!({"target": target.to_string(), "digest": fetched.digest, "manifest": manifest});
+            ctx.out.result("", json)?;
+            continue;
+        }
         let out = ctx.out.raw();
-        out.write_all(&bytes)
+        out.write_all(&fetched.bytes)
             .and_then(|()| out.write_all(b"\n"))
             .map_err(write_error)?;
     }

@@ -108,3 +108,128 @@ fn a_trailing_slash_on_the_host_is_forgiven() {
         .run();
     assert_eq!(out.ok().trim(), sha256(b"slash"));
 }
+
+/// Runs regtool through `sh` with `redirect` applied to its stdout (`>&-`, `1</dev/null`).
+fn with_stdout(redirect: &str, host: &str, args: &[&str]) -> Run {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec \"$@\" {redirect}"))
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_regtool"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home())
+        .env("REGTOOL_HOST", host)
+        .output()
+        .expect("sh");
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_closed_stdout_loses_no_result_silently() {
+    let reg = plain();
+    let repo = repo("closed-stdout");
+    regtool(&["push-blob", &repo, "-", "@a"])
+        .host(reg)
+        .stdin("result")
+        .run()
+        .ok();
+    for redirect in [">&-", "1</dev/null"] {
+        let out = with_stdout(redirect, &reg.host, &["get-alias", &repo, "a"]);
+        let err = out.fails(1);
+        assert!(
+            err.contains("writing to stdout: Bad file descriptor"),
+            "{redirect}: {err}"
+        );
+    }
+    // A reader that goes away is still success (`| head`), and /dev/null is a fine stdout.
+    let out = with_stdout(">/dev/null", &reg.host, &["get-alias", &repo, "a"]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let out = with_stdout("| head -c 0", &reg.host, &["get-alias", &repo, "a"]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+}
+
+/// Puts a pretty-printed (multi-line) manifest naming `blob` under `tag`, as other tools do.
+fn put_pretty_manifest(reg: &Registry, repo: &str, tag: &str, blob: &[u8]) {
+    for b in [&b"{}"[..], blob] {
+        regtool(&["push-blob", repo, "-"])
+            .host(reg)
+            .stdin(b)
+            .run()
+            .ok();
+    }
+    let manifest = serde_json::to_string_pretty(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": sha256(blob), "size": blob.len()}],
+    }))
+    .unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", "-X", "PUT", "-H"])
+        .arg("Content-Type: application/vnd.oci.image.manifest.v1+json")
+        .arg("--data-binary")
+        .arg(&manifest)
+        .arg(format!("http://{}/v2/{repo}/manifests/{tag}", reg.host))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn json_format_gives_one_json_value_per_line_for_every_command() {
+    let reg = plain();
+    let (repo, other) = (repo("json-lines"), repo("json-lines-other"));
+    put_pretty_manifest(reg, &repo, "pretty", b"layer");
+    let json = |args: &[&str], stdin: &[u8]| -> Vec<serde_json::Value> {
+        let out = regtool(args)
+            .host(reg)
+            .env("REGTOOL_FORMAT", "json")
+            .stdin(stdin)
+            .run();
+        out.ok()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: {l:?}: {e}")))
+            .collect()
+    };
+    let d = sha256(b"blob");
+    let cases: Vec<(Vec<&str>, usize)> = vec![
+        (vec!["push-blob", &repo, "-", "@a"], 1),
+        (vec!["set-alias", &repo, "b", &d], 1),
+        (vec!["get-alias", &repo, "a", "pretty"], 2),
+        (vec!["blob-size", &repo, "@a", &d], 2),
+        (vec!["get-digest", &repo, "a"], 1),
+        (vec!["resolve", &repo, "a", "pretty"], 2),
+        (vec!["get-manifest", &repo, "a", "pretty"], 2),
+        (vec!["list-aliases", &repo], 3),
+        (vec!["mount-blob", &other, &repo, &d], 1),
+        (vec!["del-alias", &repo, "b"], 1),
+    ];
+    for (args, lines) in cases {
+        let values = json(&args, b"blob");
+        assert_eq!(values.len(), lines, "{args:?}: {values:?}");
+        assert!(values.iter().all(|v| v.is_object()), "{args:?}: {values:?}");
+    }
+    assert!(!json(&["list-repos"], b"").is_empty());
+    // get-manifest: the manifest itself, compact, with the digest of the registry's bytes.
+    let got = json(&["get-manifest", &repo, "pretty"], b"");
+    assert_eq!(got[0]["manifest"]["layers"][0]["digest"], sha256(b"layer"));
+    let raw = regtool(&["get-manifest", &repo, "pretty"])
+        .host(reg)
+        .run()
+        .stdout;
+    assert!(
+        raw.iter().filter(|&&b| b == b'\n').count() > 2,
+        "the raw form stays as stored"
+    );
+    assert_eq!(got[0]["digest"], sha256(&raw[..raw.len() - 1]));
+}
