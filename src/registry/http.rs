@@ -200,6 +200,10 @@ impl Http {
                         url = self.absolute(&path);
                         continue;
                     }
+                    // Not a failure that waiting cures: the server speaks plain HTTP.
+                    if tried_https && answered_in_plain_text(&e) {
+                        return Err(plain_http_error(&self.host));
+                    }
                     let err = self.transport_error(e);
                     let wait = backoff(attempt + 1, None);
                     if err.kind == Kind::Unavailable
@@ -479,17 +483,35 @@ fn tls_error(host: &str, e: &rustls::Error) -> Error {
 /// answer to our ClientHello is not a TLS record. A certificate that does not verify, or a
 /// server that wants a client certificate, is a TLS failure, never a reason to drop to HTTP.
 fn tls_mismatch(e: &ureq::Error) -> bool {
+    match e {
+        // A server that hangs up on a ClientHello it cannot parse.
+        ureq::Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => true,
+        e => answered_in_plain_text(e),
+    }
+}
+
+/// Whether the answer to our ClientHello was not a TLS record at all (an HTTP server says
+/// `HTTP/1.1 400 ...`), which rustls reports as a corrupt message.
+fn answered_in_plain_text(e: &ureq::Error) -> bool {
     let not_tls = |r: &rustls::Error| matches!(r, rustls::Error::InvalidMessage(_));
     match e {
         ureq::Error::Rustls(r) => not_tls(r),
-        // A server that hangs up on a ClientHello it cannot parse.
-        ureq::Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => true,
         ureq::Error::Io(io) => io
             .get_ref()
             .and_then(|i| i.downcast_ref::<rustls::Error>())
             .is_some_and(not_tls),
         _ => false,
     }
+}
+
+/// A registry on another machine that answers TLS with plain HTTP: said at once, not retried.
+fn plain_http_error(host: &str) -> Error {
+    Error::unavailable(format!(
+        "TLS failure with {host}: it answers in plain HTTP, not TLS"
+    ))
+    .with_hint(format!(
+        "if {host} only serves plain HTTP, set REGTOOL_INSECURE=1 (credentials then travel in clear text)"
+    ))
 }
 
 /// How long one request may spend waiting between retries, whatever REGTOOL_RETRIES says.

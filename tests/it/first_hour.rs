@@ -233,3 +233,35 @@ fn json_format_gives_one_json_value_per_line_for_every_command() {
     );
     assert_eq!(got[0]["digest"], sha256(&raw[..raw.len() - 1]));
 }
+
+/// The plain registry as another machine would see it: 0.0.0.0 reaches this machine's
+/// listeners, but is not a loopback name, so no automatic fall-back to HTTP applies.
+fn remote_name(reg: &Registry) -> String {
+    reg.host.replace("127.0.0.1", "0.0.0.0")
+}
+
+#[test]
+fn a_plain_http_registry_elsewhere_is_named_at_once() {
+    let host = remote_name(plain());
+    let started = std::time::Instant::now();
+    let out = regtool(&["list-repos"])
+        .env("REGTOOL_HOST", &host)
+        .env("REGTOOL_RETRIES", "5")
+        .run();
+    let err = out.fails(69);
+    assert!(err.contains("plain HTTP"), "{err}");
+    assert!(
+        err.contains("hint: ") && err.contains("REGTOOL_INSECURE=1"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "retried: {:?}",
+        started.elapsed()
+    );
+    regtool(&["list-repos"])
+        .env("REGTOOL_HOST", &host)
+        .env("REGTOOL_INSECURE", "1")
+        .run()
+        .ok();
+}
