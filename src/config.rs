@@ -67,7 +67,7 @@ pub const VARS: &[Var] = &[
         name: "AUTHORIZATION",
         dxf: true,
         plain: false,
-        help: "A whole Authorization header value, sent as is.",
+        help: "A whole Authorization header value, as dxf uses it: shown to a Basic registry, or to the token realm when the registry wants bearer tokens. A Bearer value goes to the registry as is.",
     },
     Var {
         name: "PLATFORM",

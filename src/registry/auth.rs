@@ -23,7 +23,8 @@ use crate::registry::url;
 pub struct AuthConfig {
     pub username: Option<String>,
     pub password: Option<String>,
-    /// A whole `Authorization` value, sent as is.
+    /// A whole `Authorization` value, as dxf meant it: what a Basic registry or the token realm
+    /// is shown. A `Bearer` value is a token, sent to the registry as is.
     pub authorization: Option<String>,
     /// A bearer token used as is until the registry refuses it.
     pub token: Option<String>,
@@ -142,6 +143,7 @@ impl Auth {
     /// environment has none.
     fn stored(&self) -> Result<Option<Stored>> {
         if self.cfg.username.is_some()
+            || self.cfg.authorization.is_some()
             || self.cfg.refresh_token.is_some()
             || self.cfg.access_token.is_some()
         {
@@ -163,6 +165,25 @@ impl Auth {
         Ok(self
             .stored()?
             .and_then(|s| Some((s.username?, s.password.unwrap_or_default()))))
+    }
+
+    /// What proves who we are to a Basic registry or a token realm: the user name and password
+    /// (dxf gives them precedence), else the given `Authorization` value as is, else stored
+    /// credentials.
+    fn credentials_header(&self) -> Result<Option<String>> {
+        if let (None, Some(a)) = (&self.cfg.username, &self.cfg.authorization) {
+            return Ok(Some(a.clone()));
+        }
+        Ok(self.password_pair()?.map(|(u, p)| basic_header(&u, &p)))
+    }
+
+    /// A given `Authorization: Bearer ...` value is a token already: no realm would take it, so
+    /// it goes to the registry as is (and cannot be renewed).
+    fn given_bearer(&self) -> Option<&str> {
+        self.cfg.authorization.as_deref().filter(|a| {
+            a.get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+        })
     }
 
     pub fn has_credentials(&self) -> bool {
@@ -192,6 +213,12 @@ impl Auth {
             (Some(u), _, _) => format!("user:{u}\0{}", self.cfg.password.as_deref().unwrap_or("")),
             (None, Some(r), _) => format!("refresh:{r}"),
             (None, None, Some(a)) => format!("aad:{a}"),
+            (None, None, None) if self.cfg.authorization.is_some() => {
+                format!(
+                    "authorization:{}",
+                    self.cfg.authorization.as_deref().unwrap_or("")
+                )
+            }
             (None, None, None) => match self.stored().ok().flatten() {
                 Some(Stored {
                     username: Some(u),
@@ -222,8 +249,8 @@ impl Auth {
 
     /// The `Authorization` value for a request needing `scope`, if any.
     pub fn header(&self, scope: &Scope, transport: &Transport<'_>) -> Result<Option<String>> {
-        if let Some(a) = &self.cfg.authorization {
-            return Ok(Some(a.clone()));
+        if let Some(bearer) = self.given_bearer() {
+            return Ok(Some(bearer.to_string()));
         }
         let (mode, static_refused) = {
             let s = self.state();
@@ -234,7 +261,7 @@ impl Auth {
         }
         match mode {
             Mode::Unknown => Ok(None),
-            Mode::Basic => Ok(self.password_pair()?.map(|(u, p)| basic_header(&u, &p))),
+            Mode::Basic => self.credentials_header(),
             Mode::Bearer(realm) => Ok(Some(format!(
                 "Bearer {}",
                 self.token(&realm, scope, scope, transport)?.token
@@ -251,7 +278,7 @@ impl Auth {
         sent: Option<&str>,
         transport: &Transport<'_>,
     ) -> Result<bool> {
-        if self.cfg.authorization.is_some() {
+        if self.given_bearer().is_some() {
             return Ok(false);
         }
         let static_token = self.cfg.token.as_ref().map(|t| format!("Bearer {t}"));
@@ -278,13 +305,11 @@ impl Auth {
             return Ok(true);
         }
         if challenges.iter().any(|c| c.scheme == "basic")
-            && let Some((u, p)) = self.password_pair()?
+            && let Some(header) = self.credentials_header()?
+            && sent != Some(header.as_str())
         {
-            let header = basic_header(&u, &p);
-            if sent != Some(header.as_str()) {
-                self.state().mode = Mode::Basic;
-                return Ok(true);
-            }
+            self.state().mode = Mode::Basic;
+            return Ok(true);
         }
         Ok(false)
     }
@@ -405,7 +430,8 @@ impl Auth {
                 for s in scope.parts() {
                     target = url::add_query(&target, "scope", s);
                 }
-                let basic = self.password_pair()?.map(|(u, p)| basic_header(&u, &p));
+                // REGTOOL_AUTHORIZATION goes to the realm, as dxf sends DXF_AUTHORIZATION.
+                let basic = self.credentials_header()?;
                 if basic.is_some() && !self.cleartext_ok(&target) {
                     return Err(Error::new(
                         Kind::Denied,
@@ -547,6 +573,41 @@ mod tests {
                 "http://127.0.0.1:1/token?a=b&service=reg&scope=repository%3Afred%2Fx%3Apull",
                 "http://127.0.0.1:1/token?a=b&service=reg&scope=repository%3Afred%2Fx%3Apull%2Cpush"
             ]
+        );
+    }
+
+    #[test]
+    fn an_authorization_value_goes_to_the_token_realm_as_dxf_sends_it() {
+        let given = || AuthConfig {
+            authorization: Some("Basic Z2l2ZW4=".into()),
+            ..AuthConfig::default()
+        };
+        let pull = Scope::pull("fred/x");
+        let auth = Auth::new("127.0.0.1:5000", given());
+        // Nothing goes to the registry before it says what it wants.
+        assert_eq!(auth.header(&pull, &no_transport).unwrap(), None);
+        let ch = parse_challenges(&[r#"Bearer realm="http://127.0.0.1:1/token",service="reg""#]);
+        let transport = |c: &TokenCall| -> Result<(u16, Vec<u8>)> {
+            assert_eq!(c.basic.as_deref(), Some("Basic Z2l2ZW4="));
+            Ok((200, br#"{"token":"tok"}"#.to_vec()))
+        };
+        assert!(auth.challenged(&ch, &pull, None, &transport).unwrap());
+        assert_eq!(
+            auth.header(&pull, &transport).unwrap().as_deref(),
+            Some("Bearer tok")
+        );
+        // A Basic registry is shown the value itself.
+        let auth = Auth::new("h", given());
+        let ch = parse_challenges(&["Basic realm=\"r\""]);
+        assert!(auth.challenged(&ch, &pull, None, &no_transport).unwrap());
+        assert_eq!(
+            auth.header(&pull, &no_transport).unwrap().as_deref(),
+            Some("Basic Z2l2ZW4=")
+        );
+        assert!(
+            !auth
+                .challenged(&ch, &pull, Some("Basic Z2l2ZW4="), &no_transport)
+                .unwrap()
         );
     }
 

@@ -265,3 +265,50 @@ fn a_plain_http_registry_elsewhere_is_named_at_once() {
         .run()
         .ok();
 }
+
+fn basic_value(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+#[test]
+fn dxf_authorization_goes_to_the_token_realm() {
+    use crate::tokens::{PUSHER, claims, shared};
+    let (_, reg) = shared();
+    let ca = crate::pki::pki().ca();
+    let cache = tempdir();
+    let d = regtool(&["push-blob", "t/dxf-authz", "-", "@a"])
+        .host(reg)
+        .env("REGTOOL_TLSVERIFY", &ca)
+        .env("REGTOOL_CACHE_DIR", cache.path())
+        .env("REGTOOL_USERNAME", PUSHER.0)
+        .env("REGTOOL_PASSWORD", PUSHER.1)
+        .stdin("authorized")
+        .run()
+        .ok();
+    // Only what a dxf script sets: host, CA and the Authorization header it shows the realm.
+    let dxf_env = |args: &[&str], var: &str| {
+        regtool(args)
+            .env("DXF_HOST", &reg.host)
+            .env("DXF_TLSVERIFY", &ca)
+            .env(var, basic_value(PUSHER.0, PUSHER.1))
+    };
+    for var in ["DXF_AUTHORIZATION", "REGTOOL_AUTHORIZATION"] {
+        let out = dxf_env(&["pull-blob", "t/dxf-authz", d.trim()], var).run();
+        assert_eq!(out.ok(), "authorized", "{var}");
+        let token = dxf_env(&["auth", "t/dxf-authz", "pull", "push"], var)
+            .run()
+            .ok();
+        assert_eq!(claims(token.trim())["sub"], PUSHER.0, "{var}");
+    }
+    // A wrong value is refused by the token server: 13.
+    regtool(&["pull-blob", "t/dxf-authz", d.trim()])
+        .env("DXF_HOST", &reg.host)
+        .env("DXF_TLSVERIFY", &ca)
+        .env("DXF_AUTHORIZATION", basic_value(PUSHER.0, "wrong"))
+        .run()
+        .fails(13);
+}
