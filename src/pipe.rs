@@ -47,6 +47,15 @@ pub fn copy_verified(
         Hash::WhileReading => (Some(hasher()), None),
         Hash::WhileWriting => (None, Some(hasher())),
     };
+    // A known size bounds the read: nothing past it is read, let alone written.
+    let mut bounded;
+    let reader: &mut (dyn Read + Send) = match size {
+        Some(size) => {
+            bounded = crate::oci::digest::Bounded::new(reader, size);
+            &mut bounded
+        }
+        None => reader,
+    };
     std::thread::scope(|scope| {
         let reading = scope.spawn(move || read_stage(reader, read_hasher, free_rx, read_tx));
         let written = write_stage(writer, write_hasher, read_rx, free_tx);

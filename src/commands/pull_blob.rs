@@ -136,6 +136,15 @@ fn open<'a>(
     retries: u32,
 ) -> Result<(BlobStream<'a>, Option<u64>)> {
     let mut blob = store.open_blob(repo, digest)?;
+    // The manifest's size is the promise; an answer announcing another length is refused
+    // before a byte of it is written.
+    if let (Some(declared), Some(offered)) = (known, blob.size)
+        && declared != offered
+    {
+        return Err(Error::data(format!(
+            "pulling {digest}: the registry offers {offered} bytes, the manifest declares {declared}"
+        )));
+    }
     let size = match known.or(blob.size) {
         Some(s) => Some(s),
         None => store.blob_size(repo, digest)?,

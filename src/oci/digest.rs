@@ -174,9 +174,60 @@ pub fn copy_verified(
     expected: &Digest,
     size: Option<u64>,
 ) -> Result<u64> {
-    let (actual, count) = copy_hashing(reader, writer, expected.algorithm())?;
+    let (actual, count) = match size {
+        Some(size) => copy_hashing(
+            &mut Bounded::new(reader, size),
+            writer,
+            expected.algorithm(),
+        )?,
+        None => copy_hashing(reader, writer, expected.algorithm())?,
+    };
     check(expected, size, &actual, count)?;
     Ok(count)
+}
+
+/// Yields at most `size` bytes of `inner`, and fails with a data error as soon as `inner`
+/// has more: a declared size is a promise, and a source that keeps sending past it (a
+/// server streaming forever, a Content-Length larger than the manifest says) must not fill
+/// a disk or a terminal. Nothing past `size` reaches the caller.
+pub struct Bounded<R> {
+    inner: R,
+    size: u64,
+    remaining: u64,
+}
+
+impl<R: Read> Bounded<R> {
+    pub fn new(inner: R, size: u64) -> Bounded<R> {
+        Bounded {
+            inner,
+            size,
+            remaining: size,
+        }
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.remaining == 0 {
+            // The declared end: the source must end here too.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => {
+                    Err(Error::data(format!("expected {} bytes, received more", self.size)).into())
+                }
+            };
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.remaining -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Fails with a data error unless what arrived (`actual`, `count` bytes) is what was expected.
@@ -274,5 +325,22 @@ mod tests {
         assert_eq!(err.kind, crate::error::Kind::Data);
         let err = copy_verified(&mut &b"hello"[..], &mut Vec::new(), &good, Some(6)).unwrap_err();
         assert!(err.message.contains("expected 6 bytes"));
+    }
+
+    #[test]
+    fn nothing_past_the_declared_size_is_read_or_written() {
+        let good = Digest::sha256(b"hello");
+        let mut out = Vec::new();
+        let mut endless = io::repeat(b'x');
+        let err = copy_verified(&mut endless, &mut out, &good, Some(5)).unwrap_err();
+        assert_eq!(err.kind, crate::error::Kind::Data);
+        assert_eq!(err.message, "expected 5 bytes, received more");
+        assert_eq!(out.len(), 5);
+        let mut exact = Bounded::new(&b"hello"[..], 5);
+        let mut out = Vec::new();
+        exact.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"hello");
+        let mut none = Bounded::new(&b"x"[..], 0);
+        assert!(none.read_to_end(&mut Vec::new()).is_err());
     }
 }

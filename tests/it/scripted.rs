@@ -1,10 +1,12 @@
 //! A small scripted HTTP/1.1 server for what the real registry cannot be made to do (429,
 //! lying content, a 202 to a mount of a blob the source has, paginated and unsorted tag
-//! lists, redirects to another host). It records every request it receives.
+//! lists, redirects to another host, bodies that do not end). It records every request it
+//! receives and how many streamed body bytes the client took.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
@@ -21,6 +23,9 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Send this many body bytes, then stall for a minute before the rest.
     pub stall_after: Option<usize>,
+    /// Instead of `body`: this many bytes of `body` repeated, chunked, for as long as the
+    /// client reads (a server that streams "forever").
+    pub stream: Option<u64>,
 }
 
 impl Response {
@@ -30,6 +35,7 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
             stall_after: None,
+            stream: None,
         }
     }
     pub fn header(mut self, k: &str, v: impl Into<String>) -> Response {
@@ -44,6 +50,11 @@ impl Response {
         self.stall_after = Some(n);
         self
     }
+    /// Streams `total` bytes (the body repeated) with chunked encoding.
+    pub fn stream(mut self, total: u64) -> Response {
+        self.stream = Some(total);
+        self
+    }
 }
 
 type Handler = dyn Fn(&Request) -> Response + Send + Sync;
@@ -51,6 +62,8 @@ type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 pub struct Server {
     pub host: String,
     pub requests: Arc<Mutex<Vec<Request>>>,
+    /// Body bytes of streamed responses the client accepted.
+    pub streamed: Arc<AtomicU64>,
 }
 
 impl Server {
@@ -71,24 +84,37 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let streamed = Arc::new(AtomicU64::new(0));
         let handler: Arc<Handler> = Arc::new(handler);
         let log = requests.clone();
+        let counter = streamed.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (handler, log, tls) = (handler.clone(), log.clone(), tls.clone());
+                let counter = counter.clone();
                 std::thread::spawn(move || match tls {
-                    None => serve(stream.try_clone().unwrap(), stream, &*handler, &log),
+                    None => serve(
+                        stream.try_clone().unwrap(),
+                        stream,
+                        &*handler,
+                        &log,
+                        &counter,
+                    ),
                     Some(config) => {
                         let Ok(conn) = rustls::ServerConnection::new(config) else {
                             return;
                         };
                         let tls = Arc::new(Mutex::new(rustls::StreamOwned::new(conn, stream)));
-                        serve(Shared(tls.clone()), Shared(tls), &*handler, &log)
+                        serve(Shared(tls.clone()), Shared(tls), &*handler, &log, &counter)
                     }
                 });
             }
         });
-        Server { host, requests }
+        Server {
+            host,
+            requests,
+            streamed,
+        }
     }
 
     pub fn seen(&self) -> Vec<Request> {
@@ -132,7 +158,13 @@ fn tls_config() -> Arc<rustls::ServerConfig> {
     Arc::new(config)
 }
 
-fn serve(read: impl Read, mut writer: impl Write, handler: &Handler, log: &Mutex<Vec<Request>>) {
+fn serve(
+    read: impl Read,
+    mut writer: impl Write,
+    handler: &Handler,
+    log: &Mutex<Vec<Request>>,
+    streamed: &AtomicU64,
+) {
     let mut reader = BufReader::new(read);
     loop {
         let mut line = String::new();
@@ -178,6 +210,14 @@ fn serve(read: impl Read, mut writer: impl Write, handler: &Handler, log: &Mutex
         for (k, v) in &resp.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
+        if let Some(total) = resp.stream.filter(|_| req.method != "HEAD") {
+            head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+            if writer.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            stream_chunks(&mut writer, &resp.body, total, streamed);
+            return;
+        }
         if !resp
             .headers
             .iter()
@@ -206,4 +246,29 @@ fn serve(read: impl Read, mut writer: impl Write, handler: &Handler, log: &Mutex
             }
         }
     }
+}
+
+/// Writes `total` bytes of `pattern` repeated as HTTP chunks, counting what the client took,
+/// until done or the client hangs up.
+fn stream_chunks(writer: &mut impl Write, pattern: &[u8], total: u64, streamed: &AtomicU64) {
+    let pattern = if pattern.is_empty() { b"x" } else { pattern };
+    let mut block = Vec::new();
+    while block.len() < 64 * 1024 {
+        block.extend_from_slice(pattern);
+    }
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        let chunk = format!("{n:x}\r\n");
+        let sent = writer
+            .write_all(chunk.as_bytes())
+            .and_then(|()| writer.write_all(&block[..n]))
+            .and_then(|()| writer.write_all(b"\r\n"));
+        if sent.is_err() {
+            return;
+        }
+        streamed.fetch_add(n as u64, Ordering::SeqCst);
+        left -= n as u64;
+    }
+    let _ = writer.write_all(b"0\r\n\r\n").and_then(|()| writer.flush());
 }
