@@ -115,6 +115,18 @@ pub fn blobs(store: &dyn Store, repo: &str, manifest: &Manifest) -> Result<Vec<(
     }
 }
 
+/// The total size of blobs as a manifest declares them. Sizes come from the registry, so the
+/// sum is checked: declared sizes that add up past 2^64-1 bytes are malformed, not a number
+/// to print wrapped.
+pub fn total_size(blobs: &[(Digest, u64)]) -> Result<u64> {
+    blobs
+        .iter()
+        .try_fold(0u64, |sum, (_, size)| sum.checked_add(*size))
+        .ok_or_else(|| {
+            Error::data("the blob sizes the manifest declares add up to more than 2^64-1 bytes")
+        })
+}
+
 /// The config digest (dxf's `get-digest`: for a dxf alias, its first blob).
 pub fn config_digest(manifest: &Manifest) -> Result<Digest> {
     match manifest {
@@ -186,4 +198,19 @@ pub fn sharing_tags(
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_sizes_are_checked() {
+        let d = Digest::sha256(b"x");
+        let big = (d.clone(), i64::MAX as u64);
+        assert_eq!(total_size(&[big.clone(), (d.clone(), 1)]).unwrap(), 1 << 63);
+        let err = total_size(&[big.clone(), big.clone(), big]).unwrap_err();
+        assert_eq!(err.kind, Kind::Data);
+        assert_eq!(total_size(&[]).unwrap(), 0);
+    }
 }

@@ -23,12 +23,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         let m = super::stdin_manifest()?;
         vec![(
             "-".into(),
-            m.map(|r| {
-                Ok(alias::blobs(ctx.store(), repo, &r.manifest)?
-                    .iter()
-                    .map(|b| b.1)
-                    .sum())
-            })?,
+            m.map(|r| alias::total_size(&alias::blobs(ctx.store(), repo, &r.manifest)?))?,
         )]
     } else {
         let mut out = Vec::new();
@@ -41,10 +36,8 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
                 ),
                 Target::Alias(a) => {
                     alias::read(ctx.store(), repo, a, ctx.settings.platform.as_ref())?.map(|r| {
-                        Ok(alias::blobs(ctx.store(), repo, &r.manifest)?
-                            .iter()
-                            .map(|b| b.1)
-                            .sum())
+                        alias::total_size(&alias::blobs(ctx.store(), repo, &r.manifest)?)
+                            .map_err(|e| e.context(format!("@{a}")))
                     })?
                 }
             };

@@ -133,7 +133,11 @@ impl TarCheck {
         }
         let size = parse_number(&h[124..136]).ok_or_else(|| self.bad("a malformed entry size"))?;
         let kind = h[156];
-        let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        // A base-256 size can be near 2^64: the padding must not wrap.
+        let padded = size
+            .div_ceil(BLOCK as u64)
+            .checked_mul(BLOCK as u64)
+            .ok_or_else(|| self.bad("an entry size too large"))?;
         match kind {
             b'L' | b'x' => {
                 if size > MAX_META {
@@ -298,5 +302,23 @@ mod tests {
         assert!(check(&pax, 512).unwrap_err().message.contains("leaves"));
         let hard = tar(&[("link", b"", b'1')]);
         check(&hard, 512).unwrap();
+    }
+
+    #[test]
+    fn a_size_near_2_pow_64_is_refused_not_wrapped() {
+        let mut t = tar(&[("a", b"", b'0')]);
+        // Base-256 size 2^64-1, then the header checksum again.
+        t[124] = 0x80;
+        t[125..128].fill(0);
+        t[128..136].fill(0xff);
+        t[148..156].copy_from_slice(b"        ");
+        let sum: u32 = t[..512].iter().map(|&b| u32::from(b)).sum();
+        t[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let err = check(&t, 512).unwrap_err();
+        assert!(
+            err.message.contains("entry size too large"),
+            "{}",
+            err.message
+        );
     }
 }

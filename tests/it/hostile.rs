@@ -102,3 +102,41 @@ fn a_content_length_larger_than_declared_is_refused_before_writing() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn sizes_that_overflow_are_refused_not_wrapped() {
+    let huge = i64::MAX as u64;
+    let (a, b, c) = (sha256(b"a"), sha256(b"b"), sha256(b"c"));
+    let manifest = alias_manifest(&[(&a, huge), (&b, huge), (&c, huge)]);
+    let body = manifest.clone();
+    let server = Server::start(move |req| {
+        if req.path.contains("/manifests/") {
+            manifest_response(&body)
+        } else {
+            Response::new(404)
+        }
+    });
+    let out = regtool(&["blob-size", "fred/logs", "@huge"])
+        .env("REGTOOL_HOST", &server.host)
+        .run();
+    assert!(
+        out.fails(65)
+            .contains("@huge: the blob sizes the manifest declares add up to more than 2^64-1"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.text());
+    // The same manifest on stdin.
+    regtool(&["blob-size", "fred/logs"])
+        .env("REGTOOL_HOST", &server.host)
+        .stdin(manifest)
+        .run()
+        .fails(65);
+    // Two of them still fit.
+    let fits = alias_manifest(&[(&a, huge), (&b, huge)]);
+    let out = regtool(&["blob-size", "fred/logs"])
+        .env("REGTOOL_HOST", &server.host)
+        .stdin(fits)
+        .run();
+    assert_eq!(out.ok().trim(), (2 * huge).to_string());
+}
