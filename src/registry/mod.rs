@@ -47,6 +47,9 @@ impl Registry {
         let mut next = Some(first);
         let mut seen = std::collections::HashSet::new();
         let mut pages = 0;
+        // Every page is bounded, and so is their sum: a registry that pages on forever with
+        // fresh links must not fill our memory.
+        let mut budget = MAX_LISTING;
         while let Some(url) = next.take() {
             pages += 1;
             if pages > 100_000 {
@@ -60,7 +63,14 @@ impl Registry {
                 what,
             )?;
             let links = http::header_all(&resp, "link");
-            let body = read_limited(&mut resp, 64 << 20)?;
+            let body = read_limited(&mut resp, budget).map_err(|e| match e.kind {
+                Kind::Data => Error::data(format!(
+                    "{what}: the registry's answer is larger than {} MiB",
+                    MAX_LISTING >> 20
+                )),
+                _ => e.context(what),
+            })?;
+            budget -= body.len() as u64;
             let value: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|e| Error::data(format!("{what}: malformed answer: {e}")))?;
             match value.get(field) {
@@ -95,6 +105,9 @@ impl Registry {
         Ok(out)
     }
 }
+
+/// The most a paginated list (tags, catalog) may take, all pages together.
+const MAX_LISTING: u64 = 64 << 20;
 
 fn manifest_request<'a>(method: Method, repo: &str, reference: &str) -> Request<'a> {
     Request::new(method, format!("/v2/{repo}/manifests/{reference}"))
@@ -370,19 +383,30 @@ impl Store for Registry {
     }
 
     fn list_repos(&self) -> Result<Vec<String>> {
-        self.paginate(
-            "/v2/_catalog?n=1000".to_string(),
-            "repositories",
-            Scope::catalog(),
-            "listing repositories",
-        )
-        .map_err(|e| {
-            if e.kind == Kind::NotFound {
-                e.with_hint("the registry does not offer a catalog")
-            } else {
-                e
-            }
-        })
+        let catalog = |first: &str| {
+            self.paginate(
+                first.to_string(),
+                "repositories",
+                Scope::catalog(),
+                "listing repositories",
+            )
+        };
+        // Large pages save requests, but distribution refuses an `n` above its
+        // `catalog.maxentries` with 400 PAGINATION_NUMBER_INVALID (the only usage error a
+        // catalog request can get): then let the registry choose the page size and follow
+        // its Link headers.
+        catalog("/v2/_catalog?n=1000")
+            .or_else(|e| match e.kind {
+                Kind::Usage => catalog("/v2/_catalog"),
+                _ => Err(e),
+            })
+            .map_err(|e| {
+                if e.kind == Kind::NotFound {
+                    e.with_hint("the registry does not offer a catalog")
+                } else {
+                    e
+                }
+            })
     }
 }
 

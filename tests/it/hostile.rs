@@ -140,3 +140,58 @@ fn sizes_that_overflow_are_refused_not_wrapped() {
         .run();
     assert_eq!(out.ok().trim(), (2 * huge).to_string());
 }
+
+#[test]
+fn list_repos_pages_as_a_small_catalog_allows() {
+    let reg = Registry::start("catalog5", "catalog:\n  maxentries: 5\n");
+    let mut want: Vec<String> = (0..12).map(|i| format!("c/r{i:02}")).collect();
+    for (i, repo) in want.iter().enumerate() {
+        regtool(&["push-blob", repo, "-"])
+            .host(&reg)
+            .stdin(format!("blob {i}"))
+            .run()
+            .ok();
+    }
+    let out = regtool(&["list-repos"])
+        .host(&reg)
+        .env("REGTOOL_DEBUG", "1")
+        .run();
+    let mut got = out.lines();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{}", out.stderr);
+}
+
+#[test]
+fn a_listing_that_pages_on_and_on_is_bounded() {
+    // Pages of 4 MiB, each linking to a fresh next page, 100 of them: more than the 64 MiB
+    // a listing may take in all.
+    let server = Server::start(|req| {
+        let page: u32 = req
+            .path
+            .rsplit_once("last=")
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(0);
+        let tags: Vec<String> = (0..1000)
+            .map(|i| format!("p{page}t{i}{}", "x".repeat(4096)))
+            .collect();
+        let mut resp = Response::new(200).body(serde_json::json!({"tags": tags}).to_string());
+        if page < 100 {
+            resp = resp.header(
+                "Link",
+                format!("</v2/fred/logs/tags/list?last={}>; rel=\"next\"", page + 1),
+            );
+        }
+        resp
+    });
+    let out = regtool(&["list-aliases", "fred/logs"])
+        .env("REGTOOL_HOST", &server.host)
+        .run();
+    assert!(
+        out.fails(65)
+            .contains("listing aliases of fred/logs: the registry's answer is larger than 64 MiB"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty());
+}
