@@ -60,6 +60,8 @@ pub fn read(
     let mut out = BTreeMap::new();
     for child in manifests {
         if let Some(p) = &child.platform {
+            // The key is printed: it must be a plain os/arch[/variant].
+            p.check().map_err(|e| e.context(reference))?;
             out.insert(
                 p.to_string(),
                 fetch(store, repo, &child.digest.to_string())?,
@@ -176,27 +178,34 @@ pub fn write(store: &dyn Store, repo: &str, alias: &str, members: &[Member]) -> 
     }
 }
 
-/// Tags other than `alias` that name the manifest `digest` (they go when it is deleted).
-/// Looks at no more than `limit` tags, since each costs a request.
-pub fn sharing_tags(
+/// The tags of `repo`, other than those in `named`, that name one of `digests`, by digest:
+/// deleting a manifest (by digest, as registries require) removes every tag naming it, and
+/// the user must hear of those they did not name. Every tag is resolved, `jobs` at a time
+/// (one request each); a tag that vanishes meanwhile is skipped.
+pub fn tags_naming(
     store: &dyn Store,
     repo: &str,
-    alias: &str,
-    digest: &Digest,
-    limit: usize,
-) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for tag in store
+    digests: &[Digest],
+    named: &[String],
+    jobs: usize,
+) -> Result<BTreeMap<Digest, Vec<String>>> {
+    let others: Vec<String> = store
         .list_tags(repo)?
         .into_iter()
-        .filter(|t| t != alias)
-        .take(limit)
-    {
-        if store.resolve(repo, &tag).is_ok_and(|d| &d == digest) {
-            out.push(tag);
+        .filter(|t| !named.contains(t))
+        .collect();
+    crate::oci::name::check_listed(&others, crate::oci::name::check_tag)?;
+    let resolved = crate::parallel::map(jobs, others, |_, tag| (store.resolve(repo, &tag), tag));
+    let mut out: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    for (digest, tag) in resolved {
+        match digest {
+            Ok(d) if digests.contains(&d) => out.entry(d).or_default().push(tag),
+            Ok(_) => {}
+            Err(e) if e.kind == Kind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
-    out.sort();
+    out.values_mut().for_each(|tags| tags.sort());
     Ok(out)
 }
 

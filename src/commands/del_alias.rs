@@ -1,14 +1,22 @@
-//! `del-alias <repo> <alias>...`: deletes alias manifests by digest and prints the digests of
-//! the blobs they named (the blobs stay). Deleting by digest removes every tag pointing at the
-//! manifest, so other such tags are named on stderr first.
+//! `del-alias <repo> <alias>...`: deletes alias manifests by digest and prints what
+//! `get-alias` would have printed for them (the blob digests; per platform for an index, or
+//! REGTOOL_PLATFORM's); the blobs stay. Deleting by digest removes every tag naming the
+//! manifest, so tags the user did not name are named on stderr first.
 
-use regtool::alias::{self, PerPlatform};
+use regtool::alias;
 use regtool::error::Result;
+use regtool::oci::Digest;
 use serde_json::json;
 
 use super::Ctx;
 
 /// Delete aliases (not their blobs) and print the blob digests they named
+///
+/// Prints what get-alias prints for each alias (with REGTOOL_PLATFORM, that platform's
+/// blobs; without it, an index gives one JSON line with a key per platform), then deletes
+/// the alias's manifest by digest. Other aliases naming the same manifest go with it: each is
+/// named on stderr (`regtool: note: ...`) before the delete. The blobs and an index's
+/// platform manifests stay.
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs
@@ -18,46 +26,73 @@ pub struct Args {
     pub aliases: Vec<String>,
 }
 
-/// How many tags are checked for sharing the deleted manifest (each costs a request).
-const SHARING_CHECK_LIMIT: usize = 200;
-
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let repo = super::repo(&args.repo)?;
-    for name in super::aliases(&args.aliases)? {
+    let names = super::aliases(&args.aliases)?;
+    for name in &names {
         let store = ctx.store();
-        let top = store.get_manifest(repo, &name)?;
-        let value = alias::read(store, repo, &top.digest.to_string(), None)?;
-        let digests = match value {
-            PerPlatform::One(r) => PerPlatform::One(
-                alias::blobs(store, repo, &r.manifest)?
-                    .into_iter()
-                    .map(|b| b.0.to_string())
-                    .collect(),
-            ),
-            many => many.map(|r| Ok(vec![r.fetched.digest.to_string()]))?,
-        };
-        let others = alias::sharing_tags(store, repo, &name, &top.digest, SHARING_CHECK_LIMIT)
-            .unwrap_or_default();
-        if !others.is_empty() {
-            eprintln!(
-                "regtool: note: deleting @{name} also removes {} (same manifest {})",
-                others
-                    .iter()
-                    .map(|t| format!("@{t}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                top.digest
-            );
-        }
-        store.delete_manifest(repo, &top.digest)?;
+        // Read by digest what the tag names now, so that what is printed is what is deleted.
+        let top = store.get_manifest(repo, name)?;
+        let value = alias::read(
+            store,
+            repo,
+            &top.digest.to_string(),
+            ctx.settings.platform.as_ref(),
+        )
+        .map_err(|e| e.context(format!("@{name}")))?;
+        let digests = value.map(|r| {
+            Ok(alias::blobs(store, repo, &r.manifest)?
+                .into_iter()
+                .map(|b| b.0.to_string())
+                .collect::<Vec<_>>())
+        })?;
+        note_removed(
+            ctx,
+            repo,
+            name,
+            &names,
+            &[(top.digest.clone(), "same manifest")],
+        );
+        ctx.store().delete_manifest(repo, &top.digest)?;
         super::print_per_platform(
             &mut ctx.out,
             "alias",
-            &name,
+            name,
             digests,
             |d: &Vec<String>| d.clone(),
             |d| json!(d),
         )?;
     }
     Ok(())
+}
+
+/// Says on stderr, before `manifests` are deleted for `@alias`, which tags not in `named`
+/// go with them. Each manifest comes with how it relates to the alias, for the message.
+/// When the tags cannot be checked, says that instead: never a silent removal.
+pub(super) fn note_removed(
+    ctx: &Ctx,
+    repo: &str,
+    alias: &str,
+    named: &[String],
+    manifests: &[(Digest, &str)],
+) {
+    let digests: Vec<Digest> = manifests.iter().map(|(d, _)| d.clone()).collect();
+    let clean = |t: &str| regtool::text::sanitize(t, 200);
+    match alias::tags_naming(ctx.store(), repo, &digests, named, ctx.settings.jobs) {
+        Ok(found) => {
+            for (digest, relation) in manifests {
+                if let Some(tags) = found.get(digest) {
+                    let tags: Vec<String> = tags.iter().map(|t| format!("@{}", clean(t))).collect();
+                    eprintln!(
+                        "regtool: note: deleting @{alias} also removes {} ({relation} {digest})",
+                        tags.join(", ")
+                    );
+                }
+            }
+        }
+        Err(e) => eprintln!(
+            "regtool: warning: deleting @{alias}: could not check which other aliases name its manifests, and they go too: {}",
+            clean(&e.message)
+        ),
+    }
 }

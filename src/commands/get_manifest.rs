@@ -1,6 +1,7 @@
 //! `get-manifest <repo> <alias|digest>...`: the raw manifest bytes, each followed by a
 //! newline. With REGTOOL_PLATFORM, an index gives the matching child's manifest. With
-//! REGTOOL_FORMAT=json, one compact line per manifest: `{"target", "digest", "manifest"}`.
+//! REGTOOL_FORMAT=json, one compact line per manifest: `{"target", "digest", "manifest"}`. Bytes
+//! that are not JSON are refused (65) rather than printed.
 
 use regtool::alias;
 use regtool::error::{Error, Result};
@@ -30,10 +31,15 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
             Some(p) => alias::read_for(ctx.store(), repo, &reference, p)?.fetched,
             None => ctx.store().get_manifest(repo, &reference)?,
         };
+        // The bytes are printed as stored, but a manifest is JSON (no raw control characters
+        // can be in it): anything else is malformed, and not sent to the terminal.
+        let manifest: Value = serde_json::from_slice(&fetched.bytes).map_err(|_| {
+            Error::data(format!(
+                "getting manifest {reference} from {repo}: the manifest is not JSON"
+            ))
+        })?;
         if ctx.out.is_json() {
             // One compact line per manifest; the digest is of the bytes as the registry holds them.
-            let manifest: Value = serde_json::from_slice(&fetched.bytes)
-                .map_err(|e| Error::data(format!("{target}: malformed manifest: {e}")))?;
             let json = json!({"target": target.to_string(), "digest": fetched.digest, "manifest": manifest});
             ctx.out.result("", json)?;
             continue;

@@ -1,6 +1,8 @@
-//! `list-aliases <repo>`: every tag, one per line, following pagination to the end.
+//! `list-aliases <repo>`: every tag, one per line, following pagination to the end. A tag
+//! outside the distribution spec's grammar fails the listing (65) before anything is printed.
 
 use regtool::error::Result;
+use regtool::oci::name;
 use serde_json::json;
 
 use super::Ctx;
@@ -14,7 +16,15 @@ pub struct Args {
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let repo = super::repo(&args.repo)?;
-    for tag in ctx.store().list_tags(repo)? {
+    let tags = ctx.store().list_tags(repo)?;
+    // All or nothing: a listing with a name outside the spec's grammar is refused whole.
+    name::check_listed(&tags, name::check_tag).map_err(|e| {
+        e.context(format!(
+            "listing aliases of {repo}: {} sent",
+            ctx.store().describe()
+        ))
+    })?;
+    for tag in tags {
         ctx.out.result(&tag, json!({"alias": tag}))?;
     }
     ctx.out.flush()

@@ -75,6 +75,16 @@ pub fn check_tag(tag: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks names a registry or store listed (tags, repositories) with `check`, the grammar an
+/// argument must follow, before anything prints them: a name outside it could carry terminal
+/// escapes or newlines to the user's screen, and could not be given back to regtool. Such a
+/// name is the store's fault, so it is a data error, not a usage error.
+pub fn check_listed(names: &[String], check: fn(&str) -> Result<()>) -> Result<()> {
+    names
+        .iter()
+        .try_for_each(|n| check(n).map_err(|e| Error::data(e.message)))
+}
+
 /// The name of an alias given with or without its `@`.
 pub fn alias_name(arg: &str) -> Result<&str> {
     let name = arg.strip_prefix('@').unwrap_or(arg);
@@ -167,6 +177,17 @@ mod tests {
         for bad in ["", ".x", "-x", "a/b", "a:b", "a b", &"a".repeat(129)] {
             assert!(check_tag(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn listed_names_outside_the_grammar_are_data_errors() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_listed(&names(&["v1", "latest"]), check_tag).is_ok());
+        let err = check_listed(&names(&["v1", "a\u{1b}[2Jb"]), check_tag).unwrap_err();
+        assert_eq!(err.kind, crate::error::Kind::Data);
+        assert!(err.message.contains(r#""a\u{1b}[2Jb""#), "{}", err.message);
+        assert!(check_listed(&names(&["x\ny"]), check_tag).is_err());
+        assert!(check_listed(&names(&["fred/logs", "Evil\u{202e}"]), check_repo).is_err());
     }
 
     #[test]

@@ -27,6 +27,24 @@ impl Platform {
         }
     }
 
+    /// Checks a platform an index declares before it becomes a printed key: every part must
+    /// be what `REGTOOL_PLATFORM` accepts (letters, digits, `_ . -`), so that a hostile
+    /// index cannot put terminal escapes, newlines or extra `/` into the output.
+    pub fn check(&self) -> Result<()> {
+        let parts = std::iter::once(&self.os)
+            .chain(std::iter::once(&self.architecture))
+            .chain(self.variant.as_ref());
+        for part in parts {
+            if !part_ok(part) {
+                return Err(Error::data(format!(
+                    "the index declares an invalid platform {:?}",
+                    self.to_string()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether an index entry for `self` satisfies a request for `wanted`.
     pub fn satisfies(&self, wanted: &Platform) -> bool {
         self.os == wanted.os
@@ -39,12 +57,7 @@ impl FromStr for Platform {
     type Err = Error;
     fn from_str(text: &str) -> Result<Platform> {
         let parts: Vec<&str> = text.split('/').collect();
-        let ok = |s: &&str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-        };
-        if !(2..=3).contains(&parts.len()) || !parts.iter().all(ok) {
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| part_ok(p)) {
             return Err(Error::usage(format!(
                 "invalid platform {text:?}: expected os/arch[/variant], like linux/amd64"
             )));
@@ -55,6 +68,13 @@ impl FromStr for Platform {
             variant: parts.get(2).map(|v| v.to_string()),
         })
     }
+}
+
+/// One part of a platform: letters, digits, `_`, `.` and `-`.
+fn part_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
 }
 
 impl fmt::Display for Platform {
@@ -98,5 +118,25 @@ mod tests {
             assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
         }
         assert_eq!(p("linux/arm/v7").to_string(), "linux/arm/v7");
+    }
+
+    #[test]
+    fn declared_platforms_are_checked_before_printing() {
+        assert!(p("linux/arm64/v8").check().is_ok());
+        for (os, arch, variant) in [
+            ("linux\u{1b}[31m", "amd64", None),
+            ("linux", "amd64\n", None),
+            ("linux/x", "amd64", None),
+            ("linux", "arm", Some("")),
+            ("", "amd64", None),
+        ] {
+            let bad = Platform {
+                os: os.into(),
+                architecture: arch.into(),
+                variant: variant.map(str::to_string),
+            };
+            let err = bad.check().unwrap_err();
+            assert_eq!(err.kind, crate::error::Kind::Data, "{bad:?}");
+        }
     }
 }

@@ -195,3 +195,292 @@ fn a_listing_that_pages_on_and_on_is_bounded() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// No terminal escape, bell or bidi override from the server reached stdout or stderr.
+#[track_caller]
+fn no_escapes(out: &Run) {
+    let text = format!("{}{}", out.text(), out.stderr);
+    assert!(
+        !text.contains(['\u{1b}', '\u{7}', '\u{202e}', '\u{9b}']),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn listed_names_outside_the_grammar_are_refused_whole() {
+    let server = Server::start(|req| match req.path.as_str() {
+        "/v2/fred/escape/tags/list" => Response::new(200).body(r#"{"tags":["v1","a\u001b[2Jb"]}"#),
+        "/v2/fred/newline/tags/list" => Response::new(200).body(r#"{"tags":["v1","x\ny"]}"#),
+        "/v2/fred/bidi/tags/list" => Response::new(200).body(r#"{"tags":["v\u202e1"]}"#),
+        "/v2/fred/fine/tags/list" => Response::new(200).body(r#"{"tags":["v1","_x.y-z"]}"#),
+        p if p.starts_with("/v2/_catalog") => {
+            Response::new(200).body(r#"{"repositories":["fred/logs","evil\u001b]0;title\u0007"]}"#)
+        }
+        _ => Response::new(404),
+    });
+    for (repo, shown) in [
+        ("fred/escape", r#"invalid alias "a\u{1b}[2Jb""#),
+        ("fred/newline", r#"invalid alias "x\ny""#),
+        ("fred/bidi", r#"invalid alias "v\u{202e}1""#),
+    ] {
+        for format in ["text", "json"] {
+            let out = regtool(&["list-aliases", repo])
+                .env("REGTOOL_HOST", &server.host)
+                .env("REGTOOL_FORMAT", format)
+                .run();
+            let err = out.fails(65);
+            assert!(
+                err.contains(&format!("listing aliases of {repo}: registry "))
+                    && err.contains(shown),
+                "{err}"
+            );
+            assert!(out.stdout.is_empty(), "{}", out.text());
+            no_escapes(&out);
+        }
+    }
+    let out = regtool(&["list-aliases", "fred/fine"])
+        .env("REGTOOL_HOST", &server.host)
+        .run();
+    assert_eq!(out.lines(), ["v1", "_x.y-z"]);
+    let out = regtool(&["list-repos"])
+        .env("REGTOOL_HOST", &server.host)
+        .run();
+    assert!(
+        out.fails(65).contains(r#"listing repositories: registry "#),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("invalid repository name"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty());
+    no_escapes(&out);
+}
+
+#[test]
+fn platforms_and_manifests_from_the_server_never_carry_escapes() {
+    let child = alias_manifest(&[(&sha256(b"x"), 1)]);
+    let child_digest = sha256(child.as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": child_digest,
+            "size": child.len(),
+            "platform": {"os": "linux\u{1b}[31m", "architecture": "amd64"}
+        }]
+    })
+    .to_string();
+    let index_digest = sha256(index.as_bytes());
+    let server = Server::start(move |req| match req.path.as_str() {
+        p if p == "/v2/fred/logs/manifests/multi"
+            || p == format!("/v2/fred/logs/manifests/{index_digest}") =>
+        {
+            Response::new(200)
+                .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+                .body(index.clone())
+        }
+        p if p == format!("/v2/fred/logs/manifests/{child_digest}") => manifest_response(&child),
+        "/v2/fred/logs/manifests/garbage" => manifest_response("\u{1b}]0;pwned\u{7}"),
+        _ => Response::new(404),
+    });
+    for command in ["get-alias", "get-digest", "blob-size", "del-alias"] {
+        for format in ["text", "json"] {
+            let out = regtool(&[command, "fred/logs", "@multi"])
+                .env("REGTOOL_HOST", &server.host)
+                .env("REGTOOL_FORMAT", format)
+                .run();
+            assert!(
+                out.fails(65)
+                    .contains(r#"the index declares an invalid platform "linux\u{1b}[31m/amd64""#),
+                "{command}: {}",
+                out.stderr
+            );
+            no_escapes(&out);
+        }
+    }
+    let out = regtool(&["get-manifest", "fred/logs", "garbage"])
+        .env("REGTOOL_HOST", &server.host)
+        .run();
+    assert!(
+        out.fails(65)
+            .contains("getting manifest garbage from fred/logs: the manifest is not JSON"),
+        "{}",
+        out.stderr
+    );
+    no_escapes(&out);
+}
+
+/// Where the delete tests run: the real registry and the local OCI-layout store.
+fn delete_backends() -> Vec<(String, Box<dyn regtool::Store>, Option<tempfile::TempDir>)> {
+    let reg = plain();
+    let registry =
+        regtool::registry::Registry::new(&regtool::config::RegistryOptions::new(&reg.host));
+    let dir = tempdir();
+    let layout = regtool::layout::Layout::new(dir.path());
+    let local = format!("oci:{}", dir.path().display());
+    vec![
+        (reg.host.clone(), Box::new(registry), None),
+        (local, Box::new(layout), Some(dir)),
+    ]
+}
+
+/// Pushes `content` under `@tag` and returns (blob digest, manifest bytes).
+fn pushed(host: &str, repo: &str, content: &str, tag: &str) -> (String, String) {
+    let blob = regtool(&["push-blob", repo, "-", &format!("@{tag}")])
+        .env("REGTOOL_HOST", host)
+        .stdin(content)
+        .run()
+        .ok()
+        .trim()
+        .to_string();
+    let manifest = regtool(&["get-manifest", repo, tag])
+        .env("REGTOOL_HOST", host)
+        .run()
+        .ok()
+        .trim_end()
+        .to_string();
+    (blob, manifest)
+}
+
+/// Stores a two-platform index of the manifests of `amd` and `arm` under `tag`.
+fn index_of(store: &dyn regtool::Store, repo: &str, tag: &str, amd: &str, arm: &str) -> String {
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(amd.as_bytes()), "size": amd.len(), "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(arm.as_bytes()), "size": arm.len(), "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+        ]
+    })
+    .to_string();
+    store
+        .put_manifest(
+            repo,
+            tag,
+            index.as_bytes(),
+            "application/vnd.oci.image.index.v1+json",
+        )
+        .unwrap();
+    index
+}
+
+#[test]
+fn del_blob_names_every_alias_it_removes_that_the_user_did_not() {
+    for (host, store, _dir) in delete_backends() {
+        let repo = repo("del-blob-notes");
+        let run = |args: &[&str]| regtool(args).env("REGTOOL_HOST", &host).run();
+        let (_, amd) = pushed(&host, &repo, "amd64 bits", "v1");
+        let (_, arm) = pushed(&host, &repo, "arm64 bits", "v2");
+        index_of(store.as_ref(), &repo, "multi", &amd, &arm);
+        let out = run(&["del-blob", &repo, "@multi"]);
+        out.ok();
+        let notes: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(
+            notes,
+            [
+                format!(
+                    "regtool: note: deleting @multi also removes @v1 (platform manifest {})",
+                    sha256(amd.as_bytes())
+                ),
+                format!(
+                    "regtool: note: deleting @multi also removes @v2 (platform manifest {})",
+                    sha256(arm.as_bytes())
+                ),
+            ],
+            "{host}"
+        );
+        run(&["get-alias", &repo, "v1"]).fails(2);
+
+        // Two aliases of one manifest: deleting one removes the other, and says so.
+        let (blob, manifest) = pushed(&host, &repo, "shared", "one");
+        run(&["set-alias", &repo, "two", &blob]).ok();
+        let out = run(&["del-blob", &repo, "@one"]);
+        out.ok();
+        assert_eq!(
+            out.stderr,
+            format!(
+                "regtool: note: deleting @one also removes @two (same manifest {})\n",
+                sha256(manifest.as_bytes())
+            ),
+            "{host}"
+        );
+        run(&["get-alias", &repo, "two"]).fails(2);
+
+        // Nothing to say when no other alias goes.
+        pushed(&host, &repo, "alone", "solo");
+        let out = run(&["del-blob", &repo, "solo"]);
+        out.ok();
+        assert_eq!(out.stderr, "", "{host}");
+    }
+}
+
+#[test]
+fn del_alias_prints_what_get_alias_prints() {
+    for (host, store, _dir) in delete_backends() {
+        let repo = repo("del-alias-index");
+        let run = |args: &[&str], platform: Option<&str>| {
+            let mut cmd = regtool(args).env("REGTOOL_HOST", &host);
+            if let Some(p) = platform {
+                cmd = cmd.env("REGTOOL_PLATFORM", p);
+            }
+            cmd.run()
+        };
+        let (amd_blob, amd) = pushed(&host, &repo, "amd64 bits", "amd");
+        let (arm_blob, arm) = pushed(&host, &repo, "arm64 bits", "arm");
+        for platform in [None, Some("linux/arm64")] {
+            index_of(store.as_ref(), &repo, "multi", &amd, &arm);
+            let expected = run(&["get-alias", &repo, "multi"], platform).ok();
+            let out = run(&["del-alias", &repo, "multi"], platform);
+            assert_eq!(out.ok(), expected, "{host} {platform:?}");
+            assert_eq!(out.stderr, "", "{host}");
+            run(&["get-alias", &repo, "multi"], None).fails(2);
+            // The platform manifests and their aliases stay.
+            assert_eq!(
+                run(&["get-alias", &repo, "arm"], None).ok().trim(),
+                arm_blob
+            );
+        }
+        assert_eq!(
+            run(&["get-alias", &repo, "amd"], None).ok().trim(),
+            amd_blob
+        );
+        index_of(store.as_ref(), &repo, "multi", &amd, &arm);
+        let out = run(&["del-alias", &repo, "multi"], None);
+        assert_eq!(
+            out.ok().trim(),
+            format!(r#"{{"linux/amd64":["{amd_blob}"],"linux/arm64/v8":["{arm_blob}"]}}"#)
+        );
+    }
+}
+
+#[test]
+fn a_delete_that_cannot_check_other_aliases_says_so() {
+    let manifest = alias_manifest(&[(&sha256(b"x"), 1)]);
+    let digest = sha256(manifest.as_bytes());
+    let body = manifest.clone();
+    let server = Server::start(move |req| match (req.method.as_str(), req.path.as_str()) {
+        ("GET", p) if p.contains("/manifests/") => manifest_response(&body),
+        ("GET", p) if p.ends_with("/tags/list") => Response::new(403)
+            .body(r#"{"errors":[{"code":"DENIED","message":"no listing for you"}]}"#),
+        ("DELETE", _) => Response::new(202),
+        _ => Response::new(404),
+    });
+    let out = regtool(&["del-alias", "fred/logs", "gone"])
+        .env("REGTOOL_HOST", &server.host)
+        .run();
+    assert_eq!(out.ok().trim(), sha256(b"x"));
+    assert_eq!(
+        out.stderr,
+        "regtool: warning: deleting @gone: could not check which other aliases name its manifests, and they go too: listing aliases of fred/logs: no listing for you (DENIED)\n"
+    );
+    assert!(
+        server
+            .seen()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path == format!("/v2/fred/logs/manifests/{digest}"))
+    );
+}
