@@ -9,6 +9,9 @@ use serde_json::json;
 use super::Ctx;
 
 /// Print the size of blobs, or the total size of an alias's blobs
+///
+/// An alias gives the sum of the sizes its manifest declares; sizes that add up past
+/// 2^64-1 bytes are a malformed manifest (status 65), never a wrapped number.
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs

@@ -9,6 +9,11 @@ use serde_json::json;
 use super::Ctx;
 
 /// Print the blob digests an alias names
+///
+/// A multi-platform index without REGTOOL_PLATFORM gives one JSON line with a key
+/// os/arch[/variant] per platform; an index that declares a platform with anything but
+/// letters, digits, _ . - in its parts is refused with status 65 (as in get-digest,
+/// blob-size and del-alias).
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs

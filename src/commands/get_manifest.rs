@@ -14,6 +14,7 @@ use crate::output::write_error;
 ///
 /// Each manifest's bytes as the registry holds them, followed by a newline. With
 /// REGTOOL_FORMAT=json: one compact JSON line per manifest, {"target", "digest", "manifest"}.
+/// Bytes that are not JSON are refused with status 65 instead of reaching the terminal.
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs

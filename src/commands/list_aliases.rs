@@ -8,6 +8,12 @@ use serde_json::json;
 use super::Ctx;
 
 /// List the aliases (tags) of a repository
+///
+/// Follows the registry's pagination (Link headers) to the end. Every tag is checked against
+/// the distribution spec's grammar (up to 128 letters, digits, _ . -, not starting with . or
+/// -) before anything is printed: a registry that lists a tag outside it (one that could
+/// carry terminal escapes or newlines) fails the whole listing with status 65, the tag shown
+/// escaped in the message. The same holds with REGTOOL_FORMAT=json.
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs

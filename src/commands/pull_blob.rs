@@ -16,6 +16,11 @@ use regtool::store::BlobStream;
 use super::Ctx;
 
 /// Download blobs (verified) to stdout or a file
+///
+/// Every blob is read up to its size and no further: the size an alias's manifest declares,
+/// else the registry's Content-Length. A registry that announces another length than the
+/// manifest, or keeps sending past the size, fails with status 65 (nothing past the size is
+/// written to stdout; with -o, no file is left).
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs
