@@ -30,6 +30,13 @@ pub trait Store: Send + Sync {
     /// The size of a blob, or None when the repository does not have it.
     fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
 
+    /// Whether the repository holds this blob whole, so that a push can skip it. A registry
+    /// is trusted on the size (it verified the digest when the blob was uploaded); the local
+    /// store hashes its file.
+    fn has_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<bool> {
+        Ok(self.blob_size(repo, digest)? == Some(size))
+    }
+
     /// Opens a blob for reading. Not-found is an error of kind NotFound.
     fn open_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream<'_>>;
 

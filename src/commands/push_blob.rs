@@ -115,7 +115,7 @@ fn push_file(ctx: &Ctx, repo: &str, path: &str, file: File) -> Result<(Digest, u
     if hashed != size {
         return Err(Error::data(format!("{path} changed while it was read")));
     }
-    if ctx.store().blob_size(repo, &digest)? == Some(size) {
+    if ctx.store().has_blob(repo, &digest, size)? {
         return Ok((digest, size));
     }
     let bar = ctx.bars.bar(path, Some(size));

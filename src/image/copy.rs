@@ -33,7 +33,7 @@ pub fn ensure_blobs(
 ) -> Result<()> {
     let same_store = src.same_store(&dst);
     let results = crate::parallel::map(jobs, blobs, |_, blob| {
-        if dst.store.blob_size(dst.repo, &blob.digest)?.is_some() {
+        if dst.store.has_blob(dst.repo, &blob.digest, blob.size)? {
             return Ok(());
         }
         if same_store {

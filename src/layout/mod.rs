@@ -1,55 +1,100 @@
 //! The local backend of [`Store`]: one OCI image layout per repository under a root
 //! (image-spec "OCI Image Layout"), so that skopeo, umoci and oras read what regtool writes.
 //! Tags are `index.json` entries with the `org.opencontainers.image.ref.name` annotation.
-//! Blobs are written to a temporary file beside their final place, verified, then renamed;
-//! `index.json` is replaced atomically under a lock file, so concurrent writers do not lose
-//! each other's tags.
+//!
+//! The rules that keep the layouts trustworthy:
+//! - A repository name is a path under the root, so it is validated here (not only by the
+//!   CLI), and no part of it may be one of a layout's own names (`blobs`, `index.json`,
+//!   `oci-layout`): `x/blobs` would otherwise write its files into x's `blobs/`.
+//! - `blobs/<alg>/` holds blobs only (image-spec "Blobs"); a write goes through a temporary
+//!   file in the layout's `.regtool-tmp/`, locked by its writer while it lives, verified,
+//!   fsynced, then renamed into place. The first write of a process to a layout removes the
+//!   temporaries that no live writer holds (a killed push's).
+//! - Every change of `index.json`, from creating the layout to deleting a manifest, happens
+//!   under the layout's lock file and lands by rename of a fsynced temporary file.
+//! - A blob already there is trusted only after hashing it: a corrupt one is replaced by the
+//!   next push of the right content, and never spread by a mount.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
 use crate::cleanup;
 use crate::error::{Error, Result};
-use crate::oci::digest::{copy_hashing, copy_verified};
-use crate::oci::{Algorithm, Descriptor, Digest, media};
+use crate::oci::digest::{copy_hashing, copy_verified, hash_reader};
+use crate::oci::{Algorithm, Descriptor, Digest, media, name};
 use crate::store::{BlobStream, Fetched, Store};
+
+/// The names an OCI layout gives its own files, which a repository name must not reach.
+const LAYOUT_NAMES: [&str; 3] = ["blobs", "index.json", "oci-layout"];
+/// Held while `index.json` changes. Its leading dot keeps it apart from repository names.
+const LOCK_FILE: &str = ".regtool.lock";
+/// Where writes are prepared, outside `blobs/` and apart from repository names.
+const TMP_DIR: &str = ".regtool-tmp";
+/// A temporary file younger than this is never swept: its writer may not have locked it yet.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+/// Earlier versions left unlocked temporaries in `blobs/<alg>/` and beside `index.json`:
+/// swept once they are this old, when no writer can plausibly still be filling them.
+const LEGACY_STALE_AFTER: Duration = Duration::from_secs(3600);
 
 pub struct Layout {
     root: PathBuf,
+    /// The layouts whose stale temporaries this process has swept already.
+    swept: Mutex<HashSet<PathBuf>>,
 }
 
 fn io_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Error {
     move |e| Error::io(what, &e)
 }
 
+/// Checks that `repo` can be a path under the store's root: a valid repository name (so no
+/// `..`, `.`, empty or absolute part can leave the root) with no part named like a layout's
+/// own files, which would put it inside another repository's layout.
+pub fn check_repo(repo: &str) -> Result<()> {
+    name::check_repo(repo)?;
+    if let Some(part) = repo.split('/').find(|p| LAYOUT_NAMES.contains(p)) {
+        return Err(Error::usage(format!(
+            "invalid repository name {repo:?}: a local store cannot use {part:?} as a part of \
+             a name (blobs, index.json and oci-layout are the files of an OCI layout)"
+        )));
+    }
+    Ok(())
+}
+
+fn blob_file(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs")
+        .join(digest.algorithm().name())
+        .join(digest.hex())
+}
+
 impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Layout {
-        Layout { root: root.into() }
+        Layout {
+            root: root.into(),
+            swept: Mutex::new(HashSet::new()),
+        }
     }
 
-    /// Repository names are validated by the caller (`oci::name::check_repo`): their components
-    /// are lower-case words, never `.` or `..`, so joining them cannot leave the root.
-    fn repo_dir(&self, repo: &str) -> PathBuf {
-        self.root.join(repo)
+    /// The layout directory of a repository, once its name is known to stay under the root.
+    fn repo_dir(&self, repo: &str) -> Result<PathBuf> {
+        check_repo(repo)?;
+        Ok(self.root.join(repo))
     }
 
-    fn blob_path(&self, repo: &str, digest: &Digest) -> PathBuf {
-        self.repo_dir(repo)
-            .join("blobs")
-            .join(digest.algorithm().name())
-            .join(digest.hex())
+    fn blob_path(&self, repo: &str, digest: &Digest) -> Result<PathBuf> {
+        Ok(blob_file(&self.repo_dir(repo)?, digest))
     }
 
-    fn exists(&self, repo: &str) -> bool {
-        self.repo_dir(repo).join("oci-layout").is_file()
-    }
-
-    fn require(&self, repo: &str) -> Result<()> {
-        if self.exists(repo) {
-            Ok(())
+    /// The layout directory of an existing repository.
+    fn require(&self, repo: &str) -> Result<PathBuf> {
+        let dir = self.repo_dir(repo)?;
+        if dir.join("oci-layout").is_file() {
+            Ok(dir)
         } else {
             Err(Error::not_found(format!(
                 "{repo}: no such repository in {}",
@@ -58,63 +103,40 @@ impl Layout {
         }
     }
 
-    /// Creates the layout of a repository on first write.
-    fn ensure(&self, repo: &str) -> Result<()> {
-        let dir = self.repo_dir(repo);
-        if self.exists(repo) {
-            return Ok(());
+    /// The layout directory of a repository, created on first write. `oci-layout` is written
+    /// last and under the lock, so that two first writers cannot both write an empty index.
+    fn ensure(&self, repo: &str) -> Result<PathBuf> {
+        let dir = self.repo_dir(repo)?;
+        if !dir.join("oci-layout").is_file() {
+            fs::create_dir_all(dir.join("blobs").join("sha256"))
+                .map_err(io_err(format!("creating {}", dir.display())))?;
+            let _lock = Locked::acquire(&dir)?;
+            if !dir.join("index.json").exists() {
+                let empty =
+                    json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []});
+                write_atomic(&dir, "index.json", &to_vec(&empty))?;
+            }
+            if !dir.join("oci-layout").is_file() {
+                write_atomic(&dir, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            }
         }
-        fs::create_dir_all(dir.join("blobs").join("sha256"))
-            .map_err(io_err(format!("creating {}", dir.display())))?;
-        if !dir.join("index.json").exists() {
-            write_atomic(
-                &dir.join("index.json"),
-                &to_vec(
-                    &json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []}),
-                ),
-            )?;
-        }
-        write_atomic(
-            &dir.join("oci-layout"),
-            br#"{"imageLayoutVersion":"1.0.0"}"#,
-        )
+        self.sweep_once(&dir);
+        Ok(dir)
     }
 
-    fn read_index(&self, repo: &str) -> Result<Value> {
-        let path = self.repo_dir(repo).join("index.json");
-        let bytes = fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
-        let index: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::data(format!("{}: malformed index: {e}", path.display())))?;
-        if !index.get("manifests").is_some_and(Value::is_array) {
-            return Err(Error::data(format!(
-                "{}: malformed index: no manifests list",
-                path.display()
-            )));
+    /// Removes the layout's stale temporaries, on the first write of this process to it.
+    fn sweep_once(&self, dir: &Path) {
+        let first = self
+            .swept
+            .lock()
+            .is_ok_and(|mut swept| swept.insert(dir.to_path_buf()));
+        if first {
+            sweep(dir);
         }
-        Ok(index)
-    }
-
-    /// Read-modify-write of `index.json` under the repository's lock file.
-    fn update_index(
-        &self,
-        repo: &str,
-        change: impl FnOnce(&mut Vec<Value>) -> Result<()>,
-    ) -> Result<()> {
-        let dir = self.repo_dir(repo);
-        let lock = File::create(dir.join(".regtool.lock"))
-            .map_err(io_err(format!("locking {}", dir.display())))?;
-        lock.lock()
-            .map_err(io_err(format!("locking {}", dir.display())))?;
-        let mut index = self.read_index(repo)?;
-        if let Some(Value::Array(list)) = index.get_mut("manifests") {
-            change(list)?;
-        }
-        write_atomic(&dir.join("index.json"), &to_vec(&index))
     }
 
     fn tagged(&self, repo: &str, tag: &str) -> Result<Descriptor> {
-        self.require(repo)?;
-        let index = self.read_index(repo)?;
+        let index = read_index(&self.require(repo)?)?;
         let found = index["manifests"]
             .as_array()
             .into_iter()
@@ -126,7 +148,7 @@ impl Layout {
             .map_err(|e| Error::data(format!("{repo}/index.json: malformed entry for {tag}: {e}")))
     }
 
-    /// Writes a blob from `content` through a verified temporary file, unless it is there.
+    /// Writes a blob from `content` through a verified temporary file (see [`store_blob`]).
     fn write_blob(
         &self,
         repo: &str,
@@ -134,41 +156,163 @@ impl Layout {
         expected: Option<(&Digest, u64)>,
         algorithm: Algorithm,
     ) -> Result<(Digest, u64)> {
-        self.ensure(repo)?;
-        let dir = self.repo_dir(repo).join("blobs").join(algorithm.name());
-        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        let (mut tmp, _guard) = cleanup::tempfile(".upload-", &dir)
-            .map_err(io_err(format!("writing in {}", dir.display())))?;
-        let (digest, size) = match expected {
-            Some((d, size)) => (
-                d.clone(),
-                copy_verified(content, tmp.as_file_mut(), d, Some(size))?,
-            ),
-            None => copy_hashing(content, tmp.as_file_mut(), algorithm)?,
-        };
-        tmp.as_file_mut()
-            .flush()
-            .map_err(io_err("writing a blob"))?;
-        tmp.persist(self.blob_path(repo, &digest))
-            .map_err(|e| Error::io("storing a blob", &e.error))?;
-        Ok((digest, size))
+        store_blob(&self.ensure(repo)?, content, expected, algorithm)
     }
+}
+
+/// The lock of one layout, held while alive: `index.json` changes only through it.
+struct Locked<'a> {
+    dir: &'a Path,
+    _file: File,
+}
+
+impl<'a> Locked<'a> {
+    fn acquire(dir: &'a Path) -> Result<Locked<'a>> {
+        let locking = || format!("locking {}", dir.display());
+        let file = File::create(dir.join(LOCK_FILE)).map_err(io_err(locking()))?;
+        file.lock().map_err(io_err(locking()))?;
+        Ok(Locked { dir, _file: file })
+    }
+
+    /// Read-modify-write of `index.json`.
+    fn update_index<T>(&self, change: impl FnOnce(&mut Vec<Value>) -> Result<T>) -> Result<T> {
+        let mut index = read_index(self.dir)?;
+        let Some(Value::Array(list)) = index.get_mut("manifests") else {
+            return Err(malformed_index(self.dir));
+        };
+        let result = change(list)?;
+        write_atomic(self.dir, "index.json", &to_vec(&index))?;
+        Ok(result)
+    }
+}
+
+fn malformed_index(dir: &Path) -> Error {
+    Error::data(format!(
+        "{}: malformed index: no manifests list",
+        dir.join("index.json").display()
+    ))
+}
+
+fn read_index(dir: &Path) -> Result<Value> {
+    let path = dir.join("index.json");
+    let bytes = fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+    let index: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::data(format!("{}: malformed index: {e}", path.display())))?;
+    if !index.get("manifests").is_some_and(Value::is_array) {
+        return Err(malformed_index(dir));
+    }
+    Ok(index)
 }
 
 fn to_vec(value: &Value) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// Replaces a file atomically: a temporary file beside it, then rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let (mut tmp, _guard) =
-        cleanup::tempfile(".tmp-", dir).map_err(io_err(format!("writing in {}", dir.display())))?;
+/// A temporary file in the layout's `.regtool-tmp/`, locked for as long as it lives so that
+/// a sweep by another process leaves it alone, and removed on interrupt.
+fn temp_file(dir: &Path) -> Result<(tempfile::NamedTempFile, cleanup::Guard)> {
+    let tmp = dir.join(TMP_DIR);
+    let writing = || format!("writing in {}", tmp.display());
+    fs::create_dir_all(&tmp).map_err(io_err(writing()))?;
+    let (file, guard) = cleanup::tempfile(".upload-", &tmp).map_err(io_err(writing()))?;
+    file.as_file().lock().map_err(io_err(writing()))?;
+    Ok((file, guard))
+}
+
+/// Makes a filled temporary file durable, then renames it to `path` (replacing what is there)
+/// and makes the rename durable too.
+fn persist(mut tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
+    let writing = || format!("writing {}", path.display());
+    tmp.as_file_mut()
+        .flush()
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io_err(writing()))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(writing(), &e.error))?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(writing()))?;
+    }
+    Ok(())
+}
+
+/// Replaces the file `name` of a layout atomically.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let (mut tmp, _guard) = temp_file(dir)?;
     tmp.write_all(bytes)
         .map_err(io_err(format!("writing {}", path.display())))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), &e.error))?;
-    Ok(())
+    persist(tmp, &path)
+}
+
+/// Writes a blob into the layout `dir` through a temporary file, verified against `expected`
+/// or hashed with `algorithm`, and renamed into place over whatever was there.
+fn store_blob(
+    dir: &Path,
+    content: &mut dyn Read,
+    expected: Option<(&Digest, u64)>,
+    algorithm: Algorithm,
+) -> Result<(Digest, u64)> {
+    let (mut tmp, _guard) = temp_file(dir)?;
+    let (digest, size) = match expected {
+        Some((d, size)) => (
+            d.clone(),
+            copy_verified(content, tmp.as_file_mut(), d, Some(size))?,
+        ),
+        None => copy_hashing(content, tmp.as_file_mut(), algorithm)?,
+    };
+    let path = blob_file(dir, &digest);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+    }
+    persist(tmp, &path)?;
+    Ok((digest, size))
+}
+
+/// Whether `file` holds exactly the `size` bytes of `digest`.
+fn intact(mut file: &File, digest: &Digest, size: u64) -> Result<bool> {
+    let (actual, count) = hash_reader(&mut file, digest.algorithm())?;
+    Ok(actual == *digest && count == size)
+}
+
+/// Removes the temporaries of a layout that no live writer holds: those in `.regtool-tmp/`
+/// once unlocked (their writer died), and the unlocked ones of earlier versions once old.
+/// Best effort: a file that cannot be removed now is left for a later sweep.
+fn sweep(dir: &Path) {
+    sweep_dir(&dir.join(TMP_DIR), |_| true, STALE_AFTER, true);
+    sweep_dir(dir, |n| n.starts_with(".tmp-"), LEGACY_STALE_AFTER, false);
+    for alg in fs::read_dir(dir.join("blobs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        sweep_dir(
+            &alg.path(),
+            |n| n.starts_with('.'),
+            LEGACY_STALE_AFTER,
+            false,
+        );
+    }
+}
+
+fn sweep_dir(dir: &Path, pick: impl Fn(&str) -> bool, age: Duration, locked: bool) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let old = entry.metadata().is_ok_and(|m| {
+            m.is_file()
+                && m.modified()
+                    .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() >= age)
+        });
+        if !old || !entry.file_name().to_str().is_some_and(&pick) {
+            continue;
+        }
+        // A writer holds the lock of its file until it is renamed into place or dropped.
+        if locked && !File::open(&path).is_ok_and(|f| f.try_lock().is_ok()) {
+            continue;
+        }
+        let _ = fs::remove_file(&path);
+    }
 }
 
 impl Store for Layout {
@@ -177,15 +321,30 @@ impl Store for Layout {
     }
 
     fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
-        match fs::metadata(self.blob_path(repo, digest)) {
+        match fs::metadata(self.blob_path(repo, digest)?) {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(format!("checking {digest}"), &e)),
         }
     }
 
+    /// A local file is hashed: anything may have changed it since it was verified.
+    fn has_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<bool> {
+        let path = self.blob_path(repo, digest)?;
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), &e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(io_err(format!("reading {}", path.display())))?
+            .len();
+        Ok(len == size && intact(&file, digest, size)?)
+    }
+
     fn open_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream<'_>> {
-        let path = self.blob_path(repo, digest);
+        let path = self.blob_path(repo, digest)?;
         let file = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => {
                 Error::not_found(format!("pulling {digest} from {repo}: no such blob"))
@@ -206,7 +365,7 @@ impl Store for Layout {
         size: u64,
         content: &mut dyn Read,
     ) -> Result<()> {
-        if self.blob_size(repo, digest)? == Some(size) {
+        if self.has_blob(repo, digest, size)? {
             return Ok(());
         }
         self.write_blob(repo, content, Some((digest, size)), digest.algorithm())
@@ -222,32 +381,49 @@ impl Store for Layout {
         self.write_blob(repo, content, None, algorithm)
     }
 
+    /// A hard link when both are on one file system, else a copy; either way, only after the
+    /// source has been hashed, so that a corrupt blob is never spread.
     fn mount_blob(&self, repo: &str, from: &str, digest: &Digest) -> Result<()> {
-        let source = self.blob_path(from, digest);
-        if !source.is_file() {
-            return Err(Error::not_found(format!(
-                "mounting {digest} from {from}: no such blob"
-            )));
-        }
-        if self.blob_size(repo, digest)?.is_some() {
+        let source = self.blob_path(from, digest)?;
+        let target = self.blob_path(repo, digest)?;
+        let mounting = || format!("mounting {digest} from {from}");
+        let file = File::open(&source).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::not_found(format!("{}: no such blob", mounting())),
+            _ => Error::io(format!("{}: reading {}", mounting(), source.display()), &e),
+        })?;
+        let size = file
+            .metadata()
+            .map_err(io_err(format!("reading {}", source.display())))?
+            .len();
+        if self.has_blob(repo, digest, size)? {
             return Ok(());
         }
-        self.ensure(repo)?;
-        let target = self.blob_path(repo, digest);
+        if !intact(&file, digest, size)? {
+            return Err(Error::data(format!(
+                "{}: the blob in {from} is corrupt (its content does not hash to {digest})",
+                mounting()
+            )));
+        }
+        let dir = self.ensure(repo)?;
+        // What is there is corrupt (has_blob said so): it makes room for the link.
+        match fs::remove_file(&target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("replacing {}", target.display()), &e)),
+        }
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
         }
-        // A hard link shares the bytes; across file systems, copy through a verified temp file.
         if fs::hard_link(&source, &target).is_err() {
             let mut file =
                 File::open(&source).map_err(io_err(format!("reading {}", source.display())))?;
-            self.write_blob(repo, &mut file, None, digest.algorithm())?;
+            store_blob(&dir, &mut file, Some((digest, size)), digest.algorithm())?;
         }
         Ok(())
     }
 
     fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
-        match fs::remove_file(self.blob_path(repo, digest)) {
+        match fs::remove_file(self.blob_path(repo, digest)?) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::not_found(format!(
                 "deleting {digest} from {repo}: no such blob"
@@ -264,7 +440,7 @@ impl Store for Layout {
                 (d.digest, Some(d.media_type))
             }
         };
-        let path = self.blob_path(repo, &digest);
+        let path = self.blob_path(repo, &digest)?;
         let file = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::not_found(format!(
                 "getting manifest {reference} from {repo}: no such manifest"
@@ -302,6 +478,8 @@ impl Store for Layout {
         }
     }
 
+    /// The manifest's blob and its tag are written under one hold of the lock, so that a
+    /// concurrent delete of the same manifest cannot leave the tag without its blob.
     fn put_manifest(
         &self,
         repo: &str,
@@ -325,8 +503,11 @@ impl Store for Layout {
                 }
             }
         }
-        let (digest, size) = self.write_blob(repo, &mut &bytes[..], None, Algorithm::Sha256)?;
-        if let Ok(wanted) = reference.parse::<Digest>() {
+        let wanted = reference.parse::<Digest>().ok();
+        let dir = self.ensure(repo)?;
+        let lock = Locked::acquire(&dir)?;
+        let (digest, size) = store_blob(&dir, &mut &bytes[..], None, Algorithm::Sha256)?;
+        if let Some(wanted) = wanted {
             if wanted != digest {
                 return Err(Error::data(format!(
                     "manifest content is {digest}, not {wanted}"
@@ -340,7 +521,7 @@ impl Store for Layout {
             reference.to_string(),
         );
         let entry = serde_json::to_value(&entry).map_err(|e| Error::other(e.to_string()))?;
-        self.update_index(repo, |list| {
+        lock.update_index(|list| {
             list.retain(|d| d["annotations"][media::REF_NAME_ANNOTATION] != reference);
             list.push(entry);
             Ok(())
@@ -348,17 +529,18 @@ impl Store for Layout {
         Ok(digest)
     }
 
+    /// The index entries and the manifest's blob go under one hold of the lock.
     fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
-        self.require(repo)?;
+        let dir = self.require(repo)?;
         let text = digest.to_string();
-        let mut found = false;
-        self.update_index(repo, |list| {
+        let lock = Locked::acquire(&dir)?;
+        let found = lock.update_index(|list| {
             let before = list.len();
             list.retain(|d| d["digest"] != text.as_str());
-            found = list.len() != before;
-            Ok(())
+            Ok(list.len() != before)
         })?;
-        let removed = fs::remove_file(self.blob_path(repo, digest)).is_ok();
+        let removed = fs::remove_file(blob_file(&dir, digest)).is_ok();
+        drop(lock);
         if found || removed {
             Ok(())
         } else {
@@ -367,8 +549,7 @@ impl Store for Layout {
     }
 
     fn list_tags(&self, repo: &str) -> Result<Vec<String>> {
-        self.require(repo)?;
-        let index = self.read_index(repo)?;
+        let index = read_index(&self.require(repo)?)?;
         Ok(index["manifests"]
             .as_array()
             .into_iter()
@@ -382,40 +563,53 @@ impl Store for Layout {
     }
 
     fn list_repos(&self) -> Result<Vec<String>> {
+        if let Err(e) = fs::read_dir(&self.root) {
+            return match e.kind() {
+                io::ErrorKind::NotFound => Ok(Vec::new()),
+                _ => Err(Error::io(format!("listing {}", self.root.display()), &e)),
+            };
+        }
         let mut out = Vec::new();
-        walk(&self.root, &self.root, &mut out)?;
+        walk(&self.root, "", &mut Vec::new(), &mut out);
         out.sort();
         Ok(out)
     }
 }
 
-/// Collects the directories under `dir` that hold an `oci-layout` file, as repository names.
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), &e)),
+/// Collects the repositories under `dir` (named `prefix/...`): every directory, symbolic
+/// links followed, whose path is a name the store accepts and that holds an `oci-layout`
+/// file. `ancestors` (canonical paths) cuts loops of links; a directory that cannot be read
+/// holds no repository that can be.
+fn walk(dir: &Path, prefix: &str, ancestors: &mut Vec<PathBuf>, out: &mut Vec<String>) {
+    let Ok(canonical) = fs::canonicalize(dir) else {
+        return;
     };
+    if ancestors.contains(&canonical) {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    ancestors.push(canonical);
     for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let repo = match prefix {
+            "" => name,
+            _ => format!("{prefix}/{name}"),
+        };
         let path = entry.path();
-        let name = entry.file_name();
-        if name == "blobs"
-            || name.to_string_lossy().starts_with('.')
-            || !entry.file_type().is_ok_and(|t| t.is_dir())
-        {
+        // A name that fails the check is no repository, nor the start of one.
+        if check_repo(&repo).is_err() || !path.is_dir() {
             continue;
         }
-        if path.join("oci-layout").is_file()
-            && let Ok(rel) = path.strip_prefix(root)
-        {
-            out.push(
-                rel.to_string_lossy()
-                    .replace(std::path::MAIN_SEPARATOR, "/"),
-            );
+        if path.join("oci-layout").is_file() {
+            out.push(repo.clone());
         }
-        walk(root, &path, out)?;
+        walk(&path, &repo, ancestors, out);
     }
-    Ok(())
+    ancestors.pop();
 }
 
 #[cfg(test)]
@@ -479,5 +673,154 @@ mod tests {
             .unwrap()
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn no_name_reaches_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = Layout::new(&root);
+        let d = Digest::sha256(b"x");
+        for bad in [
+            "..",
+            "../x",
+            "a/../../x",
+            "/tmp/abs",
+            "a//b",
+            "a/",
+            "",
+            ".",
+            "./a",
+            "a/./b",
+            "A",
+            "x/blobs",
+            "x/blobs/sha256",
+            "x/index.json",
+            "x/oci-layout",
+            "blobs",
+        ] {
+            let usage = |r: Result<()>| {
+                assert_eq!(
+                    r.unwrap_err().kind,
+                    crate::error::Kind::Usage,
+                    "{bad:?} was accepted"
+                )
+            };
+            usage(
+                store
+                    .put_blob_stream(bad, &mut &b"x"[..], Algorithm::Sha256)
+                    .map(drop),
+            );
+            usage(store.put_blob(bad, &d, 1, &mut &b"x"[..]));
+            usage(store.mount_blob(bad, "ok", &d));
+            usage(store.mount_blob("ok", bad, &d));
+            usage(
+                store
+                    .put_manifest(bad, "t", b"{}", media::OCI_MANIFEST)
+                    .map(drop),
+            );
+            usage(store.delete_blob(bad, &d));
+            usage(store.delete_manifest(bad, &d));
+            usage(store.list_tags(bad).map(drop));
+            usage(store.blob_size(bad, &d).map(drop));
+        }
+        // Nothing was written anywhere: not outside the root, not even the root itself.
+        let written: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert!(written.is_empty(), "{written:?}");
+        assert!(!Path::new("/tmp/abs").exists());
+    }
+
+    /// Sets the modification time of `path` to `ago` in the past.
+    fn age(path: &Path, ago: Duration) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - ago)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_first_write_sweeps_the_temporaries_no_writer_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Layout::new(dir.path());
+        store
+            .put_blob_stream("r", &mut &b"first"[..], Algorithm::Sha256)
+            .unwrap();
+        let layout = dir.path().join("r");
+        let tmp = layout.join(TMP_DIR);
+        let file = |dir: &Path, name: &str, ago: u64| {
+            let path = dir.join(name);
+            fs::write(&path, "partial").unwrap();
+            age(&path, Duration::from_secs(ago));
+            path
+        };
+        let dead = file(&tmp, ".upload-dead", 120);
+        let young = file(&tmp, ".upload-young", 5);
+        let held = file(&tmp, ".upload-held", 120);
+        let holder = File::open(&held).unwrap();
+        holder.lock().unwrap();
+        let sha = layout.join("blobs/sha256");
+        let legacy = file(&sha, ".upload-old", 2 * 3600);
+        let legacy_young = file(&sha, ".upload-recent", 120);
+        let legacy_index = file(&layout, ".tmp-index", 2 * 3600);
+        // The store above has swept already; another process (a new store) sweeps on its
+        // first write.
+        Layout::new(dir.path())
+            .put_blob_stream("r", &mut &b"second"[..], Algorithm::Sha256)
+            .unwrap();
+        for (path, kept) in [
+            (&dead, false),
+            (&young, true),
+            (&held, true),
+            (&legacy, false),
+            (&legacy_young, true),
+            (&legacy_index, false),
+        ] {
+            assert_eq!(path.exists(), kept, "{}", path.display());
+        }
+        // Nothing of a write is left behind in the temporary directory.
+        let mut left: Vec<_> = fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".upload-held", ".upload-young"]);
+    }
+
+    #[test]
+    fn a_delete_racing_a_tag_never_leaves_a_tag_without_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Layout::new(dir.path()));
+        let (d, n) = store
+            .put_blob_stream("r", &mut &b"layer"[..], Algorithm::Sha256)
+            .unwrap();
+        store
+            .put_blob(
+                "r",
+                &Digest::sha256(media::EMPTY_JSON),
+                2,
+                &mut &media::EMPTY_JSON[..],
+            )
+            .unwrap();
+        let manifest =
+            crate::oci::manifest::oci_alias(&[crate::oci::manifest::alias_layer(d, n, None)]);
+        let md = Digest::sha256(&manifest);
+        for _ in 0..100 {
+            let deleter = {
+                let (store, md) = (store.clone(), md.clone());
+                std::thread::spawn(move || {
+                    let _ = store.delete_manifest("r", &md);
+                })
+            };
+            store
+                .put_manifest("r", "t", &manifest, media::OCI_MANIFEST)
+                .unwrap();
+            deleter.join().unwrap();
+            // The tag went with the delete, or it is there with its manifest.
+            if store.list_tags("r").unwrap() == ["t"] {
+                assert_eq!(store.get_manifest("r", "t").unwrap().bytes, manifest);
+            }
+        }
     }
 }

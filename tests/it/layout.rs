@@ -149,3 +149,221 @@ fn the_default_store_is_in_the_data_directory() {
             .is_file()
     );
 }
+
+/// `REGTOOL_HOST=oci:<dir>` for a store in `dir`.
+fn store(dir: &std::path::Path) -> String {
+    format!("oci:{}", dir.display())
+}
+
+/// Asserts that a layout's `blobs/sha256` holds blobs only: each file named by the digest of
+/// its content, nothing else (image-spec "Blobs"), and that umoci agrees.
+fn assert_only_blobs(layout: &std::path::Path) {
+    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        assert!(entry.file_type().unwrap().is_file(), "{name} is not a file");
+        let content = std::fs::read(entry.path()).unwrap();
+        assert_eq!(sha256(&content), format!("sha256:{name}"), "{name}");
+    }
+    let gc = Command::new("umoci")
+        .args(["gc", "--layout"])
+        .arg(layout)
+        .output()
+        .expect("umoci must be installed");
+    assert!(
+        gc.status.success(),
+        "umoci gc: {}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+}
+
+#[test]
+fn a_name_never_lands_inside_another_layout() {
+    let dir = tempdir();
+    let host = store(dir.path());
+    let run = |args: &[&str]| regtool(args).env("REGTOOL_HOST", &host);
+    let file = dir.path().join("f");
+    std::fs::write(&file, "content").unwrap();
+    let f = file.to_str().unwrap();
+    let hex = &sha256(b"content")[7..];
+    // x created before: every name that would reach into its layout is refused.
+    run(&["push-blob", "x", f, "@v1"]).run().ok();
+    let inside = format!("x/blobs/sha256/{hex}");
+    for name in [
+        "x/blobs",
+        "x/blobs/sha256",
+        "x/index.json",
+        "x/oci-layout",
+        inside.as_str(),
+    ] {
+        let out = run(&["push-blob", name, f, "@v2"]).run();
+        let err = out.fails(64);
+        assert!(
+            err.contains(&format!("invalid repository name {name:?}")) && err.contains("blobs"),
+            "{err}"
+        );
+        run(&["list-aliases", name]).run().fails(64);
+        run(&["mount-blob", name, "x", &sha256(b"content")])
+            .run()
+            .fails(64);
+    }
+    assert_only_blobs(&dir.path().join("x"));
+    assert_eq!(run(&["list-aliases", "x"]).run().lines(), ["v1"]);
+    // ... and created after: the names are refused before x exists too, so x's layout is clean.
+    for name in ["y/blobs", "y/blobs/sha256", "blobs/y"] {
+        run(&["push-blob", name, f]).run().fails(64);
+    }
+    run(&["push-blob", "y", f, "@v1"]).run().ok();
+    assert_only_blobs(&dir.path().join("y"));
+    // A nested repository that is not one of a layout's own names is fine.
+    run(&["push-blob", "x/sub", f, "@v1"]).run().ok();
+    assert_eq!(run(&["list-repos"]).run().lines(), ["x", "x/sub", "y"]);
+    assert_only_blobs(&dir.path().join("x"));
+}
+
+#[test]
+fn list_repos_lists_every_repository_it_can_read() {
+    let dir = tempdir();
+    let host = store(dir.path());
+    let run = |args: &[&str]| regtool(args).env("REGTOOL_HOST", &host);
+    run(&["push-blob", "a/b", "-", "@t"]).stdin("a").run().ok();
+    // A repository reached through a symbolic link (a layout kept elsewhere) reads, so it lists.
+    let elsewhere = tempdir();
+    let other = store(elsewhere.path());
+    regtool(&["push-blob", "kept", "-", "@t"])
+        .env("REGTOOL_HOST", &other)
+        .stdin("k")
+        .run()
+        .ok();
+    std::os::unix::fs::symlink(elsewhere.path().join("kept"), dir.path().join("linked")).unwrap();
+    // A loop of links is walked once.
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("a/loop")).unwrap();
+    assert_eq!(run(&["list-aliases", "linked"]).run().lines(), ["t"]);
+    // A directory whose name is no repository name cannot be read: it is not listed.
+    std::fs::create_dir_all(dir.path().join("Upper")).unwrap();
+    std::fs::copy(
+        dir.path().join("a/b/oci-layout"),
+        dir.path().join("Upper/oci-layout"),
+    )
+    .unwrap();
+    assert_eq!(run(&["list-repos"]).run().lines(), ["a/b", "linked"]);
+}
+
+#[test]
+fn a_killed_push_leaves_blobs_holding_only_blobs() {
+    let dir = tempdir();
+    let host = store(dir.path());
+    let layout = dir.path().join("r");
+    regtool(&["push-blob", "r", "-", "@first"])
+        .env("REGTOOL_HOST", &host)
+        .stdin("first")
+        .run()
+        .ok();
+    let mut child = regtool(&["push-blob", "r", "-", "@killed"])
+        .env("REGTOOL_HOST", &host)
+        .spawn();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &bytes(1 << 20, 3)).unwrap();
+    std::io::Write::flush(&mut stdin).unwrap();
+    wait_until("the push has a partial file", || {
+        walk_files(&layout)
+            .iter()
+            .any(|(name, size)| name.starts_with(".upload-") && *size > 0)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    regtool(&["push-blob", "r", "-", "@second"])
+        .env("REGTOOL_HOST", &host)
+        .stdin("second")
+        .run()
+        .ok();
+    assert_only_blobs(&layout);
+    assert_eq!(
+        regtool(&["list-aliases", "r"])
+            .env("REGTOOL_HOST", &host)
+            .run()
+            .lines(),
+        ["first", "second"]
+    );
+}
+
+/// Every file under `dir`: its name and size.
+fn walk_files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(walk_files(&entry.path()));
+        } else {
+            out.push((entry.file_name().into_string().unwrap(), meta.len()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_corrupt_blob_is_never_mounted_and_a_push_heals_it() {
+    let dir = tempdir();
+    let host = store(dir.path());
+    let run = |args: &[&str]| regtool(args).env("REGTOOL_HOST", &host);
+    let file = dir.path().join("f");
+    std::fs::write(&file, "intact").unwrap();
+    let f = file.to_str().unwrap();
+    let d = run(&["push-blob", "a", f]).run().ok();
+    let d = d.trim();
+    let blob = |repo: &str| dir.path().join(repo).join("blobs/sha256").join(&d[7..]);
+    // Corrupt in place, same size: a mount refuses to spread it.
+    std::fs::write(blob("a"), "broken").unwrap();
+    let err = run(&["mount-blob", "b", "a", d]).run();
+    assert!(err.fails(65).contains(d), "{}", err.stderr);
+    assert!(!blob("b").exists());
+    // A push of the right content replaces the corrupt blob.
+    run(&["push-blob", "a", f]).run().ok();
+    assert_eq!(std::fs::read(blob("a")).unwrap(), b"intact");
+    // A corrupt blob in the target of a mount is replaced by the verified source.
+    run(&["push-blob", "b", f]).run().ok();
+    std::fs::write(blob("b"), "broken").unwrap();
+    run(&["mount-blob", "b", "a", d]).run().ok();
+    assert_eq!(std::fs::read(blob("b")).unwrap(), b"intact");
+    // And a stream pushed from stdin heals too.
+    std::fs::write(blob("b"), "broken").unwrap();
+    run(&["push-blob", "b", "-"]).stdin("intact").run().ok();
+    assert_eq!(std::fs::read(blob("b")).unwrap(), b"intact");
+}
+
+#[test]
+fn writers_racing_to_create_a_layout_keep_every_tag() {
+    const WRITERS: usize = 6;
+    for round in 0..30 {
+        let dir = tempdir();
+        let host = store(dir.path());
+        let mut children: Vec<_> = (0..WRITERS)
+            .map(|i| {
+                regtool(&["push-blob", "new/repo", "-", &format!("@t{i}")])
+                    .env("REGTOOL_HOST", &host)
+                    .spawn()
+            })
+            .collect();
+        // Started first, fed at once: they create the layout together.
+        for (i, child) in children.iter_mut().enumerate() {
+            let mut stdin = child.stdin.take().unwrap();
+            std::io::Write::write_all(&mut stdin, format!("writer {i}").as_bytes()).unwrap();
+        }
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut tags = regtool(&["list-aliases", "new/repo"])
+            .env("REGTOOL_HOST", &host)
+            .run()
+            .lines();
+        tags.sort();
+        let expected: Vec<_> = (0..WRITERS).map(|i| format!("t{i}")).collect();
+        assert_eq!(tags, expected, "round {round}");
+    }
+}
