@@ -160,7 +160,21 @@ pub fn home() -> &'static Path {
 }
 
 pub fn regtool(args: &[&str]) -> Cmd {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_regtool"));
+    wrapped(&[], args)
+}
+
+/// The binary run by another program (`strace` delaying a system call, to force the order of
+/// events between two processes), with the same hermetic environment.
+pub fn wrapped(wrapper: &[&str], args: &[&str]) -> Cmd {
+    let binary = env!("CARGO_BIN_EXE_regtool");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(rest).arg(binary);
+            cmd
+        }
+        None => Command::new(binary),
+    };
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -332,24 +332,86 @@ fn a_corrupt_blob_is_never_mounted_and_a_push_heals_it() {
     assert_eq!(std::fs::read(blob("b")).unwrap(), b"intact");
 }
 
+/// The race of two first writers, forced: the first is held by strace for two seconds just
+/// before it renames its new `index.json` into place, while the second creates the layout,
+/// pushes and tags. Before the fix the first writer's empty index then erased that tag.
+#[test]
+fn a_first_writer_held_before_its_index_lands_erases_no_tag() {
+    let dir = tempdir();
+    let host = store(dir.path());
+    let file = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, name).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (slow, fast) = (file("slow"), file("fast"));
+    let renames = "rename,renameat,renameat2";
+    let delay = format!("inject={renames}:delay_enter=2000000:when=1");
+    let held = wrapped(
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            &format!("trace={renames}"),
+            "-e",
+            &delay,
+        ],
+        &["push-blob", "new/repo", &slow, "@slow"],
+    )
+    .env("REGTOOL_HOST", &host)
+    .spawn();
+    wait_until("the first writer has prepared its index", || {
+        walk_files(&dir.path().join("new/repo"))
+            .iter()
+            .any(|(name, _)| name.starts_with(".tmp-") || name.starts_with(".upload-"))
+    });
+    regtool(&["push-blob", "new/repo", &fast, "@fast"])
+        .env("REGTOOL_HOST", &host)
+        .run()
+        .ok();
+    let out = held.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut tags = regtool(&["list-aliases", "new/repo"])
+        .env("REGTOOL_HOST", &host)
+        .run()
+        .lines();
+    tags.sort();
+    assert_eq!(tags, ["fast", "slow"]);
+}
+
+/// Unforced races of first writers: several at once into each of several new layouts.
 #[test]
 fn writers_racing_to_create_a_layout_keep_every_tag() {
-    const WRITERS: usize = 6;
-    for round in 0..30 {
-        let dir = tempdir();
-        let host = store(dir.path());
-        let mut children: Vec<_> = (0..WRITERS)
-            .map(|i| {
-                regtool(&["push-blob", "new/repo", "-", &format!("@t{i}")])
-                    .env("REGTOOL_HOST", &host)
-                    .spawn()
+    const WRITERS: usize = 3;
+    const STORES: usize = 4;
+    let files = tempdir();
+    let file = |i: usize| {
+        let path = files.path().join(format!("f{i}"));
+        std::fs::write(&path, format!("writer {i}")).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let files: Vec<String> = (0..WRITERS).map(file).collect();
+    for batch in 0..10 {
+        // Files, not stdin: a writer creates the layout as soon as it has hashed its input.
+        let dirs: Vec<_> = (0..STORES).map(|_| tempdir()).collect();
+        let children: Vec<_> = dirs
+            .iter()
+            .flat_map(|dir| {
+                let host = store(dir.path());
+                files.iter().enumerate().map(move |(i, f)| {
+                    regtool(&["push-blob", "new/repo", f, &format!("@t{i}")])
+                        .env("REGTOOL_HOST", &host)
+                        .spawn()
+                })
             })
             .collect();
-        // Started first, fed at once: they create the layout together.
-        for (i, child) in children.iter_mut().enumerate() {
-            let mut stdin = child.stdin.take().unwrap();
-            std::io::Write::write_all(&mut stdin, format!("writer {i}").as_bytes()).unwrap();
-        }
         for child in children {
             let out = child.wait_with_output().unwrap();
             assert!(
@@ -358,12 +420,17 @@ fn writers_racing_to_create_a_layout_keep_every_tag() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let mut tags = regtool(&["list-aliases", "new/repo"])
-            .env("REGTOOL_HOST", &host)
-            .run()
-            .lines();
-        tags.sort();
-        let expected: Vec<_> = (0..WRITERS).map(|i| format!("t{i}")).collect();
-        assert_eq!(tags, expected, "round {round}");
+        for dir in &dirs {
+            let index = std::fs::read(dir.path().join("new/repo/index.json")).unwrap();
+            let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+            let mut tags: Vec<_> = index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].clone())
+                .collect();
+            tags.sort_by_key(|t| t.to_string());
+            assert_eq!(tags, ["t0", "t1", "t2"], "batch {batch}");
+        }
     }
 }
