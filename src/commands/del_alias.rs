@@ -3,7 +3,7 @@
 //! REGTOOL_PLATFORM's); the blobs stay. Deleting by digest removes every tag naming the
 //! manifest, so tags the user did not name are named on stderr first.
 
-use regtool::alias;
+use regtool::alias::{self, PerPlatform};
 use regtool::error::Result;
 use regtool::oci::Digest;
 use serde_json::json;
@@ -16,7 +16,9 @@ use super::Ctx;
 /// blobs; without it, an index gives one JSON line with a key per platform), then deletes
 /// the alias's manifest by digest. Other aliases naming the same manifest go with it: each is
 /// named on stderr (`regtool: note: ...`) before the delete. The blobs and an index's
-/// platform manifests stay.
+/// platform manifests stay. Every alias is read before the first delete (a missing one
+/// fails with status 2 and deletes nothing); aliases given together that name one manifest
+/// each print their digests, and the manifest is deleted once.
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs
@@ -29,31 +31,19 @@ pub struct Args {
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let repo = super::repo(&args.repo)?;
     let names = super::aliases(&args.aliases)?;
+    // Every alias is read first: a missing one fails before anything is deleted.
+    let mut plans = Vec::new();
     for name in &names {
-        let store = ctx.store();
-        // Read by digest what the tag names now, so that what is printed is what is deleted.
-        let top = store.get_manifest(repo, name)?;
-        let value = alias::read(
-            store,
-            repo,
-            &top.digest.to_string(),
-            ctx.settings.platform.as_ref(),
-        )
-        .map_err(|e| e.context(format!("@{name}")))?;
-        let digests = value.map(|r| {
-            Ok(alias::blobs(store, repo, &r.manifest)?
-                .into_iter()
-                .map(|b| b.0.to_string())
-                .collect::<Vec<_>>())
-        })?;
-        note_removed(
-            ctx,
-            repo,
-            name,
-            &names,
-            &[(top.digest.clone(), "same manifest")],
-        );
-        ctx.store().delete_manifest(repo, &top.digest)?;
+        let (top, digests) = read(ctx, repo, name)?;
+        plans.push((name, top, digests));
+    }
+    let mut deleted = std::collections::BTreeSet::new();
+    for (name, top, digests) in plans {
+        // Two arguments naming one manifest: it is deleted once.
+        if deleted.insert(top.clone()) {
+            note_removed(ctx, repo, name, &names, &[(top.clone(), "same manifest")]);
+            ctx.store().delete_manifest(repo, &top)?;
+        }
         super::print_per_platform(
             &mut ctx.out,
             "alias",
@@ -64,6 +54,27 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The manifest an alias names now, and what get-alias prints for it (read by digest, so
+/// that what is printed is what is deleted).
+fn read(ctx: &Ctx, repo: &str, name: &str) -> Result<(Digest, PerPlatform<Vec<String>>)> {
+    let store = ctx.store();
+    let top = store.get_manifest(repo, name)?.digest;
+    let value = alias::read(
+        store,
+        repo,
+        &top.to_string(),
+        ctx.settings.platform.as_ref(),
+    )
+    .map_err(|e| e.context(format!("@{name}")))?;
+    let digests = value.map(|r| {
+        Ok(alias::blobs(store, repo, &r.manifest)?
+            .into_iter()
+            .map(|b| b.0.to_string())
+            .collect::<Vec<_>>())
+    })?;
+    Ok((top, digests))
 }
 
 /// Says on stderr, before `manifests` are deleted for `@alias`, which tags not in `named`

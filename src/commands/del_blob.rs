@@ -17,7 +17,9 @@ use super::del_alias::note_removed;
 /// An @alias deletes the blobs it names and its manifest; an index also deletes its
 /// platform manifests and their blobs. Manifests are deleted by digest, which removes every
 /// alias naming them: aliases not given as arguments that go this way are named on stderr
-/// (`regtool: note: ...`) before anything is deleted.
+/// (`regtool: note: ...`) before anything is deleted. Every alias is looked up before the
+/// first delete (a missing one fails with status 2 and deletes nothing), and a manifest or
+/// blob that several arguments share is deleted once.
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs
@@ -37,22 +39,54 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
             Target::Digest(_) => None,
         })
         .collect();
+    // Every alias is looked up first: a missing one fails before anything is deleted.
+    let mut tops = Vec::new();
+    for target in &targets {
+        if let Target::Alias(a) = target {
+            tops.push(ctx.store().get_manifest(repo, a)?.digest);
+        }
+    }
+    let mut tops = tops.into_iter();
+    // What this run deleted already: two arguments may share a manifest or blobs.
+    let mut done = Deleted::default();
     for target in targets {
         match target {
-            Target::Digest(d) => ctx.store().delete_blob(repo, &d)?,
-            Target::Alias(a) => delete_alias(ctx, repo, &a, &named)?,
+            Target::Digest(d) => {
+                if done.blobs.insert(d.clone()) {
+                    ctx.store().delete_blob(repo, &d)?;
+                }
+            }
+            Target::Alias(a) => {
+                let Some(top) = tops.next() else { continue };
+                if !done.manifests.contains(&top) {
+                    delete_alias(ctx, repo, &a, &top, &named, &mut done)?;
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// Deletes an alias's manifest, an index's platform manifests, and every blob they name.
-fn delete_alias(ctx: &Ctx, repo: &str, alias_name: &str, named: &[String]) -> Result<()> {
+#[derive(Default)]
+struct Deleted {
+    manifests: BTreeSet<Digest>,
+    blobs: BTreeSet<Digest>,
+}
+
+/// Deletes the manifest `top` of an alias, an index's platform manifests, and every blob
+/// they name (but none this run deleted already).
+fn delete_alias(
+    ctx: &Ctx,
+    repo: &str,
+    alias_name: &str,
+    top: &Digest,
+    named: &[String],
+    done: &mut Deleted,
+) -> Result<()> {
     let store = ctx.store();
-    let top = store.get_manifest(repo, alias_name)?;
     let mut blobs = BTreeSet::new();
-    let mut manifests: Vec<(Digest, &str)> = vec![(top.digest.clone(), "same manifest")];
-    match alias::read(store, repo, &top.digest.to_string(), None)
+    let mut manifests: Vec<(Digest, &str)> = vec![(top.clone(), "same manifest")];
+    match alias::read(store, repo, &top.to_string(), None)
         .map_err(|e| e.context(format!("@{alias_name}")))?
     {
         PerPlatform::One(r) => blobs.extend(
@@ -73,12 +107,16 @@ fn delete_alias(ctx: &Ctx, repo: &str, alias_name: &str, named: &[String]) -> Re
             }
         }
     }
+    manifests.retain(|(d, _)| !done.manifests.contains(d));
     note_removed(ctx, repo, alias_name, named, &manifests);
-    for (digest, _) in &manifests {
-        store.delete_manifest(repo, digest)?;
+    for (digest, _) in manifests {
+        store.delete_manifest(repo, &digest)?;
+        done.manifests.insert(digest);
     }
     for blob in blobs {
-        store.delete_blob(repo, &blob)?;
+        if done.blobs.insert(blob.clone()) {
+            store.delete_blob(repo, &blob)?;
+        }
     }
     Ok(())
 }

@@ -484,3 +484,51 @@ fn a_delete_that_cannot_check_other_aliases_says_so() {
             .any(|r| r.method == "DELETE" && r.path == format!("/v2/fred/logs/manifests/{digest}"))
     );
 }
+
+#[test]
+fn deletes_check_every_alias_first_and_delete_shared_things_once() {
+    for (host, _store, _dir) in delete_backends() {
+        let repo = repo("del-several");
+        let run = |args: &[&str]| regtool(args).env("REGTOOL_HOST", &host).run();
+        // A missing alias fails before anything is deleted.
+        let (blob, _) = pushed(&host, &repo, "kept", "kept");
+        let out = run(&["del-blob", &repo, "@kept", "@missing"]);
+        out.fails(2);
+        assert_eq!(run(&["get-alias", &repo, "kept"]).ok().trim(), blob);
+        run(&["del-alias", &repo, "kept", "missing"]).fails(2);
+        assert_eq!(run(&["get-alias", &repo, "kept"]).ok().trim(), blob);
+
+        // Both aliases of one manifest named: no note, one delete, both gone.
+        run(&["set-alias", &repo, "twin", &blob]).ok();
+        let out = run(&["del-alias", &repo, "kept", "twin"]);
+        assert_eq!(out.ok(), format!("{blob}\n{blob}\n"), "{host}");
+        assert_eq!(out.stderr, "", "{host}");
+        run(&["get-alias", &repo, "twin"]).fails(2);
+        run(&["set-alias", &repo, "one", &blob]).ok();
+        run(&["set-alias", &repo, "two", &blob]).ok();
+        let out = run(&["del-blob", &repo, "@one", "@two"]);
+        out.ok();
+        assert_eq!(out.stderr, "", "{host}");
+        run(&["get-alias", &repo, "two"]).fails(2);
+        run(&["blob-size", &repo, &blob]).fails(2);
+
+        // Two aliases sharing a blob, and the blob named too: each thing deleted once.
+        let push = |content: &str| {
+            regtool(&["push-blob", &repo, "-"])
+                .env("REGTOOL_HOST", &host)
+                .stdin(content)
+                .run()
+                .ok()
+                .trim()
+                .to_string()
+        };
+        let (b1, b2) = (push("first, shared"), push("second"));
+        run(&["set-alias", &repo, "x", &b1]).ok();
+        run(&["set-alias", &repo, "y", &b1, &b2]).ok();
+        let out = run(&["del-blob", &repo, "@x", "@y", &b1]);
+        out.ok();
+        assert_eq!(out.stderr, "", "{host}");
+        run(&["blob-size", &repo, &b1]).fails(2);
+        run(&["blob-size", &repo, &b2]).fails(2);
+    }
+}
