@@ -69,7 +69,7 @@ complete -c regtool -n "__fish_regtool_using_subcommand list-aliases" -s h -l he
 complete -c regtool -n "__fish_regtool_using_subcommand list-aliases" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand list-repos" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand list-repos" -s V -l version -d 'Print version'
-complete -c regtool -n "__fish_regtool_using_subcommand auth" -s h -l help -d 'Print help'
+complete -c regtool -n "__fish_regtool_using_subcommand auth" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand auth" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand append-layer" -s h -l help -d 'Print help'
 complete -c regtool -n "__fish_regtool_using_subcommand append-layer" -s V -l version -d 'Print version'

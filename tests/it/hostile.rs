@@ -532,3 +532,38 @@ fn deletes_check_every_alias_first_and_delete_shared_things_once() {
         run(&["blob-size", &repo, &b2]).fails(2);
     }
 }
+
+#[test]
+fn auth_never_prints_a_token_with_escapes() {
+    let host = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let realm = host.clone();
+    let server = Server::start(move |req| match req.path.as_str() {
+        "/v2/" if req.headers.contains_key("authorization") => Response::new(200),
+        "/v2/" => Response::new(401).header(
+            "WWW-Authenticate",
+            format!(
+                r#"Bearer realm="http://{}/token",service="s""#,
+                realm.lock().unwrap()
+            ),
+        ),
+        // The probe's token (no scope) is clean; the one `auth` prints is not.
+        p if p.starts_with("/token") && p.contains("scope=") => {
+            Response::new(200).body(r#"{"token":"abc\u001b]0;pwned\u0007def"}"#)
+        }
+        p if p.starts_with("/token") => Response::new(200).body(r#"{"token":"clean"}"#),
+        _ => Response::new(404),
+    });
+    *host.lock().unwrap() = server.host.clone();
+    let out = regtool(&["auth", "fred/logs"])
+        .env("REGTOOL_HOST", &server.host)
+        .run();
+    assert!(
+        out.fails(65)
+            .contains("the token server sent a token that is not printable ASCII"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("abc"), "the token is a secret");
+    assert!(out.stdout.is_empty());
+    no_escapes(&out);
+}
