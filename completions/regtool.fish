@@ -49,7 +49,7 @@ complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s h -l help 
 complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand blob-size" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand blob-size" -s V -l version -d 'Print version'
-complete -c regtool -n "__fish_regtool_using_subcommand mount-blob" -s h -l help -d 'Print help'
+complete -c regtool -n "__fish_regtool_using_subcommand mount-blob" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand mount-blob" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand del-blob" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand del-blob" -s V -l version -d 'Print version'

@@ -10,6 +10,11 @@ use serde_json::json;
 use super::Ctx;
 
 /// Make a blob of another repository available in this one, without copying it
+///
+/// Against a registry, a cross-repository mount: a registry that answers with an upload
+/// session instead (202) is a failure. In the local store, the blob of from-repo is hashed
+/// first and a corrupt one is refused (65); it is then hard-linked into repo (copied and
+/// verified across file systems), replacing a corrupt copy that repo may hold.
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository to mount into
