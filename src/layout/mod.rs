@@ -400,8 +400,11 @@ impl Store for Layout {
         }
         if !intact(&file, digest, size)? {
             return Err(Error::data(format!(
-                "{}: the blob in {from} is corrupt (its content does not hash to {digest})",
+                "{}: the blob in {from} is corrupt (its content has another digest)",
                 mounting()
+            ))
+            .with_hint(format!(
+                "push the right content to {from} again: it replaces the corrupt blob"
             )));
         }
         let dir = self.ensure(repo)?;

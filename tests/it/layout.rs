@@ -316,7 +316,13 @@ fn a_corrupt_blob_is_never_mounted_and_a_push_heals_it() {
     // Corrupt in place, same size: a mount refuses to spread it.
     std::fs::write(blob("a"), "broken").unwrap();
     let err = run(&["mount-blob", "b", "a", d]).run();
-    assert!(err.fails(65).contains(d), "{}", err.stderr);
+    assert!(
+        err.fails(65).contains(&format!(
+            "mounting {d} from a: the blob in a is corrupt (its content has another digest)"
+        )),
+        "{}",
+        err.stderr
+    );
     assert!(!blob("b").exists());
     // A push of the right content replaces the corrupt blob.
     run(&["push-blob", "a", f]).run().ok();
