@@ -214,3 +214,141 @@ fn dxf_interop_through_token_auth() {
         .unwrap();
     assert_eq!(lines(&out), [d.trim()]);
 }
+
+/// A script written for dxf, as the README promises it ports: it only calls `dxf` and reads
+/// `DXF_*` variables. `$REPO` and `$WORK` are the test's.
+const DXF_SCRIPT: &str = r#"set -e
+cd "$WORK"
+printf 'first blob\n' > a.txt
+d=$(dxf push-blob "$REPO" a.txt @one)
+echo "== push-blob $d"
+echo "== get-alias"; dxf get-alias "$REPO" one
+echo "== blob-size"; dxf blob-size "$REPO" @one; dxf blob-size "$REPO" "$d"
+echo "== pull-blob"; dxf pull-blob "$REPO" @one; dxf pull-blob "$REPO" "$d"
+echo "== list-aliases"; dxf list-aliases "$REPO"
+echo "== del-alias"; dxf del-alias "$REPO" one
+echo "== auth"; dxf auth "$REPO" pull
+echo "== done"
+"#;
+
+/// Runs [`DXF_SCRIPT`] with `bin` first on PATH (where `dxf` is found) and only `vars` set.
+fn run_dxf_script(bin: &std::path::Path, repo: &str, vars: &[(&str, String)]) -> String {
+    let work = tempdir();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(DXF_SCRIPT)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", work.path())
+        .env("WORK", work.path())
+        .env("REPO", repo)
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "the dxf script failed with {bin:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// A directory holding `dxf`, a link to the built regtool.
+fn regtool_as_dxf() -> tempfile::TempDir {
+    let dir = tempdir();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_regtool"), dir.path().join("dxf")).unwrap();
+    dir
+}
+
+/// The script's output with the token (random) replaced by what it grants, and the
+/// repository by `$REPO`.
+fn comparable(output: &str, repo: &str) -> String {
+    let (before, after) = output.split_once("== auth\n").expect("an auth section");
+    let (token, rest) = after.split_once("== done\n").expect("a done line");
+    let grant = match token.trim() {
+        "" => "no token".to_string(),
+        t => crate::tokens::claims(t)["access"].to_string(),
+    };
+    format!("{before}== auth\n{grant}\n{rest}").replace(repo, "$REPO")
+}
+
+/// docker-registry over TLS behind htpasswd (dxf refuses credentials over plain HTTP).
+fn basic_tls() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(|| {
+        let pki = crate::pki::pki();
+        let dir = tempdir().keep();
+        let out = Command::new("htpasswd")
+            .args(["-Bbn", USER, PASSWORD])
+            .output()
+            .expect("htpasswd");
+        let file = dir.join("htpasswd");
+        std::fs::write(&file, out.stdout).unwrap();
+        Registry::start(
+            "basic-tls",
+            &format!(
+                "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                pki.path("server.pem").display(),
+                pki.path("server.key").display(),
+                file.display()
+            ),
+        )
+    })
+}
+
+#[test]
+fn a_dxf_script_runs_unchanged_against_regtool() {
+    use crate::tokens::{PUSHER, shared};
+    let ca = crate::pki::pki().ca().display().to_string();
+    let basic = |user: &str, pass: &str| {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        format!("Basic {b64}")
+    };
+    let token_reg = &shared().1;
+    let setups: Vec<(&str, &Registry, Vec<(&str, String)>)> = vec![
+        (
+            "basic",
+            basic_tls(),
+            vec![
+                ("DXF_USERNAME", USER.to_string()),
+                ("DXF_PASSWORD", PASSWORD.to_string()),
+            ],
+        ),
+        (
+            "token",
+            token_reg,
+            vec![
+                ("DXF_USERNAME", PUSHER.0.to_string()),
+                ("DXF_PASSWORD", PUSHER.1.to_string()),
+            ],
+        ),
+        (
+            "token-authz",
+            token_reg,
+            vec![("DXF_AUTHORIZATION", basic(PUSHER.0, PUSHER.1))],
+        ),
+    ];
+    let ours = regtool_as_dxf();
+    let theirs = dxf_bin().parent().expect("venv bin").to_path_buf();
+    for (name, reg, creds) in setups {
+        let mut vars = creds;
+        vars.push(("DXF_HOST", reg.host.clone()));
+        vars.push(("DXF_TLSVERIFY", ca.clone()));
+        let (their_repo, our_repo) = (format!("t/port-dxf-{name}"), format!("t/port-ours-{name}"));
+        let expected = run_dxf_script(&theirs, &their_repo, &vars);
+        let got = run_dxf_script(ours.path(), &our_repo, &vars);
+        assert_eq!(
+            comparable(&got, &our_repo),
+            comparable(&expected, &their_repo),
+            "{name}"
+        );
+        assert!(expected.contains("first blob"), "{expected}");
+    }
+}
