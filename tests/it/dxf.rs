@@ -302,6 +302,9 @@ fn basic_tls() -> &'static Registry {
     })
 }
 
+/// Environment variables for a script run.
+type Vars = Vec<(&'static str, String)>;
+
 #[test]
 fn a_dxf_script_runs_unchanged_against_regtool() {
     use crate::tokens::{PUSHER, shared};
@@ -312,7 +315,7 @@ fn a_dxf_script_runs_unchanged_against_regtool() {
         format!("Basic {b64}")
     };
     let token_reg = &shared().1;
-    let setups: Vec<(&str, &Registry, Vec<(&str, String)>)> = vec![
+    let setups: Vec<(&str, &Registry, Vars)> = vec![
         (
             "basic",
             basic_tls(),
