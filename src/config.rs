@@ -151,7 +151,7 @@ pub const VARS: &[Var] = &[
         name: "TLSVERIFY",
         dxf: true,
         plain: false,
-        help: "Path to a PEM CA bundle trusted in addition to the built-in roots.",
+        help: "Path to a PEM CA bundle trusted in addition to the built-in roots; a registry's own self-signed certificate (openssl req -x509) may be given as it is.",
     },
     Var {
         name: "SKIPTLSVERIFY",

@@ -76,6 +76,8 @@ pub struct Http {
     auth: Auth,
     retries: u32,
     debug: bool,
+    /// REGTOOL_TLSVERIFY named certificates (for the hint of a certificate failure).
+    trusts_given_certs: bool,
 }
 
 /// Whether a `host[:port]` is on this machine (loopback may fall back to plain HTTP).
@@ -92,7 +94,7 @@ pub fn is_loopback(host: &str) -> bool {
 
 impl Http {
     pub fn new(opts: &RegistryOptions) -> Http {
-        let agent: Agent = Agent::config_builder()
+        let config = Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(concat!("regtool/", env!("CARGO_PKG_VERSION")))
@@ -100,9 +102,13 @@ impl Http {
             .timeout_per_read(Some(opts.timeout))
             .timeout_per_write(Some(opts.timeout))
             .max_idle_connections_per_host(opts.jobs + 2)
-            .tls_config(opts.tls.config())
-            .build()
-            .into();
+            .build();
+        // TLS through regtool's own connector (registry/tls.rs): ureq's cannot take a verifier.
+        let agent = Agent::with_parts(
+            config,
+            opts.tls.connector(),
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        );
         let scheme = if opts.insecure {
             Some("http")
         } else if is_loopback(&opts.host) {
@@ -117,6 +123,7 @@ impl Http {
             auth: Auth::new(&opts.host, opts.auth.clone()),
             retries: opts.retries,
             debug: opts.debug,
+            trusts_given_certs: !opts.tls.extra_roots.is_empty(),
         }
     }
 
@@ -428,7 +435,7 @@ impl Http {
                     return crate::error::from_io("sending", io);
                 }
                 if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    return tls_error(host, tls);
+                    return tls_error(host, tls, self.trusts_given_certs);
                 }
                 match io.kind() {
                     io::ErrorKind::ConnectionRefused => {
@@ -445,7 +452,7 @@ impl Http {
             ureq::Error::ConnectionFailed => {
                 Error::unavailable(format!("cannot connect to {host}"))
             }
-            ureq::Error::Rustls(tls) => tls_error(host, &tls),
+            ureq::Error::Rustls(tls) => tls_error(host, &tls, self.trusts_given_certs),
             e @ ureq::Error::Tls(_) => Error::unavailable(format!("TLS failure with {host}: {e}")),
             e => Error::unavailable(format!("{host}: {e}")),
         }
@@ -469,11 +476,19 @@ impl Http {
     }
 }
 
-fn tls_error(host: &str, e: &rustls::Error) -> Error {
+/// `given`: REGTOOL_TLSVERIFY is set, so the hint must not ask for it again.
+fn tls_error(host: &str, e: &rustls::Error, given: bool) -> Error {
     let err = Error::unavailable(format!("TLS failure with {host}: {e}"));
     match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName) => err
+            .with_hint(format!(
+                "the certificate does not name {host}: connect by a name it lists"
+            )),
+        rustls::Error::InvalidCertificate(_) if given => err.with_hint(
+            "the certificate is neither in REGTOOL_TLSVERIFY nor signed by a CA in it: check that the file holds the registry's certificate or its CA",
+        ),
         rustls::Error::InvalidCertificate(_) => err.with_hint(
-            "set REGTOOL_TLSVERIFY to the CA bundle that signed the registry's certificate",
+            "set REGTOOL_TLSVERIFY to the CA bundle that signed the registry's certificate (or to the certificate itself)",
         ),
         _ => err,
     }

@@ -1,12 +1,26 @@
 //! TLS settings: extra CA certificates on top of the built-in (Mozilla) roots, no verification
-//! when the user asks for it, and a client certificate for mutual TLS. ureq's
-//! `RootCerts::Specific` replaces the roots, so the list is built here from
-//! `webpki-root-certs` plus the user's PEM (PROTOCOL.md, "ureq 3 specifics").
+//! when the user asks for it, and a client certificate for mutual TLS.
+//!
+//! regtool makes its own TLS connections (a ureq connector over rustls) instead of ureq's,
+//! because ureq cannot take a custom certificate verifier, and one is needed: a registry's
+//! self-signed certificate (what `openssl req -x509` makes: CA:TRUE, used as the server's own
+//! certificate) is refused by webpki as `CaUsedAsEndEntity` even when the user named that very
+//! certificate in REGTOOL_TLSVERIFY, where curl `--cacert` accepts it. Owning the handshake also
+//! lets a stall in it be told apart from a stall while connecting.
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig, TlsProvider, parse_pem};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, StreamOwned};
+use ureq::tls::{Certificate, ClientCert, PemItem, parse_pem};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
+    TransportAdapter,
+};
 
 use crate::error::{Error, Result};
 
@@ -117,30 +131,277 @@ impl TlsOptions {
                 Some(ClientCert::new_with_certs(&chain, key))
             }
         };
-        Ok(TlsOptions {
+        let options = TlsOptions {
             extra_roots,
             client,
             skip_verify,
-        })
+        };
+        options.client_config()?;
+        Ok(options)
     }
 
-    /// The ureq TLS configuration.
-    pub fn config(&self) -> TlsConfig {
-        let roots = if self.extra_roots.is_empty() {
-            RootCerts::WebPki
-        } else {
-            let builtin = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                .iter()
-                .map(|c| Certificate::from_der(c.as_ref()).to_owned());
-            RootCerts::Specific(Arc::new(
-                builtin.chain(self.extra_roots.iter().cloned()).collect(),
-            ))
+    /// The rustls configuration for these options. Checked when the configuration is read, so
+    /// that a bad client key is a configuration error rather than a failed connection.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
-        TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .root_certs(roots)
-            .client_cert(self.client.clone())
-            .disable_verification(self.skip_verify)
+        let extra = self
+            .extra_roots
+            .iter()
+            .map(|c| CertificateDer::from(c.der()));
+        let (_, ignored) = roots.add_parsable_certificates(extra);
+        if ignored > 0 {
+            return Err(Error::config(
+                "REGTOOL_TLSVERIFY",
+                format!("{ignored} certificate(s) in it cannot be used as trust anchors"),
+            ));
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
+            .map_err(|e| Error::config("REGTOOL_TLSVERIFY", e))?;
+        let verifier = Verifier {
+            webpki,
+            given: self
+                .extra_roots
+                .iter()
+                .map(|c| CertificateDer::from(c.der().to_vec()))
+                .collect(),
+            skip: self.skip_verify,
+        };
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .map_err(|e| Error::other(format!("TLS set-up: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        let config = match &self.client {
+            None => builder.with_no_client_auth(),
+            Some(client) => {
+                let chain = client
+                    .certs()
+                    .iter()
+                    .map(|c| CertificateDer::from(c.der().to_vec()))
+                    .collect();
+                let key = PrivateKeyDer::try_from(client.private_key().der().to_vec())
+                    .map_err(|e| Error::config("REGTOOL_CLIENT_KEY", e))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| Error::config("REGTOOL_CLIENT_KEY", e))?
+            }
+        };
+        Ok(Arc::new(config))
+    }
+
+    /// A ureq connector chain (CONNECT proxy, TCP, then TLS with these options) for an agent.
+    pub fn connector(&self) -> impl Connector<(), Out = impl Transport> {
+        ().chain(ureq::unversioned::transport::ConnectProxyConnector::default())
+            .chain(ureq::unversioned::transport::TcpConnector::default())
+            .chain(TlsConnector {
+                config: self.client_config(),
+            })
+    }
+}
+
+/// The built-in webpki verification, plus: a certificate the user gave in REGTOOL_TLSVERIFY is
+/// trusted when the server presents it as its own, even though it is a CA (self-signed).
+#[derive(Debug)]
+struct Verifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    given: Vec<CertificateDer<'static>>,
+    /// REGTOOL_SKIPTLSVERIFY: the certificate is not checked at all.
+    skip: bool,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        if self.skip {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let verdict = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match verdict {
+            Err(e) if ca_as_end_entity(&e) && self.given.iter().any(|g| g == end_entity) => {
+                // webpki checks the validity period before the CA flag, so it has passed; the
+                // name is checked here as for any certificate. That the server holds the key
+                // is proved by the handshake signature, checked below as always.
+                let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| {
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+                })?;
+                cert.verify_is_valid_for_subject_name(server_name)
+                    .map_err(|_| {
+                        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+                    })?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        if self.skip {
+            return Ok(HandshakeSignatureValid::assertion());
+        }
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        if self.skip {
+            return Ok(HandshakeSignatureValid::assertion());
+        }
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Whether webpki refused a certificate only for being a CA used as the server's own.
+fn ca_as_end_entity(e: &rustls::Error) -> bool {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => other
+            .0
+            .downcast_ref::<webpki::Error>()
+            .is_some_and(|w| matches!(w, webpki::Error::CaUsedAsEndEntity)),
+        _ => false,
+    }
+}
+
+/// Wraps the TCP transport of an https URL in TLS with regtool's configuration.
+struct TlsConnector {
+    config: Result<Arc<ClientConfig>>,
+}
+
+impl std::fmt::Debug for TlsConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsConnector")
+    }
+}
+
+impl<In: Transport> Connector<In> for TlsConnector {
+    type Out = Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> std::result::Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Err(ureq::Error::ConnectionFailed);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let config = self.config.clone().map_err(wrap)?;
+        let host = details.uri.host().unwrap_or_default();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(bare.to_string()).map_err(|_| {
+            wrap(Error::unavailable(format!(
+                "{host}: not a name TLS can check"
+            )))
+        })?;
+        let mut conn = ClientConnection::new(config, name)?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        if let Err(e) = conn.complete_io(&mut sock) {
+            return Err(handshake_error(host, e));
+        }
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(TlsTransport {
+            buffers,
+            stream: StreamOwned { conn, sock },
+        })))
+    }
+}
+
+/// Carries a library error through ureq, to come out whole in the HTTP layer.
+fn wrap(e: Error) -> ureq::Error {
+    ureq::Error::Io(std::io::Error::other(e))
+}
+
+/// A handshake that timed out says so (the TCP connection was made); other failures go on as
+/// ureq reports them (rustls errors included).
+fn handshake_error(host: &str, e: std::io::Error) -> ureq::Error {
+    let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|i| i.downcast_ref::<ureq::Error>())
+            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+    if timed_out {
+        return wrap(
+            Error::unavailable(format!("{host}: timed out (TLS handshake)"))
+                .with_hint("raise REGTOOL_TIMEOUT if the registry is slow"),
+        );
+    }
+    ureq::Error::from(e)
+}
+
+/// A TLS connection as a ureq transport.
+pub struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsTransport")
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(
+        &mut self,
+        amount: usize,
+        timeout: NextTimeout,
+    ) -> std::result::Result<(), ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> std::result::Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
     }
 }

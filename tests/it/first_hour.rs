@@ -312,3 +312,115 @@ fn dxf_authorization_goes_to_the_token_realm() {
         .run()
         .fails(13);
 }
+
+/// docker-registry over TLS with its own self-signed certificate `name` (from pki.rs).
+fn self_signed_registry(name: &str) -> Registry {
+    let pki = crate::pki::pki();
+    Registry::start(
+        name,
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            pki.path(&format!("{name}.pem")).display(),
+            pki.path(&format!("{name}.key")).display()
+        ),
+    )
+}
+
+/// The registry with a self-signed certificate for 127.0.0.1, shared by the tests here.
+fn self_signed() -> &'static Registry {
+    static R: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    R.get_or_init(|| self_signed_registry("selfsigned"))
+}
+
+#[test]
+fn a_self_signed_registry_certificate_named_in_tlsverify_is_trusted() {
+    let pki = crate::pki::pki();
+    let cert = pki.path("selfsigned.pem");
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "the test needs a CA:TRUE certificate, as openssl req -x509 makes"
+    );
+    let reg = self_signed();
+    // curl --cacert accepts it; so must regtool.
+    let curl = std::process::Command::new("curl")
+        .args(["-fsS", "-o", "/dev/null", "--cacert"])
+        .arg(&cert)
+        .arg(format!("https://{}/v2/", reg.host))
+        .output()
+        .unwrap();
+    assert!(
+        curl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+    let d = regtool(&["push-blob", "t/selfsigned", "-", "@s"])
+        .host(reg)
+        .env("REGTOOL_TLSVERIFY", &cert)
+        .stdin("self-signed")
+        .run()
+        .ok();
+    assert_eq!(d.trim(), sha256(b"self-signed"));
+    let out = regtool(&["pull-blob", "t/selfsigned", "@s"])
+        .host(reg)
+        .env("DXF_TLSVERIFY", &cert)
+        .run();
+    assert_eq!(out.ok(), "self-signed");
+    // Without it, the certificate is refused, with a hint to name it.
+    let out = regtool(&["list-repos"]).host(reg).run();
+    assert!(
+        out.fails(69).contains("REGTOOL_TLSVERIFY"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_trusted_self_signed_certificate_must_still_match_the_name() {
+    let pki = crate::pki::pki();
+    let other = self_signed_registry("selfsigned-other");
+    let out = regtool(&["list-repos"])
+        .host(&other)
+        .env("REGTOOL_TLSVERIFY", pki.path("selfsigned-other.pem"))
+        .run();
+    let err = out.fails(69);
+    assert!(err.contains("TLS failure"), "{err}");
+    assert!(err.contains("hint: the certificate does not name"), "{err}");
+    // A certificate that is not the one given (nor signed by it): the hint does not ask for
+    // the variable that is already set.
+    let reg = self_signed();
+    let out = regtool(&["list-repos"])
+        .host(reg)
+        .env("REGTOOL_TLSVERIFY", pki.path("selfsigned-other.pem"))
+        .run();
+    let err = out.fails(69);
+    assert!(
+        err.contains("hint: the certificate is neither in REGTOOL_TLSVERIFY"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_stall_in_the_tls_handshake_is_named_as_such() {
+    // Accepts connections and never says a word: the TLS hello goes unanswered.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().take(4) {
+            held.push(conn);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    });
+    let out = regtool(&["list-repos"])
+        .env("REGTOOL_HOST", &host)
+        .env("REGTOOL_TIMEOUT", "1")
+        .run();
+    let err = out.fails(69);
+    assert!(err.contains("timed out (TLS handshake)"), "{err}");
+    assert!(err.contains("hint: raise REGTOOL_TIMEOUT"), "{err}");
+}

@@ -1,6 +1,7 @@
 //! Test certificates, made with the openssl command line once per test binary: a CA, a server
 //! certificate for 127.0.0.1/localhost signed by it, a client certificate for mutual TLS, a
-//! second CA nobody trusts, and the self-signed certificate the token server signs with.
+//! second CA nobody trusts, the self-signed certificate the token server signs with, and
+//! registries' own self-signed certificates.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,28 +34,32 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 fn self_signed(dir: &Path, name: &str, cn: &str) {
+    self_signed_with(dir, name, cn, &[]);
+}
+
+/// `openssl req -x509` with `extra` arguments (a subjectAltName, say): a CA:TRUE certificate.
+fn self_signed_with(dir: &Path, name: &str, cn: &str, extra: &[&str]) {
     let subject = format!("/CN={cn}");
     let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-            "-subj",
-            &subject,
-            "-days",
-            "3",
-        ],
-    );
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &cert,
+        "-subj",
+        &subject,
+        "-days",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    openssl(dir, &args);
 }
 
 fn signed(dir: &Path, name: &str, cn: &str, ext: &str) {
@@ -116,6 +121,20 @@ pub fn pki() -> &'static Pki {
         self_signed(&dir, "ca", "regtool test CA");
         self_signed(&dir, "wrong-ca", "a CA nobody trusts");
         self_signed(&dir, "token", "regtool test token signer");
+        // Registries' own self-signed certificates, as a quick `openssl req -x509` makes them:
+        // one for this machine, one for another name.
+        self_signed_with(
+            &dir,
+            "selfsigned",
+            "127.0.0.1",
+            &["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        );
+        self_signed_with(
+            &dir,
+            "selfsigned-other",
+            "other.example",
+            &["-addext", "subjectAltName=DNS:other.example"],
+        );
         signed(
             &dir,
             "server",
