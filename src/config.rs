@@ -12,6 +12,7 @@ use crate::image::layer::Compression;
 use crate::oci::Platform;
 use crate::registry::auth::AuthConfig;
 use crate::registry::tls::TlsOptions;
+use crate::secret::Secret;
 
 /// One environment variable: its name without the `REGTOOL_` prefix, whether dxf had it, and
 /// its meaning. `plain` variables (`DOCKER_CONFIG`) are read under their own name only.
@@ -274,13 +275,13 @@ fn number(env: &dyn Env, name: &str, default: u64, min: u64, max: u64) -> Result
 
 /// A variable whose value goes into an HTTP header: control characters (a pasted newline) are
 /// not allowed in a field value (RFC 9110 5.5), so they are refused here, naming the variable.
-fn header_value(env: &dyn Env, name: &str) -> Result<Option<String>> {
+fn header_value(env: &dyn Env, name: &str) -> Result<Option<Secret>> {
     match lookup(env, name) {
         Some((n, v)) if v.chars().any(|c| c.is_control() && c != '\t') => Err(Error::config(
             &n,
             "contains a control character (a newline?), which cannot go in an HTTP header",
         )),
-        found => Ok(found.map(|(_, v)| v)),
+        found => Ok(found.map(|(_, v)| v.into())),
     }
 }
 
@@ -441,7 +442,7 @@ fn host_var(env: &dyn Env) -> Result<Option<(String, String)>> {
 /// Everything that says how to talk to a registry, for `host`.
 fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<RegistryOptions> {
     let password = match (lookup(env, "PASSWORD"), lookup(env, "PASSWORD_FILE")) {
-        (Some((_, p)), _) => Some(p),
+        (Some((_, p)), _) => Some(Secret::from(p)),
         (None, Some((n, path))) => {
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 Error::config(
@@ -449,7 +450,7 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
                     format!("cannot read {path}: {}", crate::error::io_reason(&e)),
                 )
             })?;
-            Some(text.trim_end_matches(['\r', '\n']).to_string())
+            Some(Secret::from(text.trim_end_matches(['\r', '\n'])))
         }
         (None, None) => None,
     };
@@ -490,8 +491,8 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
         password,
         authorization: header_value(env, "AUTHORIZATION")?,
         token: header_value(env, "TOKEN")?,
-        refresh_token: lookup(env, "REFRESH_TOKEN").map(|(_, v)| v),
-        access_token: lookup(env, "ACCESS_TOKEN").map(|(_, v)| v),
+        refresh_token: lookup(env, "REFRESH_TOKEN").map(|(_, v)| v.into()),
+        access_token: lookup(env, "ACCESS_TOKEN").map(|(_, v)| v.into()),
         auth_host: auth_host.map(|(_, v)| v),
         sources: credential_sources(env),
         cache_dir: match path("CACHE_DIR") {
@@ -855,6 +856,23 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_a_secret() {
+        let s = Settings::from_env(&env(&[
+            ("REGTOOL_HOST", "h"),
+            ("REGTOOL_USERNAME", "fred"),
+            ("REGTOOL_PASSWORD", "secret-password"),
+            ("REGTOOL_AUTHORIZATION", "Basic secret-authorization"),
+            ("REGTOOL_TOKEN", "secret-token"),
+            ("REGTOOL_REFRESH_TOKEN", "secret-refresh"),
+            ("REGTOOL_ACCESS_TOKEN", "secret-access"),
+        ]))
+        .unwrap();
+        let text = format!("{s:?} {:?} {:?}", s.remote, s.registry_for("other"));
+        assert!(text.contains("fred"), "{text}");
+        assert!(!text.contains("secret-"), "{text}");
+    }
+
+    #[test]
     fn password_file_is_read_without_newline() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pw");
@@ -865,6 +883,9 @@ mod tests {
             ("REGTOOL_PASSWORD_FILE", path.to_str().unwrap()),
         ]))
         .unwrap();
-        assert_eq!(registry(&s).auth.password.as_deref(), Some("s3cret"));
+        assert_eq!(
+            registry(&s).auth.password.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
     }
 }

@@ -12,14 +12,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// Credentials found for a registry.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Stored {
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// An OAuth2 refresh token (docker's `identitytoken`).
-    pub identity_token: Option<String>,
+    pub identity_token: Option<Secret>,
 }
 
 /// Where stored credentials are looked for, in order.
@@ -107,7 +108,7 @@ fn from_auth_entry(entry: &Value) -> Option<Stored> {
         let text = String::from_utf8(decoded).ok()?;
         let (user, pass) = text.split_once(':')?;
         stored.username = Some(user.to_string());
-        stored.password = Some(pass.to_string());
+        stored.password = Some(pass.into());
     }
     if let Some(u) = entry
         .get("username")
@@ -121,14 +122,14 @@ fn from_auth_entry(entry: &Value) -> Option<Stored> {
         .and_then(Value::as_str)
         .filter(|p| !p.is_empty())
     {
-        stored.password = Some(p.to_string());
+        stored.password = Some(p.into());
     }
     if let Some(t) = entry
         .get("identitytoken")
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
     {
-        stored.identity_token = Some(t.to_string());
+        stored.identity_token = Some(t.into());
     }
     (stored != Stored::default()).then_some(stored)
 }
@@ -138,7 +139,7 @@ struct HelperAnswer {
     #[serde(rename = "Username", default)]
     username: String,
     #[serde(rename = "Secret", default)]
-    secret: String,
+    secret: Secret,
 }
 
 /// Runs `docker-credential-<name> get`. A helper that knows nothing of the host answers with
@@ -261,7 +262,10 @@ mod tests {
         );
         let got = lookup(&s, "reg.example:5000").unwrap().unwrap();
         assert_eq!(
-            (got.username.as_deref(), got.password.as_deref()),
+            (
+                got.username.as_deref(),
+                got.password.as_ref().map(Secret::expose)
+            ),
             (Some("fred"), Some("pa:ss"))
         );
         assert_eq!(
@@ -277,10 +281,23 @@ mod tests {
                 .unwrap()
                 .unwrap()
                 .identity_token
-                .as_deref(),
+                .as_ref()
+                .map(Secret::expose),
             Some("idt")
         );
         assert_eq!(lookup(&s, "nowhere.example").unwrap(), None);
+    }
+
+    #[test]
+    fn debug_output_never_shows_stored_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sources(
+            dir.path(),
+            r#"{"auths":{"a":{"username":"u","password":"secret-pw"},"b":{"identitytoken":"secret-idt"}}}"#,
+        );
+        let text = format!("{:?} {:?}", lookup(&s, "a"), lookup(&s, "b"));
+        assert!(text.contains("\"u\""), "{text}");
+        assert!(!text.contains("secret-"), "{text}");
     }
 
     #[test]

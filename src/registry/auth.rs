@@ -17,20 +17,21 @@ use crate::registry::headers::Challenge;
 use crate::registry::scope::Scope;
 use crate::registry::token::{Cache, Realm, Token};
 use crate::registry::url;
+use crate::secret::Secret;
 
 /// What the user configured for authentication.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuthConfig {
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// A whole `Authorization` value, as dxf meant it: what a Basic registry or the token realm
     /// is shown. A `Bearer` value is a token, sent to the registry as is.
-    pub authorization: Option<String>,
+    pub authorization: Option<Secret>,
     /// A bearer token used as is until the registry refuses it.
-    pub token: Option<String>,
-    pub refresh_token: Option<String>,
+    pub token: Option<Secret>,
+    pub refresh_token: Option<Secret>,
     /// An Azure AD access token, exchanged for a refresh token.
-    pub access_token: Option<String>,
+    pub access_token: Option<Secret>,
     /// Replaces the host of the token realm.
     pub auth_host: Option<String>,
     pub sources: Sources,
@@ -39,11 +40,13 @@ pub struct AuthConfig {
     pub insecure: bool,
 }
 
-/// A request to a token endpoint, made by the HTTP layer on our behalf.
+/// A request to a token endpoint, made by the HTTP layer on our behalf. The form of a POST
+/// holds a refresh or access token, so it is a secret as a whole.
+#[derive(Debug)]
 pub struct TokenCall {
-    pub post_form: Option<String>,
+    pub post_form: Option<Secret>,
     pub url: String,
-    pub basic: Option<String>,
+    pub basic: Option<Secret>,
 }
 
 /// Sends a [`TokenCall`]; returns the status and body.
@@ -61,7 +64,7 @@ struct State {
     /// REGTOOL_TOKEN was refused once: renew with the other credentials from then on.
     static_refused: bool,
     /// A refresh token obtained by exchanging REGTOOL_ACCESS_TOKEN.
-    exchanged: Option<String>,
+    exchanged: Option<Secret>,
 }
 
 pub struct Auth {
@@ -78,31 +81,38 @@ pub struct Auth {
 #[derive(Deserialize)]
 struct TokenAnswer {
     #[serde(default)]
-    token: Option<String>,
+    token: Option<Secret>,
     #[serde(default)]
-    access_token: Option<String>,
+    access_token: Option<Secret>,
     #[serde(default)]
     expires_in: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct ExchangeAnswer {
-    refresh_token: String,
+    refresh_token: Secret,
 }
 
-fn basic_header(user: &str, pass: &str) -> String {
-    format!(
+fn basic_header(user: &str, pass: &Secret) -> Secret {
+    let pair = format!("{user}:{}", pass.expose());
+    Secret::new(format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    ))
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", url::encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+fn bearer_header(token: &Secret) -> Secret {
+    Secret::new(format!("Bearer {}", token.expose()))
+}
+
+fn form(pairs: &[(&str, &str)]) -> Secret {
+    Secret::new(
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", url::encode(v)))
+            .collect::<Vec<_>>()
+            .join("&"),
+    )
 }
 
 impl Auth {
@@ -155,7 +165,7 @@ impl Auth {
     }
 
     /// User name and password, from the environment or stored.
-    fn password_pair(&self) -> Result<Option<(String, String)>> {
+    fn password_pair(&self) -> Result<Option<(String, Secret)>> {
         if let Some(user) = &self.cfg.username {
             return Ok(Some((
                 user.clone(),
@@ -170,7 +180,7 @@ impl Auth {
     /// What proves who we are to a Basic registry or a token realm: the user name and password
     /// (dxf gives them precedence), else the given `Authorization` value as is, else stored
     /// credentials.
-    fn credentials_header(&self) -> Result<Option<String>> {
+    fn credentials_header(&self) -> Result<Option<Secret>> {
         if let (None, Some(a)) = (&self.cfg.username, &self.cfg.authorization) {
             return Ok(Some(a.clone()));
         }
@@ -179,8 +189,9 @@ impl Auth {
 
     /// A given `Authorization: Bearer ...` value is a token already: no realm would take it, so
     /// it goes to the registry as is (and cannot be renewed).
-    fn given_bearer(&self) -> Option<&str> {
-        self.cfg.authorization.as_deref().filter(|a| {
+    fn given_bearer(&self) -> Option<&Secret> {
+        self.cfg.authorization.as_ref().filter(|a| {
+            let a = a.expose();
             a.get(..7)
                 .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
         })
@@ -210,13 +221,16 @@ impl Auth {
             &self.cfg.access_token,
         ) {
             // The password is part of who: a wrong one must not reuse the right one's tokens.
-            (Some(u), _, _) => format!("user:{u}\0{}", self.cfg.password.as_deref().unwrap_or("")),
-            (None, Some(r), _) => format!("refresh:{r}"),
-            (None, None, Some(a)) => format!("aad:{a}"),
+            (Some(u), _, _) => format!(
+                "user:{u}\0{}",
+                self.cfg.password.as_ref().map_or("", Secret::expose)
+            ),
+            (None, Some(r), _) => format!("refresh:{}", r.expose()),
+            (None, None, Some(a)) => format!("aad:{}", a.expose()),
             (None, None, None) if self.cfg.authorization.is_some() => {
                 format!(
                     "authorization:{}",
-                    self.cfg.authorization.as_deref().unwrap_or("")
+                    self.cfg.authorization.as_ref().map_or("", Secret::expose)
                 )
             }
             (None, None, None) => match self.stored().ok().flatten() {
@@ -225,12 +239,12 @@ impl Auth {
                     password,
                     ..
                 }) => {
-                    format!("user:{u}\0{}", password.unwrap_or_default())
+                    format!("user:{u}\0{}", password.unwrap_or_default().expose())
                 }
                 Some(Stored {
                     identity_token: Some(t),
                     ..
-                }) => format!("refresh:{t}"),
+                }) => format!("refresh:{}", t.expose()),
                 _ => return "anonymous".to_string(),
             },
         };
@@ -248,23 +262,22 @@ impl Auth {
     }
 
     /// The `Authorization` value for a request needing `scope`, if any.
-    pub fn header(&self, scope: &Scope, transport: &Transport<'_>) -> Result<Option<String>> {
+    pub fn header(&self, scope: &Scope, transport: &Transport<'_>) -> Result<Option<Secret>> {
         if let Some(bearer) = self.given_bearer() {
-            return Ok(Some(bearer.to_string()));
+            return Ok(Some(bearer.clone()));
         }
         let (mode, static_refused) = {
             let s = self.state();
             (s.mode.clone(), s.static_refused)
         };
         if let (Some(t), false) = (&self.cfg.token, static_refused) {
-            return Ok(Some(format!("Bearer {t}")));
+            return Ok(Some(bearer_header(t)));
         }
         match mode {
             Mode::Unknown => Ok(None),
             Mode::Basic => self.credentials_header(),
-            Mode::Bearer(realm) => Ok(Some(format!(
-                "Bearer {}",
-                self.token(&realm, scope, scope, transport)?.token
+            Mode::Bearer(realm) => Ok(Some(bearer_header(
+                &self.token(&realm, scope, scope, transport)?.token,
             ))),
         }
     }
@@ -281,8 +294,8 @@ impl Auth {
         if self.given_bearer().is_some() {
             return Ok(false);
         }
-        let static_token = self.cfg.token.as_ref().map(|t| format!("Bearer {t}"));
-        if sent.is_some() && sent == static_token.as_deref() {
+        let static_token = self.cfg.token.as_ref().map(bearer_header);
+        if sent.is_some() && sent == static_token.as_ref().map(Secret::expose) {
             self.state().static_refused = true;
         }
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer")
@@ -296,7 +309,7 @@ impl Auth {
             let key = self.key(&realm, scope);
             // A cached token the registry refused is no good any more (revoked, clock skew).
             if let Some(cached) = self.cache.token(&key)
-                && sent == Some(format!("Bearer {}", cached.token).as_str())
+                && sent == Some(bearer_header(&cached.token).expose())
             {
                 self.cache.forget(&key);
             }
@@ -306,7 +319,7 @@ impl Auth {
         }
         if challenges.iter().any(|c| c.scheme == "basic")
             && let Some(header) = self.credentials_header()?
-            && sent != Some(header.as_str())
+            && sent != Some(header.expose())
         {
             self.state().mode = Mode::Basic;
             return Ok(true);
@@ -340,7 +353,12 @@ impl Auth {
     pub fn mint(&self, scope: &Scope, transport: &Transport<'_>) -> Result<Option<String>> {
         let mode = self.state().mode.clone();
         match mode {
-            Mode::Bearer(realm) => Ok(Some(self.token(&realm, scope, scope, transport)?.token)),
+            Mode::Bearer(realm) => Ok(Some(
+                self.token(&realm, scope, scope, transport)?
+                    .token
+                    .expose()
+                    .to_string(),
+            )),
             _ => Ok(None),
         }
     }
@@ -360,7 +378,7 @@ impl Auth {
 
     /// The refresh token to use: REGTOOL_REFRESH_TOKEN, a stored identity token, or one
     /// exchanged for REGTOOL_ACCESS_TOKEN at the registry's /oauth2/exchange (ACR).
-    fn refresh_token(&self, realm: &Realm, transport: &Transport<'_>) -> Result<Option<String>> {
+    fn refresh_token(&self, realm: &Realm, transport: &Transport<'_>) -> Result<Option<Secret>> {
         if let Some(r) = &self.cfg.refresh_token {
             return Ok(Some(r.clone()));
         }
@@ -375,7 +393,7 @@ impl Auth {
                 post_form: Some(form(&[
                     ("grant_type", "access_token"),
                     ("service", &self.host),
-                    ("access_token", aad),
+                    ("access_token", aad.expose()),
                 ])),
             };
             let (status, body) = transport(&call)?;
@@ -410,7 +428,7 @@ impl Auth {
                     ("grant_type", "refresh_token"),
                     ("service", service),
                     ("client_id", "regtool"),
-                    ("refresh_token", refresh.as_str()),
+                    ("refresh_token", refresh.expose()),
                 ];
                 let scopes = scope.to_string();
                 if !scope.is_empty() {
@@ -530,10 +548,10 @@ mod tests {
             .header(&Scope::default(), &no_transport)
             .unwrap()
             .unwrap();
-        assert_eq!(header, "Basic ZnJlZDpwYTpzcw==");
+        assert_eq!(header.expose(), "Basic ZnJlZDpwYTpzcw==");
         assert!(
             !auth
-                .challenged(&ch, &Scope::default(), Some(&header), &no_transport)
+                .challenged(&ch, &Scope::default(), Some(header.expose()), &no_transport)
                 .unwrap()
         );
         assert!(
@@ -541,6 +559,21 @@ mod tests {
                 .challenged(&ch, &Scope::default(), None, &no_transport)
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn debug_output_never_shows_tokens_or_authorization() {
+        let call = TokenCall {
+            url: "https://auth.example/token".into(),
+            basic: Some(basic_header("fred", &"secret-pw".into())),
+            post_form: Some(form(&[("refresh_token", "secret-refresh")])),
+        };
+        let token = Token::new("secret-token".into(), Duration::from_secs(60));
+        let answer = format!("{call:?} {token:?} {:?}", cfg());
+        assert!(answer.contains("auth.example"), "{answer}");
+        for secret in ["secret", "ZnJlZDpzZWNyZXQtcHc", "pa:ss"] {
+            assert!(!answer.contains(secret), "{answer}");
+        }
     }
 
     #[test]
@@ -552,17 +585,17 @@ mod tests {
         let calls = Mutex::new(Vec::new());
         let transport = |c: &TokenCall| -> Result<(u16, Vec<u8>)> {
             calls.lock().unwrap().push(c.url.clone());
-            assert!(c.basic.as_deref().unwrap().starts_with("Basic "));
+            assert!(c.basic.as_ref().unwrap().expose().starts_with("Basic "));
             Ok((200, br#"{"access_token":"tok","expires_in":300}"#.to_vec()))
         };
         let pull = Scope::pull("fred/x");
         assert!(auth.challenged(&ch, &pull, None, &transport).unwrap());
         assert_eq!(
-            auth.header(&pull, &transport).unwrap().unwrap(),
+            auth.header(&pull, &transport).unwrap().unwrap().expose(),
             "Bearer tok"
         );
         assert_eq!(
-            auth.header(&pull, &transport).unwrap().unwrap(),
+            auth.header(&pull, &transport).unwrap().unwrap().expose(),
             "Bearer tok"
         );
         auth.header(&Scope::push("fred/x"), &transport).unwrap();
@@ -588,12 +621,15 @@ mod tests {
         assert_eq!(auth.header(&pull, &no_transport).unwrap(), None);
         let ch = parse_challenges(&[r#"Bearer realm="http://127.0.0.1:1/token",service="reg""#]);
         let transport = |c: &TokenCall| -> Result<(u16, Vec<u8>)> {
-            assert_eq!(c.basic.as_deref(), Some("Basic Z2l2ZW4="));
+            assert_eq!(c.basic.as_ref().map(Secret::expose), Some("Basic Z2l2ZW4="));
             Ok((200, br#"{"token":"tok"}"#.to_vec()))
         };
         assert!(auth.challenged(&ch, &pull, None, &transport).unwrap());
         assert_eq!(
-            auth.header(&pull, &transport).unwrap().as_deref(),
+            auth.header(&pull, &transport)
+                .unwrap()
+                .as_ref()
+                .map(Secret::expose),
             Some("Bearer tok")
         );
         // A Basic registry is shown the value itself.
@@ -601,7 +637,10 @@ mod tests {
         let ch = parse_challenges(&["Basic realm=\"r\""]);
         assert!(auth.challenged(&ch, &pull, None, &no_transport).unwrap());
         assert_eq!(
-            auth.header(&pull, &no_transport).unwrap().as_deref(),
+            auth.header(&pull, &no_transport)
+                .unwrap()
+                .as_ref()
+                .map(Secret::expose),
             Some("Basic Z2l2ZW4=")
         );
         assert!(
@@ -654,7 +693,7 @@ mod tests {
         let transport = |c: &TokenCall| -> Result<(u16, Vec<u8>)> {
             assert_eq!(c.url, "https://127.0.0.1:9/oauth2/token");
             assert_eq!(
-                c.post_form.as_deref(),
+                c.post_form.as_ref().map(Secret::expose),
                 Some(
                     "grant_type=refresh_token&service=h&client_id=regtool&refresh_token=rt&scope=repository%3Ar%3Apull"
                 )

@@ -17,6 +17,7 @@ use crate::registry::errors::from_status;
 use crate::registry::headers::parse_challenges;
 use crate::registry::scope::Scope;
 use crate::registry::url;
+use crate::secret::Secret;
 
 pub type Response = http::Response<ureq::Body>;
 
@@ -189,7 +190,13 @@ impl Http {
                 true => self.auth.header(&scope, &transport)?,
                 false => None,
             };
-            let sent = self.once(&method, &url, &headers, authorization.as_deref(), &mut body);
+            let sent = self.once(
+                &method,
+                &url,
+                &headers,
+                authorization.as_ref().map(Secret::expose),
+                &mut body,
+            );
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) => {
@@ -265,7 +272,7 @@ impl Http {
                     if !self.auth.challenged(
                         &challenges,
                         &scope,
-                        authorization.as_deref(),
+                        authorization.as_ref().map(Secret::expose),
                         &transport,
                     )? {
                         return Ok(resp);
@@ -354,7 +361,7 @@ impl Http {
             };
             let mut builder = http::Request::builder().method(Method::DELETE).uri(url);
             if let Some(a) = &authorization {
-                builder = builder.header("authorization", a);
+                builder = builder.header("authorization", a.expose());
             }
             if let Ok(req) = builder.body(SendBody::none()) {
                 let _ = agent.run(req);
@@ -383,14 +390,14 @@ impl Http {
             .method(method.clone())
             .uri(&call.url);
         if let Some(b) = &call.basic {
-            builder = builder.header("authorization", b);
+            builder = builder.header("authorization", b.expose());
         }
         let sent = match &call.post_form {
             Some(form) => {
-                let mut body: &[u8] = form.as_bytes();
+                let mut body: &[u8] = form.expose().as_bytes();
                 builder = builder
                     .header("content-type", "application/x-www-form-urlencoded")
-                    .header("content-length", form.len().to_string());
+                    .header("content-length", body.len().to_string());
                 builder
                     .body(SendBody::from_reader(&mut body))
                     .map_err(ureq::Error::from)

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::secret::Secret;
+
 /// Where a registry sends clients for tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Realm {
@@ -21,7 +23,7 @@ pub struct Realm {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Token {
-    pub token: String,
+    pub token: Secret,
     /// Seconds since the epoch.
     pub expires: f64,
     /// Seconds the token was issued for, to renew it ahead of time in proportion.
@@ -37,7 +39,7 @@ fn now() -> f64 {
 }
 
 impl Token {
-    pub fn new(token: String, lifetime: Duration) -> Token {
+    pub fn new(token: Secret, lifetime: Duration) -> Token {
         let lifetime = lifetime.as_secs_f64();
         Token {
             token,
@@ -153,7 +155,7 @@ mod tests {
             Token::new("tok".into(), Duration::from_secs(300)),
         );
         let again = Cache::new(Some(dir.path().join("c")));
-        assert_eq!(again.token("k").unwrap().token, "tok");
+        assert_eq!(again.token("k").unwrap().token.expose(), "tok");
         assert_eq!(again.realm("h:5000"), Some(realm));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("c/tokens.json"))
