@@ -44,7 +44,7 @@ pub const VARS: &[Var] = &[
         name: "INSECURE",
         dxf: true,
         plain: false,
-        help: "1: plain HTTP. Loopback hosts fall back to HTTP by themselves when they do not speak TLS.",
+        help: "1: plain HTTP to REGTOOL_HOST only; or a comma-separated list of host[:port] allowed plain HTTP (a host without a port: on any port), such as a registry named in an image reference or an http token realm. Credentials (passwords, tokens, Authorization) go in clear text only to these hosts and to this machine. Loopback hosts fall back to HTTP by themselves when they do not speak TLS.",
     },
     Var {
         name: "USERNAME",
@@ -146,7 +146,7 @@ pub const VARS: &[Var] = &[
         name: "AUTH_HOST",
         dxf: true,
         plain: false,
-        help: "host[:port] that replaces the host of the token realm the registry names.",
+        help: "host[:port] that replaces the host of the token realm REGTOOL_HOST names (other registries keep their own realm).",
     },
     Var {
         name: "TLSVERIFY",
@@ -158,13 +158,13 @@ pub const VARS: &[Var] = &[
         name: "SKIPTLSVERIFY",
         dxf: true,
         plain: false,
-        help: "1: do not verify TLS certificates (a warning on stderr).",
+        help: "1: do not verify the TLS certificate of REGTOOL_HOST (a warning on stderr); other registries are always verified.",
     },
     Var {
         name: "CLIENT_CERT",
         dxf: false,
         plain: false,
-        help: "PEM client certificate (chain) for mutual TLS; needs REGTOOL_CLIENT_KEY.",
+        help: "PEM client certificate (chain) for mutual TLS with REGTOOL_HOST; needs REGTOOL_CLIENT_KEY.",
     },
     Var {
         name: "CLIENT_KEY",
@@ -313,7 +313,10 @@ pub enum Location {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistryOptions {
     pub host: String,
+    /// Plain HTTP to this registry, credentials included.
     pub insecure: bool,
+    /// Other `host[:port]`s allowed plain HTTP with credentials (an http token realm).
+    pub insecure_hosts: Vec<String>,
     pub auth: AuthConfig,
     pub tls: TlsOptions,
     pub chunk_size: Option<u64>,
@@ -330,6 +333,7 @@ impl RegistryOptions {
         RegistryOptions {
             host: host.to_string(),
             insecure: false,
+            insecure_hosts: Vec::new(),
             auth: AuthConfig::default(),
             tls: TlsOptions::default(),
             chunk_size: None,
@@ -463,7 +467,8 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
             )
         })?),
     };
-    let insecure = flag(env, "INSECURE")?;
+    let insecure_hosts = insecure_hosts(env, &host)?;
+    let insecure = crate::registry::http::listed(&insecure_hosts, &host);
     let path = |name: &str| lookup(env, name).map(|(_, v)| PathBuf::from(v));
     let tls = TlsOptions::load(
         path("TLSVERIFY").as_deref(),
@@ -500,11 +505,11 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
             None => directories::ProjectDirs::from("", "", "regtool")
                 .map(|d| d.cache_dir().to_path_buf()),
         },
-        insecure,
     };
     Ok(RegistryOptions {
         host,
         insecure,
+        insecure_hosts,
         auth,
         tls,
         chunk_size,
@@ -513,6 +518,42 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
         debug: flag(env, "DEBUG")?,
         jobs,
     })
+}
+
+/// REGTOOL_INSECURE: a yes/no for `registry` (REGTOOL_HOST) alone, or the list of
+/// `host[:port]` allowed plain HTTP.
+fn insecure_hosts(env: &dyn Env, registry: &str) -> Result<Vec<String>> {
+    let Some((name, value)) = lookup(env, "INSECURE") else {
+        return Ok(Vec::new());
+    };
+    if let Ok(on) = flag(env, "INSECURE") {
+        let only_registry = on && !registry.is_empty();
+        return Ok(only_registry
+            .then(|| registry.to_string())
+            .into_iter()
+            .collect());
+    }
+    let bad = || {
+        Error::config(
+            &name,
+            format!(
+                "expected 1 or 0 (or true or false), or a comma-separated list of host[:port], got {value:?}"
+            ),
+        )
+    };
+    // A yes/no word the boolean parser does not take is a typo, not a host.
+    const WORDS: &[&str] = &["yes", "no", "on", "off", "true", "false", "y", "n"];
+    value
+        .split(',')
+        .map(str::trim)
+        .map(|host| {
+            if WORDS.iter().any(|w| w.eq_ignore_ascii_case(host)) {
+                return Err(bad());
+            }
+            check_host(&name, host).map_err(|_| bad())?;
+            Ok(host.to_ascii_lowercase())
+        })
+        .collect()
 }
 
 /// Where stored credentials are looked for: `$DOCKER_CONFIG/config.json` (else
@@ -637,25 +678,37 @@ impl Settings {
         })
     }
 
-    /// How to talk to `host`. Credentials from the environment go only to REGTOOL_HOST; other
-    /// registries get their stored credentials (docker's config) or none.
+    /// How to talk to `host`. Everything about REGTOOL_HOST applies to REGTOOL_HOST only:
+    /// another registry starts from the defaults, takes the settings that are truly global
+    /// (TLS trust, timeout, retries, jobs, chunk size, debug log; proxies come from the
+    /// environment anyway) and its own stored credentials. Credentials from the environment
+    /// (a client certificate too), REGTOOL_AUTH_HOST, REGTOOL_SKIPTLSVERIFY and plain HTTP
+    /// never follow the user to another registry; REGTOOL_INSECURE's list names the hosts
+    /// allowed plain HTTP.
     pub fn registry_for(&self, host: &str) -> RegistryOptions {
-        let mut opts = RegistryOptions {
-            host: host.to_string(),
-            ..(*self.remote).clone()
-        };
-        if host != self.remote.host {
-            let a = &mut opts.auth;
-            (
-                a.username,
-                a.password,
-                a.authorization,
-                a.token,
-                a.refresh_token,
-                a.access_token,
-            ) = (None, None, None, None, None, None);
+        let ours = &self.remote;
+        if host == ours.host {
+            return (**ours).clone();
         }
-        opts
+        RegistryOptions {
+            insecure: crate::registry::http::listed(&ours.insecure_hosts, host),
+            insecure_hosts: ours.insecure_hosts.clone(),
+            auth: AuthConfig {
+                sources: ours.auth.sources.clone(),
+                cache_dir: ours.auth.cache_dir.clone(),
+                ..AuthConfig::default()
+            },
+            tls: TlsOptions {
+                extra_roots: ours.tls.extra_roots.clone(),
+                ..TlsOptions::default()
+            },
+            chunk_size: ours.chunk_size,
+            retries: ours.retries,
+            timeout: ours.timeout,
+            debug: ours.debug,
+            jobs: ours.jobs,
+            ..RegistryOptions::new(host)
+        }
     }
 }
 
@@ -871,6 +924,93 @@ mod tests {
         assert!(text.contains("fred"), "{text}");
         assert!(!text.contains("secret-"), "{text}");
     }
+
+    #[test]
+    fn insecure_is_for_registry_host_or_a_list() {
+        let insecure = |value: &str, host: &str| {
+            let s = Settings::from_env(&env(&[
+                ("REGTOOL_HOST", "reg.example:5000"),
+                ("REGTOOL_INSECURE", value),
+            ]))
+            .unwrap();
+            s.registry_for(host).insecure
+        };
+        for on in ["1", "true"] {
+            assert!(insecure(on, "reg.example:5000"), "{on}");
+            assert!(!insecure(on, "other.example"), "{on}");
+        }
+        assert!(!insecure("0", "reg.example:5000"));
+        let list = "Other.example, reg.example:5000,[::2]:81";
+        assert!(insecure(list, "reg.example:5000"));
+        assert!(insecure(list, "other.example:1234"), "no port: any port");
+        assert!(insecure(list, "[::2]:81"));
+        assert!(!insecure(list, "[::2]:82"));
+        assert!(!insecure("reg.example:5001", "reg.example:5000"));
+        for bad in ["yes", "a b", "h,", "http://h", "h:0", "off,h"] {
+            let e = Settings::from_env(&env(&[("REGTOOL_HOST", "h"), ("REGTOOL_INSECURE", bad)]))
+                .unwrap_err();
+            assert_eq!(e.kind, Kind::Config, "{bad}");
+            assert!(
+                e.message.starts_with(
+                    "REGTOOL_INSECURE: expected 1 or 0 (or true or false), or a comma"
+                ),
+                "{}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn other_registries_start_from_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, TEST_CA).unwrap();
+        let s = Settings::from_env(&env(&[
+            ("REGTOOL_HOST", "reg.example"),
+            ("REGTOOL_INSECURE", "1"),
+            ("REGTOOL_AUTH_HOST", "auth.example"),
+            ("REGTOOL_USERNAME", "fred"),
+            ("REGTOOL_PASSWORD", "pw"),
+            ("REGTOOL_TOKEN", "t"),
+            ("REGTOOL_AUTHORIZATION", "Basic x"),
+            ("REGTOOL_SKIPTLSVERIFY", "1"),
+            ("REGTOOL_TLSVERIFY", ca.to_str().unwrap()),
+            ("REGTOOL_TIMEOUT", "7"),
+            ("REGTOOL_RETRIES", "2"),
+            ("REGTOOL_JOBS", "3"),
+            ("REGTOOL_CHUNK_SIZE", "1M"),
+            ("REGTOOL_CACHE_DIR", "/c"),
+            ("DOCKER_CONFIG", "/d"),
+        ]))
+        .unwrap();
+        let ours = s.registry_for("reg.example");
+        assert_eq!(&ours, registry(&s));
+        assert!(ours.insecure && ours.tls.skip_verify);
+        let other = s.registry_for("other.example");
+        let mut expected = RegistryOptions::new("other.example");
+        expected.insecure_hosts = vec!["reg.example".into()];
+        expected.auth.sources = ours.auth.sources.clone();
+        expected.auth.cache_dir = Some("/c".into());
+        expected.tls.extra_roots = ours.tls.extra_roots.clone();
+        (expected.timeout, expected.retries, expected.jobs) = (Duration::from_secs(7), 2, 3);
+        expected.chunk_size = Some(1 << 20);
+        assert_eq!(other, expected);
+        assert_eq!(other.tls.extra_roots.len(), 1);
+    }
+
+    /// A self-signed certificate, only to be parsed.
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBjzCCATWgAwIBAgIUaG+m74qetsA5sx36mJJ2EKJ7TcQwCgYIKoZIzj0EAwIw\n\
+HDEaMBgGA1UEAwwRcmVndG9vbC11bml0LXRlc3QwIBcNMjYxMTIzMTgyNjAxWhgP\n\
+MjEyNjEwMzAxODI2MDFaMBwxGjAYBgNVBAMMEXJlZ3Rvb2wtdW5pdC10ZXN0MFkw\n\
+EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE2dU13znQg1QREQsk524lEo/mX1bUN6Kv\n\
+hALv+yFuq9t2p6EmNL3ZwAsACJEje/fW98ZermXwrsceRm8T2k9iiaNTMFEwHQYD\n\
+VR0OBBYEFN2gLITVXPJoAsD1XJ136dG20SpPMB8GA1UdIwQYMBaAFN2gLITVXPJo\n\
+AsD1XJ136dG20SpPMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIg\n\
+S1J9BSbwR5N2rQo/4udlIW86ECKQfZpiyBi8HUp/awYCIQDbQrOz+Y/xfz10f2Mq\n\
+iXgkfPN0hn5pV9uBM5U/S/S7wQ==\n\
+-----END CERTIFICATE-----\n\
+";
 
     #[test]
     fn password_file_is_read_without_newline() {

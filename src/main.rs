@@ -72,7 +72,7 @@ fn notices(settings: &Settings) {
                 || r.auth.token.is_some();
             if r.insecure && has_credentials && !regtool::registry::http::is_loopback(&r.host) {
                 eprintln!(
-                    "regtool: warning: REGTOOL_INSECURE=1: credentials go to {} in clear text",
+                    "regtool: warning: REGTOOL_INSECURE: credentials go to {} in clear text",
                     r.host
                 );
             }

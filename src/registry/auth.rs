@@ -36,8 +36,6 @@ pub struct AuthConfig {
     pub auth_host: Option<String>,
     pub sources: Sources,
     pub cache_dir: Option<std::path::PathBuf>,
-    /// The user opted in to credentials over plain HTTP (REGTOOL_INSECURE=1).
-    pub insecure: bool,
 }
 
 /// A request to a token endpoint, made by the HTTP layer on our behalf. The form of a POST
@@ -450,16 +448,6 @@ impl Auth {
                 }
                 // REGTOOL_AUTHORIZATION goes to the realm, as dxf sends DXF_AUTHORIZATION.
                 let basic = self.credentials_header()?;
-                if basic.is_some() && !self.cleartext_ok(&target) {
-                    return Err(Error::new(
-                        Kind::Denied,
-                        format!(
-                            "refusing to send credentials in clear text to {}",
-                            crate::text::sanitize(&target, 100)
-                        ),
-                    )
-                    .with_hint("use an https token realm, or set REGTOOL_INSECURE=1 to allow it"));
-                }
                 TokenCall {
                     url: target,
                     basic,
@@ -503,19 +491,6 @@ impl Auth {
             token,
             Duration::from_secs(answer.expires_in.unwrap_or(60).max(1)),
         ))
-    }
-
-    /// Credentials may go over plain HTTP only to this machine or when the user opted in
-    /// (PROTOCOL.md rule 17).
-    fn cleartext_ok(&self, target: &str) -> bool {
-        match url::origin(target) {
-            Some((scheme, authority)) => {
-                scheme == "https"
-                    || self.cfg.insecure
-                    || crate::registry::http::is_loopback(&authority)
-            }
-            None => false,
-        }
     }
 }
 
@@ -651,14 +626,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_and_cleartext_are_denied() {
-        let ch = parse_challenges(&[r#"Bearer realm="http://auth.example/token",service="reg""#]);
-        let auth = Auth::new("reg.example", cfg());
-        let err = auth
-            .challenged(&ch, &Scope::default(), None, &no_transport)
-            .unwrap_err();
-        assert_eq!(err.kind, Kind::Denied);
-        assert!(err.message.contains("clear text"));
+    fn refusals_are_denied() {
         let local = parse_challenges(&[r#"Bearer realm="http://127.0.0.1:1/token""#]);
         let refused = |_: &TokenCall| -> Result<(u16, Vec<u8>)> { Ok((401, Vec::new())) };
         assert_eq!(

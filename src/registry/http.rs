@@ -71,7 +71,7 @@ impl<'a> Request<'a> {
 }
 
 pub struct Http {
-    agent: Agent,
+    wire: Wire,
     host: String,
     scheme: Mutex<Option<&'static str>>,
     auth: Auth,
@@ -79,6 +79,84 @@ pub struct Http {
     debug: bool,
     /// REGTOOL_TLSVERIFY named certificates (for the hint of a certificate failure).
     trusts_given_certs: bool,
+}
+
+/// The one way out for every request (to the registry, to a token realm, and the DELETE an
+/// interrupted upload sends), so that one check guards every credential: a request carrying
+/// one (an `Authorization` header, or a token request whose form holds a refresh or access
+/// token) goes in clear text only to this machine or to a host the user allowed plain HTTP.
+#[derive(Clone)]
+struct Wire {
+    agent: Agent,
+    /// `host[:port]` entries allowed plain HTTP (see [`listed`]).
+    plain_http: std::sync::Arc<[String]>,
+}
+
+impl Wire {
+    fn run(
+        &self,
+        req: http::Request<SendBody<'_>>,
+        secret_body: bool,
+    ) -> Result<Response, ureq::Error> {
+        if secret_body || req.headers().contains_key(http::header::AUTHORIZATION) {
+            cleartext_check(&req.uri().to_string(), &self.plain_http)
+                .map_err(|e| ureq::Error::Io(e.into()))?;
+        }
+        self.agent.run(req)
+    }
+}
+
+/// Credentials may cross the network only encrypted, unless they stay on this machine or the
+/// user allowed plain HTTP for the host they go to.
+fn cleartext_check(target: &str, plain_http: &[String]) -> Result<()> {
+    let Some((scheme, authority)) = url::origin(target) else {
+        return Err(Error::new(
+            Kind::Denied,
+            format!(
+                "refusing to send credentials to {:?}: not an http(s) URL",
+                crate::text::sanitize(target, 100)
+            ),
+        ));
+    };
+    if scheme == "https" || is_loopback(&authority) || listed(plain_http, &authority) {
+        return Ok(());
+    }
+    let host = authority.strip_suffix(":80").unwrap_or(&authority);
+    Err(Error::new(
+        Kind::Denied,
+        format!(
+            "refusing to send credentials in clear text to {}",
+            crate::text::sanitize(&url::redact(target), 100)
+        ),
+    )
+    .with_hint(format!(
+        "use https, or allow plain HTTP for that host: REGTOOL_INSECURE={}",
+        crate::text::sanitize(host, 100)
+    )))
+}
+
+/// `(host, port)` of a `host[:port]` (IPv6 in brackets).
+fn split_authority(authority: &str) -> (&str, Option<&str>) {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => (&authority[..=end], authority[end + 1..].strip_prefix(':')),
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    }
+}
+
+/// Whether `authority` (`host[:port]`; no port means 80, plain HTTP's) is one of `hosts`:
+/// an entry with a port names that port only, an entry without one the host on any port.
+pub fn listed(hosts: &[String], authority: &str) -> bool {
+    let (name, port) = split_authority(authority);
+    hosts.iter().any(|entry| {
+        let (e_name, e_port) = split_authority(entry);
+        e_name.eq_ignore_ascii_case(name) && e_port.is_none_or(|p| p == port.unwrap_or("80"))
+    })
 }
 
 /// Whether a `host[:port]` is on this machine (loopback may fall back to plain HTTP).
@@ -110,6 +188,10 @@ impl Http {
             opts.tls.connector(),
             ureq::unversioned::resolver::DefaultResolver::default(),
         );
+        let mut plain_http = opts.insecure_hosts.clone();
+        if opts.insecure {
+            plain_http.push(opts.host.clone());
+        }
         let scheme = if opts.insecure {
             Some("http")
         } else if is_loopback(&opts.host) {
@@ -118,7 +200,10 @@ impl Http {
             Some("https")
         };
         Http {
-            agent,
+            wire: Wire {
+                agent,
+                plain_http: plain_http.into(),
+            },
             host: opts.host.clone(),
             scheme: Mutex::new(scheme),
             auth: Auth::new(&opts.host, opts.auth.clone()),
@@ -319,13 +404,13 @@ impl Http {
                 if needs_length {
                     builder = builder.header("content-length", "0");
                 }
-                self.agent.run(builder.body(SendBody::none())?)
+                self.wire.run(builder.body(SendBody::none())?, false)
             }
             Body::Bytes(bytes) => {
                 let mut reader: &[u8] = bytes;
                 builder = builder.header("content-length", bytes.len().to_string());
-                self.agent
-                    .run(builder.body(SendBody::from_reader(&mut reader))?)
+                self.wire
+                    .run(builder.body(SendBody::from_reader(&mut reader))?, false)
             }
             Body::Stream(reader, Some(len)) => {
                 let mut exact = ExactReader {
@@ -333,12 +418,12 @@ impl Http {
                     remaining: *len,
                 };
                 builder = builder.header("content-length", len.to_string());
-                self.agent
-                    .run(builder.body(SendBody::from_reader(&mut exact))?)
+                self.wire
+                    .run(builder.body(SendBody::from_reader(&mut exact))?, false)
             }
             Body::Stream(reader, None) => self
-                .agent
-                .run(builder.body(SendBody::from_reader(&mut **reader))?),
+                .wire
+                .run(builder.body(SendBody::from_reader(&mut **reader))?, false),
         }
     }
 
@@ -354,7 +439,7 @@ impl Http {
             Err(Error::other("no token requests while interrupted"))
         };
         let authorization = self.auth.header(scope, &no_fetch).ok().flatten();
-        let agent = self.agent.clone();
+        let wire = self.wire.clone();
         move || {
             let Ok(url) = location.lock().map(|u| u.clone()) else {
                 return;
@@ -364,7 +449,7 @@ impl Http {
                 builder = builder.header("authorization", a.expose());
             }
             if let Ok(req) = builder.body(SendBody::none()) {
-                let _ = agent.run(req);
+                let _ = wire.run(req, false);
             }
         }
     }
@@ -401,12 +486,12 @@ impl Http {
                 builder
                     .body(SendBody::from_reader(&mut body))
                     .map_err(ureq::Error::from)
-                    .and_then(|r| self.agent.run(r))
+                    .and_then(|r| self.wire.run(r, true))
             }
             None => builder
                 .body(SendBody::none())
                 .map_err(ureq::Error::from)
-                .and_then(|r| self.agent.run(r)),
+                .and_then(|r| self.wire.run(r, false)),
         };
         let mut resp = sent.map_err(|e| self.transport_error(e).context("fetching a token"))?;
         let status = resp.status().as_u16();
@@ -532,7 +617,7 @@ fn plain_http_error(host: &str) -> Error {
         "TLS failure with {host}: it answers in plain HTTP, not TLS"
     ))
     .with_hint(format!(
-        "if {host} only serves plain HTTP, set REGTOOL_INSECURE=1 (credentials then travel in clear text)"
+        "if {host} only serves plain HTTP, set REGTOOL_INSECURE={host} (or REGTOOL_INSECURE=1 when it is REGTOOL_HOST); credentials then travel in clear text"
     ))
 }
 
@@ -641,6 +726,31 @@ mod tests {
             "localhost.example",
         ] {
             assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn credentials_go_in_clear_text_only_where_allowed() {
+        let allowed = ["auth.example".to_string(), "reg.example:5000".to_string()];
+        for ok in [
+            "https://anywhere.example/token",
+            "http://127.0.0.1:9/token",
+            "http://localhost/x",
+            "http://auth.example:8080/token",
+            "http://reg.example:5000/v2/",
+        ] {
+            assert!(cleartext_check(ok, &allowed).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://other.example/token?scope=x",
+            "http://reg.example/v2/",
+            "http://reg.example:5001/v2/",
+            "ftp://x/",
+        ] {
+            let e = cleartext_check(refused, &allowed).unwrap_err();
+            assert_eq!(e.kind, Kind::Denied, "{refused}");
+            assert!(e.message.starts_with("refusing to send credentials"), "{e}");
+            assert!(!e.message.contains("scope=x"), "{e}");
         }
     }
 

@@ -17,4 +17,5 @@ mod first_hour;
 mod hostile;
 mod images;
 mod layout;
+mod secrets;
 mod transfers;

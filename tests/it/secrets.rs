@@ -1,0 +1,228 @@
+//! Where credentials may go: never in clear text to another machine unless the user allowed
+//! plain HTTP for it, never to a registry they were not meant for; the token cache and
+//! credential helpers.
+
+use crate::harness::*;
+use crate::pki::pki;
+use crate::scripted::{Request, Response, Server};
+use crate::tokens::{PUSHER, shared};
+
+/// The token realm on "another machine": a name that is not loopback, reached through
+/// HTTP_PROXY (the scripted server answers CONNECT and then serves the tunnelled requests).
+const REALM: &str = "http://auth.example/token";
+
+/// A registry on this machine whose token realm is `REALM`. Access token exchanges are
+/// answered at the registry (Azure's /oauth2/exchange); every token request gets a token.
+fn registry_with_remote_realm() -> Server {
+    Server::start(|req| {
+        let path = req.path.split('?').next().unwrap_or("");
+        match (req.method.as_str(), path) {
+            ("CONNECT", _) => Response::new(200),
+            ("POST", "/oauth2/exchange") => {
+                Response::new(200).body(r#"{"refresh_token":"secret-exchanged"}"#)
+            }
+            (_, "/token") => Response::new(200).body(r#"{"token":"realm-token"}"#),
+            (_, p) if p.starts_with("/v2/") => {
+                if req.headers.get("authorization").map(String::as_str)
+                    == Some("Bearer realm-token")
+                {
+                    Response::new(200).body(r#"{"name":"repo","tags":["ok"]}"#)
+                } else {
+                    let challenge = format!(r#"Bearer realm="{REALM}",service="svc""#);
+                    Response::new(401).header("WWW-Authenticate", challenge)
+                }
+            }
+            _ => Response::new(404),
+        }
+    })
+}
+
+/// Whether a request reached the "other machine" (through the proxy).
+fn at_realm(r: &Request) -> bool {
+    r.method == "CONNECT" || r.headers.get("host").is_some_and(|h| h == "auth.example")
+}
+
+/// Everything a request carried, to look for a secret in.
+fn carried(r: &Request) -> String {
+    format!(
+        "{} {:?} {}",
+        r.path,
+        r.headers,
+        String::from_utf8_lossy(&r.body)
+    )
+}
+
+#[test]
+fn credentials_never_go_in_clear_text_to_another_machine() {
+    let server = registry_with_remote_realm();
+    let docker = tempdir();
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"identitytoken":"secret-identity"}}}}}}"#,
+            server.host
+        ),
+    )
+    .unwrap();
+    let run = |vars: &[(&str, &str)]| {
+        let before = server.seen().len();
+        let mut cmd = regtool(&["list-aliases", "repo"])
+            .env("REGTOOL_HOST", &server.host)
+            .env("REGTOOL_CACHE_DIR", tempdir().path())
+            .env("HTTP_PROXY", format!("http://{}", server.host))
+            .env("NO_PROXY", "127.0.0.1");
+        for (k, v) in vars {
+            cmd = cmd.env(k, v);
+        }
+        (cmd.run(), server.seen()[before..].to_vec())
+    };
+    let identity = docker.path().to_str().unwrap();
+    for (what, vars) in [
+        (
+            "refresh token",
+            vec![("REGTOOL_REFRESH_TOKEN", "secret-refresh")],
+        ),
+        ("identity token", vec![("DOCKER_CONFIG", identity)]),
+        ("access token", vec![("REGTOOL_ACCESS_TOKEN", "secret-aad")]),
+        (
+            // REGTOOL_INSECURE=1 allows plain HTTP to REGTOOL_HOST, not to its realm.
+            "password",
+            vec![
+                ("REGTOOL_USERNAME", "fred"),
+                ("REGTOOL_PASSWORD", "secret-password"),
+                ("REGTOOL_INSECURE", "1"),
+            ],
+        ),
+    ] {
+        let (out, seen) = run(&vars);
+        let err = out.fails(13);
+        assert!(
+            err.contains("refusing to send credentials in clear text to http://auth.example/token"),
+            "{what}: {err}"
+        );
+        assert!(
+            err.contains("REGTOOL_INSECURE=auth.example"),
+            "{what}: {err}"
+        );
+        assert!(
+            !seen.iter().any(at_realm),
+            "{what} reached the realm: {seen:?}"
+        );
+        // The access token goes to the registry on this machine, and no further.
+        let leaked: Vec<_> = seen
+            .iter()
+            .filter(|r| r.path != "/oauth2/exchange" && carried(r).contains("secret-"))
+            .collect();
+        assert!(leaked.is_empty(), "{what}: {leaked:?}");
+        assert!(!out.stderr.contains("secret-"), "{}", out.stderr);
+    }
+
+    // Allowed for that host, the same request goes through the proxy: so the refusals above
+    // were regtool's, not an unreachable realm's.
+    let (out, seen) = run(&[
+        ("REGTOOL_REFRESH_TOKEN", "secret-refresh"),
+        ("REGTOOL_INSECURE", "auth.example"),
+    ]);
+    assert_eq!(out.ok(), "ok\n");
+    assert!(
+        seen.iter()
+            .any(|r| at_realm(r) && carried(r).contains("secret-refresh")),
+        "{seen:?}"
+    );
+    // No credentials: an anonymous token request may go over plain HTTP.
+    let (out, seen) = run(&[]);
+    assert_eq!(out.ok(), "ok\n");
+    assert!(seen.iter().any(at_realm), "{seen:?}");
+}
+
+/// An image in the plain registry (an alias: an OCI manifest with one layer).
+fn source_image(repo: &str) {
+    regtool(&["push-blob", repo, "-", "@v1"])
+        .host(plain())
+        .stdin(format!("layer of {repo}"))
+        .run()
+        .ok();
+}
+
+#[test]
+fn another_registry_gets_neither_plain_http_nor_the_auth_host() {
+    let (_, reg) = shared();
+    source_image("t/hops");
+    // The token registry's credentials are stored; the environment's are for REGTOOL_HOST.
+    use base64::Engine as _;
+    let docker = tempdir();
+    let b64 =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", PUSHER.0, PUSHER.1));
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, reg.host),
+    )
+    .unwrap();
+    let dest = format!("{}/t/hops:v1", reg.host);
+    let copy = |var: &str, value: &str| {
+        regtool(&["copy", "t/hops:v1", &dest])
+            .host(plain())
+            .env("REGTOOL_TLSVERIFY", pki().ca())
+            .env("REGTOOL_CACHE_DIR", tempdir().path())
+            .env("DOCKER_CONFIG", docker.path())
+            .env("REGTOOL_DEBUG", "1")
+            .env(var, value)
+            .run()
+    };
+    // REGTOOL_INSECURE=1 is for REGTOOL_HOST: the TLS registry is still spoken to over TLS.
+    let out = copy("REGTOOL_INSECURE", "1");
+    assert!(out.ok().starts_with("sha256:"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("GET http://{}/", plain().host)),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(&format!("http://{}/", reg.host)),
+        "{}",
+        out.stderr
+    );
+    // REGTOOL_AUTH_HOST is for REGTOOL_HOST's realm, not the token registry's.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let out = copy("REGTOOL_AUTH_HOST", &dead);
+    assert!(out.ok().starts_with("sha256:"), "{}", out.stderr);
+    assert!(!out.stderr.contains(&dead), "{}", out.stderr);
+}
+
+#[test]
+fn insecure_lists_the_hosts_allowed_plain_http() {
+    source_image("t/listed");
+    let (src, dst) = (plain(), basic());
+    let dest = format!("{}/t/listed:v1", dst.host);
+    let out = regtool(&["copy", "t/listed:v1", &dest])
+        .host(src)
+        .env("REGTOOL_INSECURE", format!("{},{}", src.host, dst.host))
+        .env("REGTOOL_DEBUG", "1")
+        .env("DOCKER_CONFIG", {
+            let d = tempdir().keep();
+            use base64::Engine as _;
+            let b64 =
+                base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+            std::fs::write(
+                d.join("config.json"),
+                format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, dst.host),
+            )
+            .unwrap();
+            d
+        })
+        .run();
+    out.ok();
+    // Both straight to plain HTTP: no TLS attempt to fall back from.
+    assert!(!out.stderr.contains("does not speak TLS"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("PUT http://{}/", dst.host)),
+        "{}",
+        out.stderr
+    );
+    regtool(&["list-aliases", "t/listed"])
+        .env("REGTOOL_HOST", &dst.host)
+        .env("REGTOOL_INSECURE", "yes")
+        .run()
+        .fails(78);
+}
