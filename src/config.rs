@@ -176,7 +176,7 @@ pub const VARS: &[Var] = &[
         name: "CACHE_DIR",
         dxf: false,
         plain: false,
-        help: "Where bearer tokens are cached (default: the user's cache directory; files 0600).",
+        help: "Where bearer tokens are cached (default: the user's cache directory; files 0600). Entries name the user by an HMAC of the credentials under a random key kept there (key), never by a plain hash of them.",
     },
     Var {
         name: "COMPRESSION",

@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use crate::credentials::{self, Sources, Stored};
 use crate::error::{Error, Kind, Result};
-use crate::oci::Digest;
 use crate::registry::headers::Challenge;
 use crate::registry::scope::Scope;
 use crate::registry::token::{Cache, Realm, Token};
@@ -204,7 +203,7 @@ impl Auth {
             || self.stored().ok().flatten().is_some()
     }
 
-    /// Who the tokens are for, as part of the cache key: a digest, never the secret itself.
+    /// Who the tokens are for, as part of the cache key: a keyed hash, never the secret itself.
     /// Worked out once: every request's header asks for it.
     fn identity(&self) -> String {
         self.identity
@@ -246,7 +245,7 @@ impl Auth {
                 _ => return "anonymous".to_string(),
             },
         };
-        Digest::sha256(who.as_bytes()).hex()[..16].to_string()
+        self.cache.identity(who.as_bytes())
     }
 
     fn key(&self, realm: &Realm, scope: &Scope) -> String {

@@ -2,11 +2,13 @@
 //! REGTOOL_CACHE_DIR or the user's cache directory, mode 0600, replaced atomically) so that the
 //! next process neither asks the token server again nor pays a 401 round trip to learn the
 //! realm (PROTOCOL.md rule 16). Entries are keyed by registry, realm, service, identity and
-//! scope; expired ones are dropped when the file is written.
+//! scope; expired ones are dropped when the file is written. The identity is an HMAC of the
+//! credentials under a random key kept beside the cache (`key`, 0600), so that the file gives
+//! nobody a way to test password guesses offline, as a plain hash of them would.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +69,9 @@ struct File {
 pub struct Cache {
     path: Option<PathBuf>,
     mem: Mutex<Option<File>>,
+    /// None when the system has no random numbers to give: names are then plain hashes,
+    /// and nothing that carries them is written to disk.
+    key: OnceLock<Option<ring::hmac::Key>>,
 }
 
 impl Cache {
@@ -75,7 +80,33 @@ impl Cache {
         Cache {
             path: dir.map(|d| d.join("tokens.json")),
             mem: Mutex::new(None),
+            key: OnceLock::new(),
         }
+    }
+
+    /// A name for `credentials` in cache keys: an HMAC-SHA256 under this cache's key.
+    pub fn identity(&self, credentials: &[u8]) -> String {
+        let key = self.key.get_or_init(|| {
+            let bytes = self
+                .path
+                .as_deref()
+                .and_then(std::path::Path::parent)
+                .and_then(|dir| shared_key(dir).ok())
+                // No usable directory: a key for this process, as its cache is memory only.
+                .or_else(random_key)?;
+            Some(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes))
+        });
+        match key {
+            Some(key) => hex::encode(&ring::hmac::sign(key, credentials).as_ref()[..16]),
+            None => hex::encode(
+                &ring::digest::digest(&ring::digest::SHA256, credentials).as_ref()[..16],
+            ),
+        }
+    }
+
+    /// Whether entries may be written to disk: not when their names are plain hashes.
+    fn keyed(&self) -> bool {
+        self.key.get().is_none_or(Option::is_some)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut File) -> T) -> T {
@@ -112,10 +143,52 @@ impl Cache {
             f.tokens.retain(|_, t| t.expires > now());
             serde_json::to_vec(&*f).ok()
         });
-        if let (Some(path), Some(bytes)) = (&self.path, snapshot) {
+        if let (Some(path), Some(bytes), true) = (&self.path, snapshot, self.keyed()) {
             // A cache that cannot be written costs a token request next time, nothing more.
             let _ = write_private(path, &bytes);
         }
+    }
+}
+
+const KEY_LEN: usize = 32;
+
+fn random_key() -> Option<[u8; KEY_LEN]> {
+    use ring::rand::SecureRandom;
+    let mut key = [0; KEY_LEN];
+    ring::rand::SystemRandom::new().fill(&mut key).ok()?;
+    Some(key)
+}
+
+/// The cache's key in `dir/key`, made on first use. Concurrent processes agree on one: each
+/// writes a complete candidate to a temporary file and links it into place only if no key
+/// is there yet (never replacing one), and whoever loses reads the winner's.
+fn shared_key(dir: &std::path::Path) -> std::io::Result<[u8; KEY_LEN]> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let path = dir.join("key");
+    let read = || std::fs::read(&path).ok().and_then(|b| b.try_into().ok());
+    if let Some(key) = read() {
+        return Ok(key);
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let key = random_key().ok_or_else(|| std::io::Error::other("no random numbers"))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".key-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)?;
+    tmp.write_all(&key)?;
+    match tmp.persist_noclobber(&path) {
+        Ok(_) => Ok(key),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => match read() {
+            Some(theirs) => Ok(theirs),
+            // Not a key (truncated by hand, say): ours replaces it; tokens cached under the
+            // old one are orphaned, which costs a token request.
+            None => e.file.persist(&path).map(|_| key).map_err(|e| e.error),
+        },
+        Err(e) => Err(e.error),
     }
 }
 
@@ -163,6 +236,37 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn identities_are_keyed_by_a_private_random_key_shared_by_concurrent_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("c");
+        let names: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Cache::new(Some(cache_dir.clone())).identity(b"user:fred")))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(names.iter().all(|n| n == &names[0]), "{names:?}");
+        assert_eq!(names[0].len(), 32);
+        // Not a plain hash of the credentials, which a stolen cache file would let anyone test
+        // guesses against.
+        let plain = crate::oci::Digest::sha256(b"user:fred").hex().to_string();
+        assert!(!plain.contains(&names[0][..16]));
+        use std::os::unix::fs::PermissionsExt;
+        let key = cache_dir.join("key");
+        assert_eq!(std::fs::read(&key).unwrap().len(), KEY_LEN);
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Another cache has another key; a broken key file is replaced.
+        let other = Cache::new(Some(dir.path().join("d"))).identity(b"user:fred");
+        assert_ne!(other, names[0]);
+        std::fs::write(&key, b"short").unwrap();
+        let renewed = Cache::new(Some(cache_dir.clone())).identity(b"user:fred");
+        assert_ne!(renewed, names[0]);
+        assert_eq!(std::fs::read(&key).unwrap().len(), KEY_LEN);
+        assert_eq!(Cache::new(Some(cache_dir)).identity(b"user:fred"), renewed);
     }
 
     #[test]

@@ -226,3 +226,27 @@ fn insecure_lists_the_hosts_allowed_plain_http() {
         .run()
         .fails(78);
 }
+
+#[test]
+fn the_token_cache_names_users_by_a_keyed_hash() {
+    let (_, reg) = shared();
+    let cache = tempdir();
+    regtool(&["list-aliases", "public/keyed"])
+        .host(reg)
+        .env("REGTOOL_TLSVERIFY", pki().ca())
+        .env("REGTOOL_CACHE_DIR", cache.path())
+        .env("REGTOOL_USERNAME", PUSHER.0)
+        .env("REGTOOL_PASSWORD", PUSHER.1)
+        .run()
+        .fails(2);
+    let file = std::fs::read_to_string(cache.path().join("tokens.json")).unwrap();
+    assert!(file.contains("repository:public/keyed:pull"), "{file}");
+    // A plain hash of user and password would let anyone holding the file test guesses.
+    let plain = sha256(format!("user:{}\0{}", PUSHER.0, PUSHER.1).as_bytes());
+    let plain = &plain["sha256:".len()..][..16];
+    assert!(!file.contains(plain), "{file}");
+    use std::os::unix::fs::PermissionsExt;
+    let key = std::fs::metadata(cache.path().join("key")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    assert_eq!(key.len(), 32);
+}
