@@ -110,7 +110,7 @@ pub const VARS: &[Var] = &[
         name: "TIMEOUT",
         dxf: false,
         plain: false,
-        help: "Idle timeout in seconds for connecting and for each read or write (default 60).",
+        help: "Idle timeout in seconds for connecting and for each read or write, and the longest a credential helper may take to answer (default 60).",
     },
     Var {
         name: "FORMAT",
@@ -194,7 +194,7 @@ pub const VARS: &[Var] = &[
         name: "DOCKER_CONFIG",
         dxf: false,
         plain: true,
-        help: "Directory of docker's config.json (default ~/.docker): auths, credHelpers and credsStore are read when no credentials are set.",
+        help: "Directory of docker's config.json (default ~/.docker): auths, credHelpers and credsStore are read when no credentials are set. A credential helper that does not answer within REGTOOL_TIMEOUT seconds is stopped (status 69).",
     },
     Var {
         name: "REGISTRY_AUTH_FILE",
@@ -476,6 +476,7 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
         path("CLIENT_KEY").as_deref(),
         flag(env, "SKIPTLSVERIFY")?,
     )?;
+    let timeout = Duration::from_secs(number(env, "TIMEOUT", 60, 1, 86_400)?);
     let auth_host = lookup(env, "AUTH_HOST");
     if let Some((n, h)) = &auth_host {
         check_host(n, h)?;
@@ -499,7 +500,7 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
         refresh_token: lookup(env, "REFRESH_TOKEN").map(|(_, v)| v.into()),
         access_token: lookup(env, "ACCESS_TOKEN").map(|(_, v)| v.into()),
         auth_host: auth_host.map(|(_, v)| v),
-        sources: credential_sources(env),
+        sources: credential_sources(env, timeout),
         cache_dir: match path("CACHE_DIR") {
             Some(p) => Some(p),
             None => directories::ProjectDirs::from("", "", "regtool")
@@ -514,7 +515,7 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
         tls,
         chunk_size,
         retries: number(env, "RETRIES", 5, 0, 100)? as u32,
-        timeout: Duration::from_secs(number(env, "TIMEOUT", 60, 1, 86_400)?),
+        timeout,
         debug: flag(env, "DEBUG")?,
         jobs,
     })
@@ -559,7 +560,7 @@ fn insecure_hosts(env: &dyn Env, registry: &str) -> Result<Vec<String>> {
 /// Where stored credentials are looked for: `$DOCKER_CONFIG/config.json` (else
 /// `~/.docker/config.json`), then `$REGISTRY_AUTH_FILE`, then
 /// `$XDG_RUNTIME_DIR/containers/auth.json` (PROTOCOL.md rule 18).
-fn credential_sources(env: &dyn Env) -> Sources {
+fn credential_sources(env: &dyn Env, helper_timeout: Duration) -> Sources {
     let docker = match lookup(env, "DOCKER_CONFIG") {
         Some((_, dir)) => Some(PathBuf::from(dir)),
         None => env
@@ -577,6 +578,7 @@ fn credential_sources(env: &dyn Env) -> Sources {
     Sources {
         docker_config: docker.map(|d| d.join("config.json")),
         auth_files,
+        helper_timeout: Some(helper_timeout),
     }
 }
 

@@ -3,9 +3,10 @@
 //! `auth.json`. Helpers speak the `docker-credential-<name> get` protocol: the server URL on
 //! stdin, `{"Username","Secret"}` on stdout; the user name `<token>` marks an identity token.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -30,7 +31,12 @@ pub struct Sources {
     pub docker_config: Option<PathBuf>,
     /// podman's `auth.json` files.
     pub auth_files: Vec<PathBuf>,
+    /// How long a credential helper may take to answer (None: [`HELPER_TIMEOUT`]).
+    pub helper_timeout: Option<Duration>,
 }
+
+/// A helper may be waiting for the user to unlock a keychain: give them a minute.
+pub const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The key docker uses for Docker Hub.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
@@ -143,8 +149,9 @@ struct HelperAnswer {
 }
 
 /// Runs `docker-credential-<name> get`. A helper that knows nothing of the host answers with
-/// a non-zero status ("credentials not found"): that is no credentials, not an error.
-fn ask_helper(name: &str, host: &str) -> Result<Option<Stored>> {
+/// a non-zero status ("credentials not found"): that is no credentials, not an error. One
+/// that does not answer within `timeout` (a keychain prompt nobody sees) is killed.
+fn ask_helper(name: &str, host: &str, timeout: Duration) -> Result<Option<Stored>> {
     let program = format!("docker-credential-{name}");
     let mut child = Command::new(&program)
         .arg("get")
@@ -161,13 +168,19 @@ fn ask_helper(name: &str, host: &str) -> Result<Option<Stored>> {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(helper_server(host).as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::io(format!("running {program}"), &e))?;
-    if !out.status.success() {
+    let (status, stdout) = wait_for(child, timeout)
+        .map_err(|e| Error::io(format!("running {program}"), &e))?
+        .ok_or_else(|| {
+            Error::unavailable(format!(
+                "asking {program} for the credentials of {host}: no answer within {} s, so it was stopped",
+                timeout.as_secs()
+            ))
+            .with_hint("is it waiting for a keychain to be unlocked? REGTOOL_TIMEOUT sets how long to wait")
+        })?;
+    if !status.success() {
         return Ok(None);
     }
-    let answer: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|e| {
+    let answer: HelperAnswer = serde_json::from_slice(&stdout).map_err(|e| {
         Error::config(
             "credential helper",
             format!("{program} answered with malformed JSON: {e}"),
@@ -187,8 +200,43 @@ fn ask_helper(name: &str, host: &str) -> Result<Option<Stored>> {
     }))
 }
 
+/// The exit status and output of a helper that has been given its input, or None (and the
+/// helper killed) when it did not finish within `timeout`. Its output is read on another
+/// thread, so that neither a full pipe nor a stalled helper can hold us past the deadline.
+fn wait_for(mut child: Child, timeout: Duration) -> std::io::Result<Option<(ExitStatus, Vec<u8>)>> {
+    let deadline = Instant::now() + timeout;
+    let stdout = child.stdout.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(pipe) = stdout {
+            let _ = pipe.take(1 << 20).read_to_end(&mut out);
+        }
+        let _ = tx.send(out);
+    });
+    let output = rx.recv_timeout(timeout);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    match (status, output) {
+        (Some(status), Ok(out)) => Ok(Some((status, out))),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Ok(None)
+        }
+    }
+}
+
 /// The stored credentials for `host` (`host[:port]`), if any.
 pub fn lookup(sources: &Sources, host: &str) -> Result<Option<Stored>> {
+    let timeout = sources.helper_timeout.unwrap_or(HELPER_TIMEOUT);
     if let Some(path) = &sources.docker_config
         && let Some(config) = read_config(path)?
     {
@@ -198,10 +246,10 @@ pub fn lookup(sources: &Sources, host: &str) -> Result<Option<Stored>> {
             .find(|(k, _)| key_matches(k, host))
             .and_then(|(_, v)| v.as_str())
         {
-            return ask_helper(helper, host);
+            return ask_helper(helper, host, timeout);
         }
         if let Some(store) = config.creds_store.as_deref().filter(|s| !s.is_empty())
-            && let Some(found) = ask_helper(store, host)?
+            && let Some(found) = ask_helper(store, host, timeout)?
         {
             return Ok(Some(found));
         }
@@ -243,7 +291,7 @@ mod tests {
         std::fs::write(&path, json).unwrap();
         Sources {
             docker_config: Some(path),
-            auth_files: Vec::new(),
+            ..Sources::default()
         }
     }
 
@@ -312,6 +360,7 @@ mod tests {
         let s = Sources {
             docker_config: Some(dir.path().join("missing.json")),
             auth_files: vec![podman],
+            helper_timeout: None,
         };
         assert_eq!(
             lookup(&s, "reg.example")

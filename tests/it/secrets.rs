@@ -250,3 +250,61 @@ fn the_token_cache_names_users_by_a_keyed_hash() {
     assert_eq!(key.permissions().mode() & 0o777, 0o600);
     assert_eq!(key.len(), 32);
 }
+
+#[test]
+fn a_credential_helper_that_hangs_is_stopped() {
+    let bin = tempdir();
+    let pid_file = bin.path().join("pid");
+    let helper = bin.path().join("docker-credential-hung");
+    // A keychain prompt nobody answers: the helper reads its input and never answers.
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nread server\nexec sleep 30\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let docker = tempdir();
+    std::fs::write(
+        docker.path().join("config.json"),
+        r#"{"credsStore":"hung"}"#,
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let started = std::time::Instant::now();
+    let out = regtool(&["list-aliases", "t/hung"])
+        .host(basic())
+        .env("DOCKER_CONFIG", docker.path())
+        .env("PATH", &path)
+        .env("REGTOOL_TIMEOUT", "1")
+        .run();
+    let err = out.fails(69);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "waited {:?} for the helper",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("docker-credential-hung") && err.contains("no answer within 1 s"),
+        "{err}"
+    );
+    // The helper was killed, not left behind.
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let alive = std::process::Command::new("kill")
+        .args(["-0", pid.trim()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        !alive.success(),
+        "the helper {} is still running",
+        pid.trim()
+    );
+}
