@@ -689,7 +689,7 @@ impl Settings {
     /// allowed plain HTTP.
     pub fn registry_for(&self, host: &str) -> RegistryOptions {
         let ours = &self.remote;
-        if host == ours.host {
+        if host.eq_ignore_ascii_case(&ours.host) {
             return (**ours).clone();
         }
         RegistryOptions {
@@ -987,6 +987,8 @@ mod tests {
         .unwrap();
         let ours = s.registry_for("reg.example");
         assert_eq!(&ours, registry(&s));
+        // Host names are case-insensitive (RFC 3986 section 3.2.2).
+        assert_eq!(s.registry_for("REG.example").auth, ours.auth);
         assert!(ours.insecure && ours.tls.skip_verify);
         let other = s.registry_for("other.example");
         let mut expected = RegistryOptions::new("other.example");

@@ -85,6 +85,14 @@ fn credentials_never_go_in_clear_text_to_another_machine() {
         ("identity token", vec![("DOCKER_CONFIG", identity)]),
         ("access token", vec![("REGTOOL_ACCESS_TOKEN", "secret-aad")]),
         (
+            // dxf's meaning: a given Authorization value is shown to the token realm.
+            "authorization",
+            vec![
+                ("REGTOOL_AUTHORIZATION", "Basic secret-authorization"),
+                ("REGTOOL_INSECURE", "1"),
+            ],
+        ),
+        (
             // REGTOOL_INSECURE=1 allows plain HTTP to REGTOOL_HOST, not to its realm.
             "password",
             vec![
@@ -133,6 +141,43 @@ fn credentials_never_go_in_clear_text_to_another_machine() {
     let (out, seen) = run(&[]);
     assert_eq!(out.ok(), "ok\n");
     assert!(seen.iter().any(at_realm), "{seen:?}");
+}
+
+#[test]
+fn a_given_token_never_goes_in_clear_text_to_another_machine() {
+    let server = Server::start(|_| Response::new(200).body(r#"{"name":"repo","tags":["ok"]}"#));
+    // 0.0.0.0 reaches this machine but is not a loopback name: "another machine".
+    let elsewhere = server.host.replace("127.0.0.1", "0.0.0.0");
+    for (var, value) in [
+        ("REGTOOL_TOKEN", "secret-token"),
+        ("REGTOOL_AUTHORIZATION", "Bearer secret-bearer"),
+    ] {
+        let run = |insecure: Option<&str>| {
+            let before = server.seen().len();
+            let mut cmd = regtool(&["list-aliases", "repo"])
+                .env("REGTOOL_HOST", &elsewhere)
+                .env("REGTOOL_TIMEOUT", "2")
+                .env(var, value);
+            if let Some(hosts) = insecure {
+                cmd = cmd.env("REGTOOL_INSECURE", hosts);
+            }
+            (cmd.run(), server.seen()[before..].to_vec())
+        };
+        // TLS is all the server gets: it does not speak it, and nothing else is tried.
+        let (out, seen) = run(None);
+        out.fails(69);
+        assert!(
+            !seen.iter().any(|r| carried(r).contains(value)),
+            "{var}: {seen:?}"
+        );
+        // Allowed plain HTTP for that host, the token goes (so the check above could fail).
+        let (out, seen) = run(Some(&elsewhere));
+        assert_eq!(out.ok(), "ok\n");
+        assert!(
+            seen.iter().any(|r| carried(r).contains(value)),
+            "{var}: {seen:?}"
+        );
+    }
 }
 
 /// An image in the plain registry (an alias: an OCI manifest with one layer).
