@@ -140,10 +140,8 @@ impl TlsOptions {
         Ok(options)
     }
 
-    /// The rustls configuration for these options. Checked when the configuration is read, so
-    /// that a bad client key is a configuration error rather than a failed connection.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// The certificate verifier: the built-in roots plus REGTOOL_TLSVERIFY's certificates.
+    fn verifier(&self, provider: &Arc<rustls::crypto::CryptoProvider>) -> Result<Verifier> {
         let mut roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
@@ -161,7 +159,7 @@ impl TlsOptions {
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| Error::config("REGTOOL_TLSVERIFY", e))?;
-        let verifier = Verifier {
+        Ok(Verifier {
             webpki,
             given: self
                 .extra_roots
@@ -169,7 +167,14 @@ impl TlsOptions {
                 .map(|c| CertificateDer::from(c.der().to_vec()))
                 .collect(),
             skip: self.skip_verify,
-        };
+        })
+    }
+
+    /// The rustls configuration for these options. Checked when the configuration is read, so
+    /// that a bad client key is a configuration error rather than a failed connection.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = self.verifier(&provider)?;
         let builder = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(rustls::ALL_VERSIONS)
             .map_err(|e| Error::other(format!("TLS set-up: {e}")))?
@@ -403,5 +408,70 @@ impl Transport for TlsTransport {
 
     fn is_tls(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A self-signed certificate as `openssl req -x509` makes it (CA:TRUE), for 127.0.0.1.
+    fn self_signed(dir: &Path) -> std::path::PathBuf {
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes",
+                "-keyout",
+                "k.pem",
+                "-out",
+                "c.pem",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .args(["-days", "3", "-addext", "subjectAltName=IP:127.0.0.1"])
+            .current_dir(dir)
+            .output()
+            .expect("openssl")
+            .status
+            .success();
+        assert!(ok);
+        dir.join("c.pem")
+    }
+
+    #[test]
+    fn a_given_self_signed_certificate_is_trusted_only_within_its_name_and_dates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = self_signed(dir.path());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let given = TlsOptions::load(Some(&path), None, None, false).unwrap();
+        let verifier = given.verifier(&provider).unwrap();
+        let der = CertificateDer::from(given.extra_roots[0].der().to_vec());
+        let ip = ServerName::try_from("127.0.0.1").unwrap();
+        let now = UnixTime::now();
+        let check = |name: &ServerName<'_>, at: UnixTime| {
+            verifier.verify_server_cert(&der, &[], name, &[], at)
+        };
+        assert!(check(&ip, now).is_ok());
+        let later = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs() + 10 * 86_400));
+        assert!(matches!(
+            check(&ip, later),
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. }
+            ))
+        ));
+        let other = ServerName::try_from("other.example").unwrap();
+        assert!(check(&other, now).is_err());
+        // The same certificate, not given: webpki's refusal stands.
+        let plain = TlsOptions::default().verifier(&provider).unwrap();
+        assert!(plain.verify_server_cert(&der, &[], &ip, &[], now).is_err());
     }
 }
