@@ -50,27 +50,43 @@ fn unavailable(e: &io::Error) -> bool {
 
 impl Read for Resuming<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.inner.read(buf) {
-                Ok(n) => {
-                    self.offset += n as u64;
-                    return Ok(n);
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.offset += n as u64;
+                Ok(n)
+            }
+            Err(e) if unavailable(&e) => {
+                self.reopen(e)?;
+                self.read(buf)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Resuming<'_> {
+    /// Opens the blob again where reading stopped. The broken reader is never read again:
+    /// a dead connection may well answer "end of stream", which would turn an outage into a
+    /// short (digest-mismatched) blob. When every attempt fails, the last failure is the
+    /// answer. Each reopen is one request with its own retries, so `retries` here counts
+    /// broken streams, not failed requests.
+    fn reopen(&mut self, mut last: io::Error) -> io::Result<()> {
+        while self.attempt < self.retries {
+            self.attempt += 1;
+            std::thread::sleep(backoff(self.attempt, None));
+            match self
+                .store
+                .open_blob_at(&self.repo, &self.digest, self.offset)
+            {
+                Ok(blob) => {
+                    self.inner = blob.reader;
+                    return Ok(());
                 }
-                Err(e) if unavailable(&e) && self.attempt < self.retries => {
-                    self.attempt += 1;
-                    std::thread::sleep(backoff(self.attempt, None));
-                    match self
-                        .store
-                        .open_blob_at(&self.repo, &self.digest, self.offset)
-                    {
-                        Ok(blob) => self.inner = blob.reader,
-                        Err(err) if err.kind == Kind::Unavailable => continue,
-                        Err(err) => return Err(err.into()),
-                    }
-                }
-                Err(e) => return Err(e),
+                Err(err) if err.kind == Kind::Unavailable => last = err.into(),
+                Err(err) => return Err(err.into()),
             }
         }
+        Err(last)
     }
 }
 

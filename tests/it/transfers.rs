@@ -389,3 +389,20 @@ fn a_file_that_changes_during_the_push_is_a_data_error() {
     remove.join().unwrap();
     out.fails(2);
 }
+
+#[test]
+fn an_outage_during_a_resumed_download_is_69_not_a_digest_mismatch() {
+    let (_, d) = stored("t/faults", 500_000, 94);
+    // The first answer is cut; every later GET (the resumes) meets a 503.
+    let proxy = FaultProxy::start(
+        &plain().host,
+        vec![
+            rule("GET", "/blobs/", Fault::CutResponse(100_000), 1),
+            rule("GET", "/blobs/", Fault::Status(503, None), MAX),
+        ],
+    );
+    let out = via(&proxy, &["pull-blob", "t/faults", &d])
+        .env("REGTOOL_RETRIES", "1")
+        .run();
+    assert!(out.fails(69).contains("503"), "{}", out.stderr);
+}
