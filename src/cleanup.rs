@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 type Action = Box<dyn Fn() + Send + Sync>;
 
@@ -17,6 +17,22 @@ enum Entry {
 
 static ENTRIES: Mutex<Vec<(u64, Entry)>> = Mutex::new(Vec::new());
 static NEXT: AtomicU64 = AtomicU64::new(0);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the interrupt handler has started. Work in progress must then send nothing more:
+/// the handler is cancelling it.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Parks the calling thread for good once the interrupt handler has started: the handler
+/// cancels what this thread was doing and ends the process (returning an error instead would
+/// race it to the exit status).
+pub fn stop_if_interrupted() {
+    while interrupted() {
+        std::thread::park();
+    }
+}
 
 /// Keeps an entry registered until dropped.
 pub struct Guard(u64);
@@ -64,6 +80,7 @@ pub fn tempfile(prefix: &str, dir: &Path) -> std::io::Result<(tempfile::NamedTem
 
 /// Runs every registered action, then removes every registered file (the interrupt handler).
 pub fn run_all() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
     let Ok(entries) = ENTRIES.lock() else { return };
     for (_, entry) in entries.iter() {
         if let Entry::Action(action) = entry {
@@ -80,7 +97,6 @@ pub fn run_all() {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
 
     use super::*;
 

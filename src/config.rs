@@ -92,7 +92,7 @@ pub const VARS: &[Var] = &[
         name: "CHUNK_SIZE",
         dxf: true,
         plain: false,
-        help: "Upload in chunks of this many bytes (8M, 64k, 1048576); unset: one request per blob.",
+        help: "Upload in chunks of this many bytes (8M, 64k, 1048576; at most 1G); unset: one request per blob. Files are read again for a resend, never held in memory; stdin holds at most 16M (larger chunks go 16M at a time).",
     },
     Var {
         name: "JOBS",
@@ -285,6 +285,10 @@ fn header_value(env: &dyn Env, name: &str) -> Result<Option<Secret>> {
     }
 }
 
+/// The largest REGTOOL_CHUNK_SIZE: one request carries at most this much (a file is never
+/// held in memory whatever the chunk; stdin holds at most 16 MiB of a chunk).
+pub const MAX_CHUNK: u64 = 1 << 30;
+
 /// Parses a byte count with an optional binary suffix: `8M`, `64k`, `1G`, `1048576`.
 pub fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -460,12 +464,21 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
     };
     let chunk_size = match lookup(env, "CHUNK_SIZE") {
         None => None,
-        Some((n, v)) => Some(parse_size(&v).ok_or_else(|| {
-            Error::config(
-                &n,
-                format!("expected a byte count like 8M or 65536, got {v:?}"),
-            )
-        })?),
+        Some((n, v)) => Some(match parse_size(&v) {
+            Some(size) if size > MAX_CHUNK => {
+                return Err(Error::config(
+                    &n,
+                    format!("{v:?} is larger than the largest chunk: at most 1G"),
+                ));
+            }
+            Some(size) => size,
+            None => {
+                return Err(Error::config(
+                    &n,
+                    format!("expected a byte count like 8M or 65536, got {v:?}"),
+                ));
+            }
+        }),
     };
     let insecure_hosts = insecure_hosts(env, &host)?;
     let insecure = crate::registry::http::listed(&insecure_hosts, &host);
@@ -802,6 +815,8 @@ mod tests {
     fn bad_values_name_the_variable() {
         for (var, val) in [
             ("REGTOOL_CHUNK_SIZE", "lots"),
+            ("REGTOOL_CHUNK_SIZE", "10G"),
+            ("DXF_CHUNK_SIZE", "1025M"),
             ("REGTOOL_JOBS", "0"),
             ("REGTOOL_RETRIES", "x"),
             ("REGTOOL_TIMEOUT", "0"),

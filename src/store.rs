@@ -59,6 +59,19 @@ pub trait Store: Send + Sync {
         content: &mut dyn Read,
     ) -> Result<()>;
 
+    /// Stores a blob from a regular file whose digest and size are known in advance. The store
+    /// may read any part of the file again (to resend what a failed request carried); it
+    /// reads at positions, never through the file's own offset.
+    fn put_blob_file(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        file: &dyn ReadAt,
+    ) -> Result<()> {
+        self.put_blob(repo, digest, size, &mut FileRange::new(file, 0, size))
+    }
+
     /// Stores a blob of unknown length and digest in one pass, hashing while it streams.
     fn put_blob_stream(
         &self,
@@ -111,4 +124,70 @@ pub fn skip(reader: &mut dyn Read, n: u64) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Content that can be read at any position, any number of times: a regular file (or a
+/// wrapper around one that counts progress).
+pub trait ReadAt: Sync {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize>;
+}
+
+impl ReadAt for std::fs::File {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, pos)
+    }
+}
+
+/// `len` bytes of a file from `start`, read at positions: the file's own offset is left
+/// alone, so one open file can be read from anywhere any number of times.
+pub struct FileRange<'a> {
+    file: &'a dyn ReadAt,
+    pos: u64,
+    end: u64,
+}
+
+impl<'a> FileRange<'a> {
+    pub fn new(file: &'a dyn ReadAt, start: u64, len: u64) -> FileRange<'a> {
+        FileRange {
+            file,
+            pos: start,
+            end: start.saturating_add(len),
+        }
+    }
+}
+
+impl Read for FileRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = usize::try_from(self.end - self.pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    #[test]
+    fn file_ranges_read_at_positions() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"0123456789").unwrap();
+        let mut out = String::new();
+        super::FileRange::new(&file, 3, 4)
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "3456");
+        // The file's own offset (at the end after the write) did not matter, nor moved.
+        out.clear();
+        super::FileRange::new(&file, 8, 100)
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "89");
+    }
 }

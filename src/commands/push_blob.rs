@@ -1,14 +1,18 @@
 //! `push-blob <repo> <file>... [@alias]`: uploads files (or stdin as `-`), concurrently, and
-//! prints one digest per file in argument order. A file is hashed first, so a blob the
-//! registry already has is not uploaded again; stdin is uploaded in one pass while hashing.
+//! prints one digest per file in argument order. A regular file is hashed first, so a blob the
+//! registry already has is not uploaded again, and then uploaded from the same open file
+//! (read again at positions when a request must be resent). Anything else (stdin, a FIFO,
+//! `/dev/stdin`, `<(cmd)`) is a stream, uploaded in one pass while hashing.
 
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 use regtool::alias::{self, Member};
 use regtool::error::{Error, Result};
 use regtool::oci::digest::hash_reader;
 use regtool::oci::{Algorithm, Digest, name};
+use regtool::store::{FileRange, ReadAt};
 use serde_json::json;
 
 use super::Ctx;
@@ -52,15 +56,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     // Open every file before the first request: a typo fails fast and uploads nothing.
     let mut inputs = Vec::new();
     for f in files {
-        if f == "-" {
-            inputs.push(None);
-        } else {
-            let file = File::open(f).map_err(|e| Error::io(format!("opening {f}"), &e))?;
-            if file.metadata().is_ok_and(|m| m.is_dir()) {
-                return Err(Error::usage(format!("{f} is a directory")));
-            }
-            inputs.push(Some(file));
-        }
+        inputs.push(open_input(f)?);
     }
     let results = push_all(ctx, repo, files, inputs);
     // Digests in argument order, up to the first failure.
@@ -90,56 +86,98 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     Ok(())
 }
 
+/// What one argument names: a regular file (hashed, then uploaded from the same open file),
+/// or a stream read once (stdin, a FIFO, a character device, `/dev/fd/N` of a pipe).
+enum Input {
+    File(File, u64),
+    Stream(Box<dyn Read + Send>),
+}
+
+fn open_input(f: &str) -> Result<Input> {
+    if f == "-" {
+        return Ok(Input::Stream(Box::new(std::io::stdin())));
+    }
+    let file = File::open(f).map_err(|e| Error::io(format!("opening {f}"), &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading {f}"), &e))?;
+    if meta.is_dir() {
+        return Err(Error::usage(format!("{f} is a directory")));
+    }
+    Ok(match meta.is_file() {
+        true => Input::File(file, meta.len()),
+        false => Input::Stream(Box::new(file)),
+    })
+}
+
 /// Pushes every input with up to `REGTOOL_JOBS` at once; results in input order.
 fn push_all(
     ctx: &Ctx,
     repo: &str,
     names: &[String],
-    inputs: Vec<Option<File>>,
+    inputs: Vec<Input>,
 ) -> Vec<Result<(Digest, u64)>> {
-    regtool::parallel::map(ctx.settings.jobs, inputs, |i, input| match input {
-        Some(file) => push_file(ctx, repo, &names[i], file),
-        None => push_stdin(ctx, repo),
+    regtool::parallel::map(ctx.settings.jobs, inputs, |i, input| {
+        let name = &names[i];
+        let result = match input {
+            Input::File(file, size) => push_file(ctx, repo, name, &file, size),
+            Input::Stream(reader) => push_stream(ctx, repo, name, reader),
+        };
+        let shown = if name == "-" { "stdin" } else { name };
+        result.map_err(|e| e.context(format!("pushing {shown}")))
     })
 }
 
-fn push_file(ctx: &Ctx, repo: &str, path: &str, file: File) -> Result<(Digest, u64)> {
-    let size = file
-        .metadata()
-        .map_err(|e| Error::io(format!("reading {path}"), &e))?
-        .len();
+fn push_file(ctx: &Ctx, repo: &str, path: &str, file: &File, size: u64) -> Result<(Digest, u64)> {
     let hashing = ctx.bars.bar(&format!("hash {path}"), Some(size));
-    let (digest, hashed) = hash_reader(&mut hashing.wrap_read(&file), Algorithm::Sha256)
-        .map_err(|e| e.context(path))?;
+    let (digest, hashed) = hash_reader(
+        &mut hashing.wrap_read(FileRange::new(file, 0, u64::MAX)),
+        Algorithm::Sha256,
+    )?;
     hashing.finish_and_clear();
     if hashed != size {
-        return Err(Error::data(format!("{path} changed while it was read")));
+        return Err(Error::data("the file changed while it was read"));
     }
     if ctx.store().has_blob(repo, &digest, size)? {
         return Ok((digest, size));
     }
     let bar = ctx.bars.bar(path, Some(size));
-    // A broken upload starts over from a new session, with the file read again.
-    regtool::resume::again(ctx.settings.remote.retries, || {
-        bar.set_position(0);
-        let file = File::open(path).map_err(|e| Error::io(format!("opening {path}"), &e))?;
-        ctx.store()
-            .put_blob(repo, &digest, size, &mut bar.wrap_read(file))
-    })
-    .map_err(|e| e.context(format!("pushing {path}")))?;
+    ctx.store()
+        .put_blob_file(repo, &digest, size, &Progress { file, bar: &bar })?;
     bar.finish_and_clear();
     Ok((digest, size))
 }
 
-fn push_stdin(ctx: &Ctx, repo: &str) -> Result<(Digest, u64)> {
-    let bar = ctx.bars.bar("stdin", None);
+/// A file read at positions that moves a progress bar to the furthest byte read.
+struct Progress<'a> {
+    file: &'a File,
+    bar: &'a indicatif::ProgressBar,
+}
+
+impl ReadAt for Progress<'_> {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, pos)?;
+        self.bar.set_position(pos + n as u64);
+        Ok(n)
+    }
+}
+
+/// Uploads a stream in one pass. It is read on a thread of its own, so that an interrupt
+/// ends the upload's body even while the input has nothing to give.
+fn push_stream(
+    ctx: &Ctx,
+    repo: &str,
+    name: &str,
+    reader: Box<dyn Read + Send>,
+) -> Result<(Digest, u64)> {
+    let bar = ctx.bars.bar(if name == "-" { "stdin" } else { name }, None);
     let result = ctx.store().put_blob_stream(
         repo,
-        &mut bar.wrap_read(std::io::stdin().lock()),
+        &mut bar.wrap_read(regtool::pipe::Prefetch::new(reader)),
         Algorithm::Sha256,
     );
     bar.finish_and_clear();
-    result.map_err(|e| e.context("pushing stdin"))
+    result
 }
 
 #[cfg(test)]

@@ -28,12 +28,25 @@ pub enum Body<'a> {
     /// A stream sent once: with a length it goes out with that exact Content-Length (a short
     /// stream is an error, not a hang); without one, chunked.
     Stream(&'a mut dyn Read, Option<u64>),
+    /// `len` bytes of a regular file from `start`, read with positional reads each time the
+    /// request is sent, so it can be sent again (after a 401, a 307) without holding it.
+    File(&'a dyn crate::store::ReadAt, u64, u64),
 }
 
 impl Body<'_> {
     fn replayable(&self) -> bool {
         !matches!(self, Body::Stream(..))
     }
+}
+
+/// When [`Http::send`] may send a request again by itself after a transient failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// After any transient failure: idempotent requests (the default).
+    Idempotent,
+    /// Only when the request never left: upload data, whose sender asks the registry where
+    /// the upload stands before sending more.
+    Unsent,
 }
 
 pub struct Request<'a> {
@@ -44,6 +57,7 @@ pub struct Request<'a> {
     pub body: Body<'a>,
     /// The token scope the request needs (PROTOCOL.md rule 15).
     pub scope: Scope,
+    pub retry: Retry,
 }
 
 impl<'a> Request<'a> {
@@ -54,7 +68,12 @@ impl<'a> Request<'a> {
             headers: Vec::new(),
             body: Body::Empty,
             scope: Scope::default(),
+            retry: Retry::Idempotent,
         }
+    }
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
     }
     pub fn scope(mut self, scope: Scope) -> Self {
         self.scope = scope;
@@ -217,6 +236,11 @@ impl Http {
         &self.host
     }
 
+    /// REGTOOL_RETRIES: how many times a failed request is tried again.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
     fn scheme(&self) -> (&'static str, bool) {
         match self.scheme.lock().ok().and_then(|g| *g) {
             Some(s) => (s, true),
@@ -259,6 +283,7 @@ impl Http {
             headers,
             mut body,
             scope,
+            retry,
         } = req;
         let transport = |call: &TokenCall| self.token_call(call);
         let mut url = self.absolute(&path);
@@ -303,10 +328,12 @@ impl Http {
                     if tried_https && answered_in_plain_text(&e) {
                         return Err(plain_http_error(&self.host));
                     }
+                    let unsent = never_sent(&e);
                     let err = self.transport_error(e);
                     let wait = backoff(attempt + 1, None);
                     if err.kind == Kind::Unavailable
                         && body.replayable()
+                        && (retry == Retry::Idempotent || unsent)
                         && may_retry(attempt, wait)
                     {
                         attempt += 1;
@@ -364,7 +391,9 @@ impl Http {
                     }
                     authed = true;
                 }
-                408 | 429 | 500 | 502 | 503 | 504 if body.replayable() => {
+                408 | 429 | 500 | 502 | 503 | 504
+                    if body.replayable() && retry != Retry::Unsent =>
+                {
                     let wait = backoff(attempt + 1, header(&resp, "retry-after").as_deref());
                     if !may_retry(attempt, wait) {
                         return Ok(resp);
@@ -424,33 +453,39 @@ impl Http {
             Body::Stream(reader, None) => self
                 .wire
                 .run(builder.body(SendBody::from_reader(&mut **reader))?, false),
+            Body::File(file, start, len) => {
+                let mut exact = ExactReader {
+                    inner: &mut crate::store::FileRange::new(*file, *start, *len),
+                    remaining: *len,
+                };
+                builder = builder.header("content-length", len.to_string());
+                self.wire
+                    .run(builder.body(SendBody::from_reader(&mut exact))?, false)
+            }
         }
     }
 
-    /// An action that DELETEs the URL `location` holds at the time it runs (an upload
-    /// session), for the interrupt handler: it carries its own agent and the current
-    /// credentials, and never fetches a token.
+    /// An action that DELETEs a URL (an upload session) for the interrupt handler, and gives
+    /// the status and (the start of) the body of the answer, None when there was none: it
+    /// carries its own agent and the current credentials, and never fetches a token.
     pub fn canceller(
         &self,
-        location: std::sync::Arc<Mutex<String>>,
         scope: &Scope,
-    ) -> impl Fn() + Send + Sync + 'static {
+    ) -> impl Fn(&str) -> Option<(u16, Vec<u8>)> + Send + Sync + 'static {
         let no_fetch = |_: &TokenCall| -> Result<(u16, Vec<u8>)> {
             Err(Error::other("no token requests while interrupted"))
         };
         let authorization = self.auth.header(scope, &no_fetch).ok().flatten();
         let wire = self.wire.clone();
-        move || {
-            let Ok(url) = location.lock().map(|u| u.clone()) else {
-                return;
-            };
+        move |url: &str| {
             let mut builder = http::Request::builder().method(Method::DELETE).uri(url);
             if let Some(a) = &authorization {
                 builder = builder.header("authorization", a.expose());
             }
-            if let Ok(req) = builder.body(SendBody::none()) {
-                let _ = wire.run(req, false);
-            }
+            let req = builder.body(SendBody::none()).ok()?;
+            let mut resp = wire.run(req, false).ok()?;
+            let body = read_limited(&mut resp, 4096).unwrap_or_default();
+            Some((resp.status().as_u16(), body))
         }
     }
 
@@ -583,6 +618,19 @@ fn tls_error(host: &str, e: &rustls::Error, given: bool) -> Error {
             "set REGTOOL_TLSVERIFY to the CA bundle that signed the registry's certificate (or to the certificate itself)",
         ),
         _ => err,
+    }
+}
+
+/// Whether a request certainly never reached the server: the connection was never made.
+fn never_sent(e: &ureq::Error) -> bool {
+    use ureq::Timeout;
+    match e {
+        ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::ConnectProxyFailed(_) => true,
+        ureq::Error::Timeout(t) => matches!(t, Timeout::Resolve | Timeout::Connect),
+        ureq::Error::Io(io) => io.kind() == io::ErrorKind::ConnectionRefused,
+        _ => false,
     }
 }
 

@@ -209,6 +209,16 @@ impl Store for Registry {
             .finish_known(digest, size, content)
     }
 
+    fn put_blob_file(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        file: &dyn crate::store::ReadAt,
+    ) -> Result<()> {
+        upload::Upload::start(&self.http, repo, self.chunk_size)?.finish_file(digest, size, file)
+    }
+
     fn put_blob_stream(
         &self,
         repo: &str,

@@ -1,90 +1,360 @@
-//! Blob uploads (OCI distribution spec "Pushing blobs", PROTOCOL.md rules 3-5): POST for a
-//! session, then either one PUT `?digest=` carrying the whole blob with an exact
-//! Content-Length, or PATCH chunks (`Content-Range: start-end`, inclusive, no `bytes ` prefix)
-//! followed by an empty PUT `?digest=`. Every step uses the newest `Location`; a failed upload
-//! cancels its session.
+//! Blob uploads (OCI distribution spec "Pushing blobs"): POST for a session, then either one
+//! PUT `?digest=` carrying the whole blob with an exact Content-Length, or PATCH chunks
+//! (`Content-Range: start-end`, inclusive, no `bytes ` prefix) followed by an empty PUT
+//! `?digest=`. Every step uses the newest `Location` (distribution signs the upload state into
+//! it and refuses an older one).
+//!
+//! A request that fails on the way (a lost answer, a 5xx from a load balancer, a 416) is
+//! never sent again blindly: the registry is first asked where the upload stands (GET the
+//! upload URL, `Range: 0-<end>`, spec "Closing a chunked upload" / upload status), and sending
+//! goes on from there on the same session. Only when the registry says the session is gone
+//! (404) does a file start over in a new one. All of this is one loop with one budget of
+//! REGTOOL_RETRIES failed requests per upload; the requests inside it are not retried by the
+//! transport as well.
+//!
+//! A file is read at positions, so any part of it can be sent again and nothing is held in
+//! memory. A stream is read once: a chunk of it is kept (at most [`STREAM_CHUNK`] bytes) until
+//! the registry has it, and what came before cannot be sent again. A session we give up is
+//! cancelled (DELETE with its newest Location); a cancel that fails is said on stderr.
 
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use ureq::http::Method;
 
 use crate::cleanup;
-use crate::error::{Error, Result};
-use crate::oci::digest::HashingReader;
+use crate::error::{Error, Kind, Result};
+use crate::oci::digest::Hasher;
 use crate::oci::{Algorithm, Digest};
-use crate::registry::http::{Body, Http, Request, header};
+use crate::registry::errors::from_status;
+use crate::registry::http::{Body, Http, Request, Response, Retry, backoff, header, read_limited};
 use crate::registry::scope::Scope;
 use crate::registry::url;
+use crate::store::ReadAt;
+
+/// The most of a stream held in memory: a chunk from stdin larger than this is sent in
+/// pieces of this size (a file is never held, whatever the chunk size).
+pub const STREAM_CHUNK: u64 = 16 << 20;
+
+/// Streams up to this size are read whole before they are sent, so that a failed request
+/// can be sent again (a config, an alias manifest's blob).
+const SMALL_STREAM: u64 = 1 << 20;
+
+/// How long the interrupt handler waits for the request on the wire to end, so that it
+/// cancels with the Location that request brings back.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// How long one upload may spend waiting between retries, whatever REGTOOL_RETRIES says.
+const RETRY_BUDGET: Duration = Duration::from_secs(300);
 
 pub struct Upload<'a> {
     http: &'a Http,
     repo: String,
-    /// The newest Location, absolute.
-    location: String,
-    /// The same, for the interrupt handler's cancel action (registered while we live).
-    shared: Arc<Mutex<String>>,
+    shared: Arc<Shared>,
     _interrupt: cleanup::Guard,
+    /// REGTOOL_CHUNK_SIZE as asked.
+    asked_chunk: Option<u64>,
+    /// REGTOOL_CHUNK_SIZE raised to the registry's OCI-Chunk-Min-Length (spec v1.1), below
+    /// which it refuses chunks.
     chunk_size: Option<u64>,
+    min_chunk: Option<u64>,
+    /// The bytes the registry has.
     offset: u64,
+    /// Failed requests so far, against REGTOOL_RETRIES for the whole upload.
+    failures: u32,
+    started: Instant,
+    /// A closing PUT was sent: if the session is then gone, the blob may be in place.
+    put_sent: bool,
 }
 
-/// Best-effort DELETE of an upload session we will not finish.
+/// What the interrupt handler shares with an upload: the newest Location (empty when there is
+/// no session to cancel) and whether a request is on the wire.
+struct Shared {
+    state: Mutex<(String, bool)>,
+    idle: Condvar,
+}
+
+impl Shared {
+    fn set_location(&self, location: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.0 = location.to_string();
+        }
+    }
+
+    fn set_busy(&self, busy: bool) {
+        if let Ok(mut s) = self.state.lock() {
+            s.1 = busy;
+        }
+        self.idle.notify_all();
+    }
+
+    /// The interrupt handler's action: lets the request on the wire end first (a stream from
+    /// stdin ends its body when interrupted), so that the DELETE carries the Location that
+    /// request brought back; distribution answers an older one with 404 and keeps the upload.
+    fn cancel_on_interrupt(&self, repo: &str, delete: &dyn Fn(&str) -> Option<(u16, Vec<u8>)>) {
+        let Ok(state) = self.state.lock() else { return };
+        let Ok((state, _)) = self.idle.wait_timeout_while(state, SETTLE, |s| s.1) else {
+            return;
+        };
+        let (location, settled) = (state.0.clone(), !state.1);
+        drop(state);
+        if !location.is_empty() {
+            report_cancel(repo, delete(&location), settled);
+        }
+    }
+}
+
+/// Says on stderr when a session could not be cancelled. A 404 with nothing on the wire means
+/// the session is gone already, unless distribution calls the URL stale
+/// (BLOB_UPLOAD_INVALID): then it keeps the upload, and nobody can cancel it any more.
+fn report_cancel(repo: &str, answer: Option<(u16, Vec<u8>)>, settled: bool) {
+    let why = match answer {
+        Some((200..=299, _)) => return,
+        Some((404, body)) if settled && !stale(&body) => return,
+        Some((status, _)) => format!("HTTP {status}"),
+        None => "no answer".to_string(),
+    };
+    eprintln!(
+        "regtool: warning: cancelling an upload session in {repo} failed ({why}): the registry keeps the partial upload until it purges it"
+    );
+}
+
+/// Whether a 404's body is distribution's answer to an upload URL whose signed state is older
+/// than the upload: the session lives on, but that URL can no longer reach it.
+fn stale(body: &[u8]) -> bool {
+    String::from_utf8_lossy(body).contains("BLOB_UPLOAD_INVALID")
+}
+
+/// How one request of the upload ended, when it did not succeed.
+enum Failure {
+    /// Refused with 408, 429 or 5xx (and maybe a Retry-After): nothing was taken, the same
+    /// request goes again.
+    Refused(Error, Option<String>),
+    /// The answer was lost, or disagrees with what was sent: ask where the upload stands.
+    Unsure(Error),
+    /// 404: the session is gone, or (`true`) its URL is stale.
+    Lost(Error, bool),
+    Fatal(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Fatal(e)
+    }
+}
+
+type Step<T = ()> = std::result::Result<T, Failure>;
+
+/// Where the registry says the upload stands.
+enum Standing {
+    At(u64),
+    /// The session is gone (404).
+    Gone,
+    /// The session lives on, but our URL for it is stale (distribution's BLOB_UPLOAD_INVALID).
+    Stale,
+    /// The registry answered without a usable `Range`.
+    Unknown,
+}
+
+/// What an upload reads.
+enum Source<'s> {
+    /// A regular file of known size: any part, any number of times.
+    File(&'s dyn ReadAt, u64),
+    Stream(Stream<'s>),
+}
+
+/// A stream read once, hashed (when its digest is not known in advance) and counted as it
+/// goes; `buf` keeps the chunk being sent, which starts at byte `buf_start`.
+struct Stream<'s> {
+    reader: &'s mut dyn Read,
+    size: Option<u64>,
+    hasher: Option<Hasher>,
+    digest: Option<Digest>,
+    read: u64,
+    ended: bool,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl Read for Stream<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.reader.read(out)?;
+        if n == 0 && !out.is_empty() {
+            self.ended = true;
+        }
+        if let Some(h) = &mut self.hasher {
+            h.update(&out[..n]);
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl<'s> Stream<'s> {
+    fn new(reader: &'s mut dyn Read, size: Option<u64>, hasher: Option<Hasher>) -> Stream<'s> {
+        Stream {
+            reader,
+            size,
+            hasher,
+            digest: None,
+            read: 0,
+            ended: false,
+            buf: Vec::new(),
+            buf_start: 0,
+        }
+    }
+
+    /// The digest: the one given, or the one computed once the stream has ended.
+    fn digest(&mut self, given: Option<&Digest>) -> Result<Digest> {
+        if let Some(d) = given.or(self.digest.as_ref()) {
+            return Ok(d.clone());
+        }
+        let hasher = self
+            .hasher
+            .take()
+            .ok_or_else(|| Error::other("a stream without a digest or a hasher"))?;
+        let digest = hasher.finish();
+        self.digest = Some(digest.clone());
+        Ok(digest)
+    }
+
+    /// Reads the next `max` bytes (fewer at the end) into the buffer.
+    fn refill(&mut self, max: u64) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        self.buf_start = self.read;
+        let got = self.take(max).read_to_end(&mut buf);
+        self.buf = buf;
+        got.map_err(|e| crate::error::from_io("reading the input", e))?;
+        if (self.buf.len() as u64) < max {
+            self.ended = true;
+        }
+        Ok(())
+    }
+
+    fn buf_end(&self) -> u64 {
+        self.buf_start + self.buf.len() as u64
+    }
+
+    /// Checks a stream of announced size delivered exactly that.
+    fn check_length(&self) -> Result<()> {
+        match self.size {
+            Some(size) if self.read != size => Err(Error::data(format!(
+                "input ended {} bytes early (did the file change during the push?)",
+                size.saturating_sub(self.read)
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// POSTs for a new session: its Location (absolute) and the registry's OCI-Chunk-Min-Length.
+/// A POST whose answer was lost is sent again: the session it may have opened cannot be
+/// cancelled (we never learnt its address) and is left to the registry's purge of stale
+/// uploads, whether or not we try again, so trying again costs nothing more.
+fn open_session(http: &Http, repo: &str) -> Result<(String, Option<u64>)> {
+    let what = format!("starting an upload to {repo}");
+    let path = format!("/v2/{repo}/blobs/uploads/");
+    let resp = http.call(
+        Request::new(Method::POST, path.clone()).scope(Scope::push(repo)),
+        &[202],
+        &what,
+    )?;
+    let location = header(&resp, "location")
+        .ok_or_else(|| Error::data(format!("{what}: the registry sent no Location")))?;
+    let min = header(&resp, "oci-chunk-min-length").and_then(|v| v.trim().parse::<u64>().ok());
+    Ok((url::resolve(&http.absolute(&path), &location), min))
+}
+
+/// Best-effort DELETE of an upload session we will not finish; a failure is said on stderr.
 pub fn cancel(http: &Http, repo: &str, location: &str) {
-    let _ = http.send(Request::new(Method::DELETE, location).scope(Scope::push(repo)));
+    let answer = http
+        .send(
+            Request::new(Method::DELETE, location)
+                .scope(Scope::push(repo))
+                .retry(Retry::Unsent),
+        )
+        .ok()
+        .map(|mut r| {
+            let body = read_limited(&mut r, 4096).unwrap_or_default();
+            (r.status().as_u16(), body)
+        });
+    report_cancel(repo, answer, true);
 }
 
 impl<'a> Upload<'a> {
     /// Opens an upload session. This request also settles authentication, so that the
     /// streamed requests after it (which cannot be replayed) are sent with credentials.
     pub fn start(http: &'a Http, repo: &str, chunk_size: Option<u64>) -> Result<Upload<'a>> {
-        let what = format!("starting an upload to {repo}");
-        let resp = http.call(
-            Request::new(Method::POST, format!("/v2/{repo}/blobs/uploads/"))
-                .scope(Scope::push(repo)),
-            &[202],
-            &what,
-        )?;
-        let location = header(&resp, "location")
-            .ok_or_else(|| Error::data(format!("{what}: the registry sent no Location")))?;
-        // OCI-Chunk-Min-Length (distribution spec v1.1): chunks smaller than this are refused.
-        let min = header(&resp, "oci-chunk-min-length").and_then(|v| v.trim().parse::<u64>().ok());
-        let chunk_size = match (chunk_size, min) {
+        let (location, min_chunk) = open_session(http, repo)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new((location, false)),
+            idle: Condvar::new(),
+        });
+        let delete = http.canceller(&Scope::push(repo));
+        let (name, handler) = (repo.to_string(), shared.clone());
+        let interrupt = cleanup::on_interrupt(move || handler.cancel_on_interrupt(&name, &delete));
+        let mut upload = Upload {
+            http,
+            repo: repo.to_string(),
+            shared,
+            _interrupt: interrupt,
+            asked_chunk: chunk_size,
+            chunk_size,
+            min_chunk: None,
+            offset: 0,
+            failures: 0,
+            started: Instant::now(),
+            put_sent: false,
+        };
+        upload.set_min_chunk(min_chunk);
+        Ok(upload)
+    }
+
+    fn set_min_chunk(&mut self, min: Option<u64>) {
+        self.min_chunk = min;
+        self.chunk_size = match (self.asked_chunk, min) {
             (Some(c), Some(m)) => Some(c.max(m)),
             (c, _) => c,
         };
-        let location = url::resolve(
-            &http.absolute(&format!("/v2/{repo}/blobs/uploads/")),
-            &location,
-        );
-        let shared = Arc::new(Mutex::new(location.clone()));
-        let interrupt = cleanup::on_interrupt(http.canceller(shared.clone(), &Scope::push(repo)));
-        Ok(Upload {
-            location,
-            shared,
-            _interrupt: interrupt,
-            http,
-            repo: repo.to_string(),
-            chunk_size,
-            offset: 0,
-        })
     }
 
-    /// Uploads a blob of known digest and size.
+    /// Starts over in a new session (the old one is gone).
+    fn reopen(&mut self) -> Result<()> {
+        let (location, min_chunk) = open_session(self.http, &self.repo)?;
+        self.shared.set_location(&location);
+        self.set_min_chunk(min_chunk);
+        self.offset = 0;
+        self.put_sent = false;
+        Ok(())
+    }
+
+    fn location(&self) -> String {
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.0.clone())
+            .unwrap_or_default()
+    }
+
+    /// Uploads a regular file of known digest and size.
+    pub fn finish_file(mut self, digest: &Digest, size: u64, file: &dyn ReadAt) -> Result<()> {
+        let mut source = Source::File(file, size);
+        let result = self.drive(&mut source, Some(digest));
+        self.cancel_on_error(result).map(|_| ())
+    }
+
+    /// Uploads a stream of known digest and size (read once).
     pub fn finish_known(
         mut self,
         digest: &Digest,
         size: u64,
         content: &mut dyn Read,
     ) -> Result<()> {
-        let result = match self.chunk_size {
-            None => self.put(digest, Body::Stream(content, Some(size))),
-            Some(chunk) => self
-                .patch_buffered(&mut content.take(size), chunk)
-                .and_then(|()| self.check_length(size))
-                .and_then(|()| self.put(digest, Body::Empty)),
-        };
-        self.cancel_on_error(result)
+        let mut source = Source::Stream(Stream::new(content, Some(size), None));
+        let result = self.drive(&mut source, Some(digest));
+        self.cancel_on_error(result).map(|_| ())
     }
 
     /// Uploads a stream of unknown length, hashing while it goes: one chunked PATCH (or
@@ -94,60 +364,297 @@ impl<'a> Upload<'a> {
         content: &mut dyn Read,
         algorithm: Algorithm,
     ) -> Result<(Digest, u64)> {
-        let mut hashing = HashingReader::new(content, algorithm);
-        let sent = match self.chunk_size {
-            None => self.patch(Body::Stream(&mut hashing, None), None),
-            Some(chunk) => self.patch_buffered(&mut hashing, chunk),
+        let mut source = Source::Stream(Stream::new(content, None, Some(algorithm.hasher())));
+        let result = self.drive(&mut source, None);
+        let size = match &source {
+            Source::Stream(s) => s.read,
+            Source::File(_, size) => *size,
         };
-        let (digest, size) = hashing.finish();
-        let result = sent.and_then(|()| self.put(&digest, Body::Empty));
-        self.cancel_on_error(result).map(|()| (digest, size))
+        self.cancel_on_error(result).map(|d| (d, size))
     }
 
     fn cancel_on_error<T>(&self, result: Result<T>) -> Result<T> {
         if result.is_err() {
-            cancel(self.http, &self.repo, &self.location);
+            let location = self.location();
+            if !location.is_empty() {
+                cancel(self.http, &self.repo, &location);
+            }
         }
         result
     }
 
-    fn check_length(&self, size: u64) -> Result<()> {
-        if self.offset == size {
-            Ok(())
-        } else {
-            Err(Error::data(format!(
-                "input ended {} bytes early (did the file change during the push?)",
-                size - self.offset
-            )))
-        }
-    }
-
-    /// Chunked uploads: each chunk is read into memory first, so that its length is known and
-    /// it can be sent again to the same Location after a 401 (a token that expired during a
-    /// long upload, PROTOCOL.md rule 16). Memory is one chunk.
-    fn patch_buffered(&mut self, content: &mut dyn Read, chunk: u64) -> Result<()> {
-        let mut buf =
-            Vec::with_capacity(usize::try_from(chunk).unwrap_or(usize::MAX).min(64 << 20));
+    /// The upload loop: one step (a PATCH, the closing PUT) at a time; after a recoverable
+    /// failure, asks where the upload stands and goes on from there.
+    fn drive(&mut self, source: &mut Source<'_>, digest: Option<&Digest>) -> Result<Digest> {
         loop {
-            buf.clear();
-            content
-                .take(chunk)
-                .read_to_end(&mut buf)
-                .map_err(|e| crate::error::from_io("reading the input", e))?;
-            if buf.is_empty() {
-                return Ok(());
-            }
-            let len = buf.len() as u64;
-            self.patch(Body::Bytes(&buf), Some(len))?;
-            if len < chunk {
-                return Ok(());
+            let standing = match self.step(source, digest) {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => continue,
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Refused(e, after)) => {
+                    self.spend(e, after.as_deref())?;
+                    continue;
+                }
+                Err(Failure::Unsure(e)) => self.standing(e)?,
+                Err(Failure::Lost(e, stale)) => {
+                    self.spend(e, None)?;
+                    if stale {
+                        Standing::Stale
+                    } else {
+                        Standing::Gone
+                    }
+                }
+            };
+            if let Some(done) = self.resume(source, digest, standing)? {
+                return Ok(done);
             }
         }
     }
 
-    fn patch(&mut self, body: Body<'_>, len: Option<u64>) -> Result<()> {
+    /// Sends the next request. Some(digest) once the blob is in place.
+    fn step(&mut self, source: &mut Source<'_>, digest: Option<&Digest>) -> Step<Option<Digest>> {
+        match source {
+            Source::File(file, size) => {
+                let (file, size) = (*file, *size);
+                let rest = size - self.offset;
+                let body = match self.chunk_size {
+                    Some(chunk) if rest > 0 => {
+                        let len = chunk.min(rest);
+                        self.patch(Body::File(file, self.offset, len), Some(len))?;
+                        return Ok(None);
+                    }
+                    Some(_) => Body::Empty,
+                    None => Body::File(file, self.offset, rest),
+                };
+                let digest = digest.ok_or_else(|| Error::other("no digest for a file"))?;
+                self.put(digest, body, rest)?;
+                Ok(Some(digest.clone()))
+            }
+            Source::Stream(stream) => self.stream_step(stream, digest),
+        }
+    }
+
+    fn stream_step(
+        &mut self,
+        stream: &mut Stream<'_>,
+        digest: Option<&Digest>,
+    ) -> Step<Option<Digest>> {
+        // What is buffered and not yet at the registry goes first.
+        if self.offset < stream.buf_end() {
+            let from = usize::try_from(self.offset - stream.buf_start).unwrap_or(usize::MAX);
+            let len = stream.buf_end() - self.offset;
+            let buf = std::mem::take(&mut stream.buf);
+            let sent = self.patch(Body::Bytes(buf.get(from..).unwrap_or(&[])), Some(len));
+            stream.buf = buf;
+            sent?;
+            return Ok(None);
+        }
+        if !stream.ended {
+            match self.buffer_size(stream.size) {
+                Some(max) => stream.refill(max)?,
+                // One pass: the whole stream in one request, never sent again.
+                None => return self.one_pass(stream, digest).map(|d| Some(d)),
+            }
+            return Ok(None);
+        }
+        stream.check_length()?;
+        let digest = stream.digest(digest)?;
+        self.put(&digest, Body::Empty, 0)?;
+        Ok(Some(digest))
+    }
+
+    /// How much of a stream to hold at a time, or None to send it in one pass: chunks of
+    /// REGTOOL_CHUNK_SIZE up to [`STREAM_CHUNK`], a small stream of known size whole.
+    /// A registry whose minimum chunk is larger than we hold gets the stream in one pass.
+    fn buffer_size(&self, size: Option<u64>) -> Option<u64> {
+        match (self.chunk_size, size) {
+            (Some(chunk), _) => {
+                let piece = chunk.min(STREAM_CHUNK);
+                (self.min_chunk.unwrap_or(0) <= piece).then_some(piece)
+            }
+            (None, Some(size)) if size <= SMALL_STREAM => Some(size.max(1)),
+            (None, _) => None,
+        }
+    }
+
+    /// Sends a whole stream in one request: a PUT with its length, or a chunked PATCH then
+    /// the closing PUT. A failure of the data request cannot be recovered.
+    fn one_pass(&mut self, stream: &mut Stream<'_>, digest: Option<&Digest>) -> Step<Digest> {
+        let fatal = |f: Failure| match f {
+            Failure::Refused(e, _)
+            | Failure::Unsure(e)
+            | Failure::Lost(e, _)
+            | Failure::Fatal(e) => Failure::Fatal(e),
+        };
+        if let (Some(size), Some(digest)) = (stream.size, digest) {
+            self.put(digest, Body::Stream(stream, Some(size)), size)
+                .map_err(fatal)?;
+            return Ok(digest.clone());
+        }
+        self.patch(Body::Stream(stream, None), None)
+            .map_err(fatal)?;
+        // Everything read is at the registry; a failed closing PUT resumes from here.
+        (stream.ended, stream.buf_start, self.offset) = (true, stream.read, stream.read);
+        stream.buf.clear();
+        stream.check_length()?;
+        let digest = stream.digest(digest)?;
+        self.put(&digest, Body::Empty, 0)?;
+        Ok(digest)
+    }
+
+    /// Counts a failure against the upload's budget and waits before the next request; once
+    /// the budget is spent, the failure is the upload's error.
+    fn spend(&mut self, failed: Error, retry_after: Option<&str>) -> Result<()> {
+        let wait = backoff(self.failures + 1, retry_after);
+        if self.failures >= self.http.retries() || self.started.elapsed() + wait > RETRY_BUDGET {
+            return Err(failed);
+        }
+        self.failures += 1;
+        std::thread::sleep(wait);
+        Ok(())
+    }
+
+    /// Asks the registry where the upload stands, until it answers or the budget is spent.
+    fn standing(&mut self, mut failed: Error) -> Result<Standing> {
+        loop {
+            self.spend(failed, None)?;
+            match self.status() {
+                Ok(standing) => return Ok(standing),
+                Err(Failure::Refused(e, _) | Failure::Unsure(e)) => failed = e,
+                Err(Failure::Lost(_, true)) => return Ok(Standing::Stale),
+                Err(Failure::Lost(..)) => return Ok(Standing::Gone),
+                Err(Failure::Fatal(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// GET the upload URL: 204 with `Range: 0-<end>` and a fresh Location (distribution spec,
+    /// "Get upload status"). distribution answers `0-0` for an empty upload, so that is read
+    /// as nothing received.
+    fn status(&mut self) -> Step<Standing> {
+        let what = format!("asking {} where an upload stands", self.repo);
+        let req = Request::new(Method::GET, self.location()).scope(Scope::push(&self.repo));
+        let resp = self.exchange(req, &[200, 204], &what)?;
+        let range = header(&resp, "range");
+        Ok(match range.as_deref().map(str::trim) {
+            Some("0-0") => Standing::At(0),
+            Some(r) => range_end(r).map_or(Standing::Unknown, Standing::At),
+            None => Standing::Unknown,
+        })
+    }
+
+    /// Goes on from where the registry stands: the same session from its offset, or (a file)
+    /// a new session when the old one is gone. A blob whose closing PUT was sent may be in
+    /// place although the session is gone.
+    fn resume(
+        &mut self,
+        source: &mut Source<'_>,
+        digest: Option<&Digest>,
+        standing: Standing,
+    ) -> Result<Option<Digest>> {
         let what = format!("uploading to {}", self.repo);
-        let mut req = Request::new(Method::PATCH, self.location.clone())
+        let sent = match source {
+            Source::File(_, size) => *size,
+            Source::Stream(s) => s.buf_end(),
+        };
+        if self.put_sent
+            && matches!(standing, Standing::Gone)
+            && let Some(done) = self.in_place(source, digest)?
+        {
+            return Ok(Some(done));
+        }
+        match (standing, source) {
+            (Standing::At(at), _) if at > sent => Err(Error::data(format!(
+                "{what}: the registry has {at} bytes, more than the {sent} sent"
+            ))),
+            (Standing::At(at), Source::File(..)) => {
+                self.offset = at;
+                Ok(None)
+            }
+            (Standing::At(at), Source::Stream(s)) if at >= s.buf_start => {
+                self.offset = at;
+                Ok(None)
+            }
+            (Standing::At(at), Source::Stream(s)) => Err(Error::unavailable(format!(
+                "{what}: the registry lost part of the upload (it has {at} bytes, {} were sent) and the input cannot be read again",
+                s.buf_start
+            ))),
+            (Standing::Gone, Source::File(..)) => {
+                self.shared.set_location("");
+                self.reopen().map(|()| None)
+            }
+            (Standing::Stale | Standing::Unknown, Source::File(..)) => {
+                cancel(self.http, &self.repo, &self.location());
+                self.reopen().map(|()| None)
+            }
+            (Standing::Gone, Source::Stream(_)) => {
+                self.shared.set_location("");
+                Err(Error::unavailable(format!(
+                    "{what}: the registry dropped the upload session, and the input cannot be read again"
+                )))
+            }
+            (Standing::Stale, Source::Stream(_)) => Err(Error::unavailable(format!(
+                "{what}: the registry no longer accepts this upload's URL, and the input cannot be read again"
+            ))),
+            (Standing::Unknown, Source::Stream(_)) => Err(Error::unavailable(format!(
+                "{what}: the registry did not say how much of the upload it has"
+            ))),
+        }
+    }
+
+    /// The digest, when the blob is in the repository with the size sent (the answer to a
+    /// closing PUT was lost, and the session went with the upload's success).
+    fn in_place(&self, source: &mut Source<'_>, digest: Option<&Digest>) -> Result<Option<Digest>> {
+        let (digest, size) = match source {
+            Source::File(_, size) => match digest {
+                Some(d) => (d.clone(), *size),
+                None => return Ok(None),
+            },
+            Source::Stream(s) => (s.digest(digest)?, s.read),
+        };
+        let resp = self.http.send(
+            Request::new(Method::HEAD, format!("/v2/{}/blobs/{digest}", self.repo))
+                .scope(Scope::pull(&self.repo)),
+        )?;
+        let length = header(&resp, "content-length").and_then(|v| v.parse::<u64>().ok());
+        Ok((resp.status().as_u16() == 200 && length == Some(size)).then_some(digest))
+    }
+
+    /// Sends one request of the upload and moves to the Location it brings back, sorting its
+    /// failures for the upload loop; the transport sends none of them again by itself.
+    fn exchange(&mut self, req: Request<'_>, ok: &[u16], what: &str) -> Step<Response> {
+        cleanup::stop_if_interrupted();
+        self.shared.set_busy(true);
+        let result = self.http.send(req.retry(Retry::Unsent));
+        let outcome = match result {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                if ok.contains(&status) {
+                    self.follow(&resp);
+                    Ok(resp)
+                } else {
+                    let after = header(&resp, "retry-after");
+                    let body = read_limited(&mut resp, 64 * 1024).unwrap_or_default();
+                    let err = from_status(status, &body, what);
+                    match status {
+                        404 => Err(Failure::Lost(err, stale(&body))),
+                        408 | 429 | 500..=599 => Err(Failure::Refused(err, after)),
+                        416 => Err(Failure::Unsure(err)),
+                        _ => Err(Failure::Fatal(err)),
+                    }
+                }
+            }
+            Err(e) if e.kind == Kind::Unavailable => Err(Failure::Unsure(e.context(what))),
+            Err(e) => Err(Failure::Fatal(e)),
+        };
+        self.shared.set_busy(false);
+        cleanup::stop_if_interrupted();
+        outcome
+    }
+
+    fn patch(&mut self, body: Body<'_>, len: Option<u64>) -> Step {
+        let what = format!("uploading to {}", self.repo);
+        let mut req = Request::new(Method::PATCH, self.location())
             .scope(Scope::push(&self.repo))
             .header("content-type", "application/octet-stream");
         if let Some(len) = len {
@@ -156,16 +663,15 @@ impl<'a> Upload<'a> {
                 format!("{}-{}", self.offset, self.offset + len - 1),
             );
         }
-        let resp = self.http.call(req.body(body), &[202, 204], &what)?;
-        self.follow(&resp);
-        // Track the offset ourselves and check the registry agrees (2.8.2 does not enforce order).
+        let resp = self.exchange(req.body(body), &[202, 204], &what)?;
+        // Track the offset ourselves and check the registry agrees.
         let reported = header(&resp, "range").and_then(|r| range_end(&r));
         match (len, reported) {
             (Some(len), Some(end)) if end != self.offset + len => {
-                return Err(Error::data(format!(
+                return Err(Failure::Unsure(Error::data(format!(
                     "{what}: the registry has {end} bytes, expected {}",
                     self.offset + len
-                )));
+                ))));
             }
             (Some(len), _) => self.offset += len,
             (None, Some(end)) => self.offset = end,
@@ -174,25 +680,30 @@ impl<'a> Upload<'a> {
         Ok(())
     }
 
-    fn put(&mut self, digest: &Digest, body: Body<'_>) -> Result<()> {
+    /// The closing PUT `?digest=`, carrying the last `len` bytes (maybe none).
+    fn put(&mut self, digest: &Digest, body: Body<'_>, len: u64) -> Step {
         let what = format!("uploading {digest} to {}", self.repo);
-        let target = url::add_query(&self.location, "digest", &digest.to_string());
-        let req = Request::new(Method::PUT, target)
+        let target = url::add_query(&self.location(), "digest", &digest.to_string());
+        let mut req = Request::new(Method::PUT, target)
             .scope(Scope::push(&self.repo))
-            .header("content-type", "application/octet-stream")
-            .body(body);
-        let resp = self.http.call(req, &[201, 204], &what)?;
-        self.follow(&resp);
+            .header("content-type", "application/octet-stream");
+        if len > 0 && self.offset > 0 {
+            req = req.header(
+                "content-range",
+                format!("{}-{}", self.offset, self.offset + len - 1),
+            );
+        }
+        self.put_sent = true;
+        self.exchange(req.body(body), &[201, 204], &what)?;
+        self.shared.set_location("");
         Ok(())
     }
 
-    /// Moves to the newest Location; 2.8.2 rejects a stale one (PROTOCOL.md rule 3).
-    fn follow(&mut self, resp: &crate::registry::http::Response) {
+    /// Moves to the newest Location; distribution rejects an older one.
+    fn follow(&mut self, resp: &Response) {
         if let Some(loc) = header(resp, "location") {
-            self.location = url::resolve(&self.location, &loc);
-            if let Ok(mut shared) = self.shared.lock() {
-                shared.clone_from(&self.location);
-            }
+            let newest = url::resolve(&self.location(), &loc);
+            self.shared.set_location(&newest);
         }
     }
 }

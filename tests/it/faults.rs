@@ -17,13 +17,27 @@ pub enum Fault {
     CutRequest(usize),
     Stall(usize),
     Flip(usize),
+    /// The request reaches the registry whole; its answer never reaches the client.
+    LoseResponse,
 }
 
 pub struct Rule {
+    /// A method, or `*` for any.
     pub method: &'static str,
     pub path: &'static str,
     pub fault: Fault,
     pub times: usize,
+    /// The fault hits one matching request in `every` (the others pass), starting with the
+    /// `every`-th: `every(2)` is a load balancer that fails every other request.
+    pub every: usize,
+    seen: usize,
+}
+
+impl Rule {
+    pub fn every(mut self, n: usize) -> Rule {
+        self.every = n;
+        self
+    }
 }
 
 pub fn rule(method: &'static str, path: &'static str, fault: Fault, times: usize) -> Rule {
@@ -32,6 +46,8 @@ pub fn rule(method: &'static str, path: &'static str, fault: Fault, times: usize
         path,
         fault,
         times,
+        every: 1,
+        seen: 0,
     }
 }
 
@@ -99,10 +115,16 @@ fn relay(client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mute
         let mut rules = rules.lock().unwrap();
         rules
             .iter_mut()
-            .find(|r| r.times > 0 && r.method == method && path.contains(r.path))
-            .map(|r| {
+            .find(|r| {
+                r.times > 0 && (r.method == "*" || r.method == method) && path.contains(r.path)
+            })
+            .and_then(|r| {
+                r.seen += 1;
+                if r.seen % r.every != 0 {
+                    return None;
+                }
                 r.times -= 1;
-                r.fault
+                Some(r.fault)
             })
     };
     if let Some(f) = fault {
@@ -112,6 +134,16 @@ fn relay(client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mute
     }
     let mut client_out = client.try_clone().unwrap();
     if let Some(Fault::Status(code, retry_after)) = fault {
+        // Like a load balancer whose backend failed, take the request body first.
+        let length = head
+            .iter()
+            .find_map(|h| {
+                let (k, v) = h.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<u64>().ok())?
+            })
+            .unwrap_or(0);
+        let _ = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink());
         let extra = retry_after
             .map(|s| format!("Retry-After: {s}\r\n"))
             .unwrap_or_default();
@@ -186,13 +218,18 @@ fn relay(client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mute
                 continue;
             };
             head_done = true;
-            if client_out.write_all(&pending[..end + 4]).is_err() {
+            let lost = matches!(fault, Some(Fault::LoseResponse));
+            if !lost && client_out.write_all(&pending[..end + 4]).is_err() {
                 return;
             }
             chunk = pending[end + 4..].to_vec();
         }
         let start = body_sent;
         body_sent += chunk.len();
+        if let Some(Fault::LoseResponse) = fault {
+            // Read the whole answer (the registry has done its work), send nothing.
+            continue;
+        }
         match fault {
             Some(Fault::Flip(k)) if (start..body_sent).contains(&k) => chunk[k - start] ^= 0x01,
             Some(Fault::CutResponse(k)) if body_sent >= k => {

@@ -83,6 +83,22 @@ pub fn plain() -> &'static Registry {
     R.get_or_init(|| Registry::start("plain", ""))
 }
 
+/// How many partial uploads the plain registry keeps for `repo`: sessions in its storage's
+/// `_uploads` directory that still hold data (2.8.2 leaves an empty `hashstates/` behind
+/// even after a successful cancel).
+pub fn kept_uploads(repo: &str) -> usize {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("plain-{}", std::process::id()))
+        .join("data/docker/registry/v2/repositories")
+        .join(repo)
+        .join("_uploads");
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.flatten()
+            .filter(|session| session.path().join("data").exists())
+            .count()
+    })
+}
+
 /// A registry behind htpasswd Basic authentication (user [`USER`], password [`PASSWORD`]).
 pub fn basic() -> &'static Registry {
     static R: OnceLock<Registry> = OnceLock::new();

@@ -19,3 +19,4 @@ mod images;
 mod layout;
 mod secrets;
 mod transfers;
+mod uploads;

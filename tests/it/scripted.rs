@@ -26,6 +26,8 @@ pub struct Response {
     /// Instead of `body`: this many bytes of `body` repeated, chunked, for as long as the
     /// client reads (a server that streams "forever").
     pub stream: Option<u64>,
+    /// Close the connection without answering (an answer lost on the way).
+    pub hang_up: bool,
 }
 
 impl Response {
@@ -36,6 +38,14 @@ impl Response {
             body: Vec::new(),
             stall_after: None,
             stream: None,
+            hang_up: false,
+        }
+    }
+    /// No answer at all: the connection is closed after the request was read.
+    pub fn hang_up() -> Response {
+        Response {
+            hang_up: true,
+            ..Response::new(0)
         }
     }
     pub fn header(mut self, k: &str, v: impl Into<String>) -> Response {
@@ -206,6 +216,9 @@ fn serve(
         };
         log.lock().unwrap().push(req.clone());
         let resp = handler(&req);
+        if resp.hang_up {
+            return;
+        }
         let mut head = format!("HTTP/1.1 {} X\r\n", resp.status);
         for (k, v) in &resp.headers {
             head.push_str(&format!("{k}: {v}\r\n"));

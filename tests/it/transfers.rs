@@ -374,8 +374,10 @@ fn a_file_that_changes_during_the_push_is_a_data_error() {
     let out = via(&proxy, &["push-blob", "t/moving", file.to_str().unwrap()]).run();
     shrink.join().unwrap();
     assert!(out.fails(65).contains("change"), "{}", out.stderr);
-    // Vanished between the hashing and the upload: not found.
-    std::fs::write(&file, bytes(1_000_000, 93)).unwrap();
+    // Removed between the hashing and the upload: the open file is what was hashed, and what
+    // is uploaded.
+    let data = bytes(1_000_000, 93);
+    std::fs::write(&file, &data).unwrap();
     let proxy = FaultProxy::start(
         &plain().host,
         vec![rule("HEAD", "/blobs/", Fault::Status(429, Some(1)), 1)],
@@ -387,7 +389,11 @@ fn a_file_that_changes_during_the_push_is_a_data_error() {
     });
     let out = via(&proxy, &["push-blob", "t/moving", file.to_str().unwrap()]).run();
     remove.join().unwrap();
-    out.fails(2);
+    assert_eq!(out.ok().trim(), sha256(&data));
+    let pulled = regtool(&["pull-blob", "t/moving", &sha256(&data)])
+        .host(plain())
+        .run();
+    assert_eq!(pulled.stdout, data);
 }
 
 #[test]
