@@ -130,6 +130,70 @@ fn write_stage(
     Ok((count, hasher.map(Hasher::finish)))
 }
 
+/// A reader fed by a thread of its own, for input that may block for ever (stdin, a FIFO).
+/// Once the interrupt handler has started, a read that would wait ends the input instead: the
+/// request carrying it ends, the registry answers with the upload's newest Location, and the
+/// handler cancels the session with it. (The upload sends nothing after that.)
+pub struct Prefetch {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    pending: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Prefetch {
+    pub fn new(mut inner: Box<dyn Read + Send>) -> Prefetch {
+        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(2);
+        std::thread::spawn(move || {
+            loop {
+                let mut buf = vec![0u8; COPY_BUFFER];
+                let sent = match inner.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        tx.send(Ok(buf))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+        Prefetch {
+            rx,
+            pending: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for Prefetch {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::sync::mpsc::RecvTimeoutError;
+        while self.pos == self.pending.len() {
+            if self.done || crate::cleanup::interrupted() {
+                return Ok(0);
+            }
+            match self.rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(Ok(chunk)) => (self.pending, self.pos) = (chunk, 0),
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.done = true,
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.pos);
+        buf[..n].copy_from_slice(&self.pending[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,69 +275,5 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.kind, Kind::Closed);
-    }
-}
-
-/// A reader fed by a thread of its own, for input that may block for ever (stdin, a FIFO).
-/// Once the interrupt handler has started, a read that would wait ends the input instead: the
-/// request carrying it ends, the registry answers with the upload's newest Location, and the
-/// handler cancels the session with it. (The upload sends nothing after that.)
-pub struct Prefetch {
-    rx: Receiver<io::Result<Vec<u8>>>,
-    pending: Vec<u8>,
-    pos: usize,
-    done: bool,
-}
-
-impl Prefetch {
-    pub fn new(mut inner: Box<dyn Read + Send>) -> Prefetch {
-        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(2);
-        std::thread::spawn(move || {
-            loop {
-                let mut buf = vec![0u8; COPY_BUFFER];
-                let sent = match inner.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        tx.send(Ok(buf))
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                if sent.is_err() {
-                    return;
-                }
-            }
-        });
-        Prefetch {
-            rx,
-            pending: Vec::new(),
-            pos: 0,
-            done: false,
-        }
-    }
-}
-
-impl Read for Prefetch {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use std::sync::mpsc::RecvTimeoutError;
-        while self.pos == self.pending.len() {
-            if self.done || crate::cleanup::interrupted() {
-                return Ok(0);
-            }
-            match self.rx.recv_timeout(std::time::Duration::from_millis(50)) {
-                Ok(Ok(chunk)) => (self.pending, self.pos) = (chunk, 0),
-                Ok(Err(e)) => return Err(e),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.done = true,
-            }
-        }
-        let n = buf.len().min(self.pending.len() - self.pos);
-        buf[..n].copy_from_slice(&self.pending[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }

@@ -68,6 +68,9 @@ pub struct Upload<'a> {
     put_sent: bool,
 }
 
+/// The status and (the start of) the body of an answer; None when there was none.
+type Answer = Option<(u16, Vec<u8>)>;
+
 /// What the interrupt handler shares with an upload: the newest Location (empty when there is
 /// no session to cancel) and whether a request is on the wire.
 struct Shared {
@@ -92,7 +95,7 @@ impl Shared {
     /// The interrupt handler's action: lets the request on the wire end first (a stream from
     /// stdin ends its body when interrupted), so that the DELETE carries the Location that
     /// request brought back; distribution answers an older one with 404 and keeps the upload.
-    fn cancel_on_interrupt(&self, repo: &str, delete: &dyn Fn(&str) -> Option<(u16, Vec<u8>)>) {
+    fn cancel_on_interrupt(&self, repo: &str, delete: &dyn Fn(&str) -> Answer) {
         let Ok(state) = self.state.lock() else { return };
         let Ok((state, _)) = self.idle.wait_timeout_while(state, SETTLE, |s| s.1) else {
             return;
@@ -108,7 +111,7 @@ impl Shared {
 /// Says on stderr when a session could not be cancelled. A 404 with nothing on the wire means
 /// the session is gone already, unless distribution calls the URL stale
 /// (BLOB_UPLOAD_INVALID): then it keeps the upload, and nobody can cancel it any more.
-fn report_cancel(repo: &str, answer: Option<(u16, Vec<u8>)>, settled: bool) {
+fn report_cancel(repo: &str, answer: Answer, settled: bool) {
     let why = match answer {
         Some((200..=299, _)) => return,
         Some((404, body)) if settled && !stale(&body) => return,
@@ -161,7 +164,7 @@ enum Standing {
 enum Source<'s> {
     /// A regular file of known size: any part, any number of times.
     File(&'s dyn ReadAt, u64),
-    Stream(Stream<'s>),
+    Stream(Box<Stream<'s>>),
 }
 
 /// A stream read once, hashed (when its digest is not known in advance) and counted as it
@@ -352,7 +355,7 @@ impl<'a> Upload<'a> {
         size: u64,
         content: &mut dyn Read,
     ) -> Result<()> {
-        let mut source = Source::Stream(Stream::new(content, Some(size), None));
+        let mut source = Source::Stream(Box::new(Stream::new(content, Some(size), None)));
         let result = self.drive(&mut source, Some(digest));
         self.cancel_on_error(result).map(|_| ())
     }
@@ -364,7 +367,11 @@ impl<'a> Upload<'a> {
         content: &mut dyn Read,
         algorithm: Algorithm,
     ) -> Result<(Digest, u64)> {
-        let mut source = Source::Stream(Stream::new(content, None, Some(algorithm.hasher())));
+        let mut source = Source::Stream(Box::new(Stream::new(
+            content,
+            None,
+            Some(algorithm.hasher()),
+        )));
         let result = self.drive(&mut source, None);
         let size = match &source {
             Source::Stream(s) => s.read,
@@ -453,7 +460,7 @@ impl<'a> Upload<'a> {
             match self.buffer_size(stream.size) {
                 Some(max) => stream.refill(max)?,
                 // One pass: the whole stream in one request, never sent again.
-                None => return self.one_pass(stream, digest).map(|d| Some(d)),
+                None => return self.one_pass(stream, digest).map(Some),
             }
             return Ok(None);
         }
