@@ -22,6 +22,11 @@ use super::Ctx;
 /// Prints one digest per file, in argument order. The alias needs its @ here: a last argument
 /// without @ is a file like the others, so a mistyped file name fails as not found (status 2)
 /// and nothing is pushed.
+///
+/// A regular file is hashed, then uploaded from the same open file: a request that fails is
+/// sent again from the file, never from memory. Anything else (-, a FIFO, /dev/stdin, <(cmd))
+/// is a stream, uploaded in one pass while it is hashed; with REGTOOL_CHUNK_SIZE at most 16 MiB
+/// of it is held, to send a chunk again.
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs

@@ -176,13 +176,25 @@ struct Stream<'s> {
     digest: Option<Digest>,
     read: u64,
     ended: bool,
+    /// A failure of the input itself (a bad tar, a read error), kept while the request that
+    /// carried it ends as if the input had ended: the registry then answers with a current
+    /// Location and the session can be cancelled (distribution keeps a session whose request
+    /// was cut, and refuses the cancel).
+    failed: Option<std::io::Error>,
     buf: Vec<u8>,
     buf_start: u64,
 }
 
 impl Read for Stream<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.reader.read(out)?;
+        let n = match self.reader.read(out) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                self.failed = Some(e);
+                0
+            }
+        };
         if n == 0 && !out.is_empty() {
             self.ended = true;
         }
@@ -203,6 +215,7 @@ impl<'s> Stream<'s> {
             digest: None,
             read: 0,
             ended: false,
+            failed: None,
             buf: Vec::new(),
             buf_start: 0,
         }
@@ -227,10 +240,13 @@ impl<'s> Stream<'s> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         self.buf_start = self.read;
+        // A stream of announced size is read up to that size and no further.
+        let max = self.size.map_or(max, |size| max.min(size - self.read));
         let got = self.take(max).read_to_end(&mut buf);
         self.buf = buf;
         got.map_err(|e| crate::error::from_io("reading the input", e))?;
-        if (self.buf.len() as u64) < max {
+        self.check_input()?;
+        if (self.buf.len() as u64) < max || self.size == Some(self.read) {
             self.ended = true;
         }
         Ok(())
@@ -238,6 +254,14 @@ impl<'s> Stream<'s> {
 
     fn buf_end(&self) -> u64 {
         self.buf_start + self.buf.len() as u64
+    }
+
+    /// The input's own failure, if it had one.
+    fn check_input(&mut self) -> Result<()> {
+        match self.failed.take() {
+            Some(e) => Err(crate::error::from_io("reading the input", e)),
+            None => Ok(()),
+        }
     }
 
     /// Checks a stream of announced size delivered exactly that.
@@ -446,28 +470,30 @@ impl<'a> Upload<'a> {
         stream: &mut Stream<'_>,
         digest: Option<&Digest>,
     ) -> Step<Option<Digest>> {
-        // What is buffered and not yet at the registry goes first.
-        if self.offset < stream.buf_end() {
-            let from = usize::try_from(self.offset - stream.buf_start).unwrap_or(usize::MAX);
-            let len = stream.buf_end() - self.offset;
-            let buf = std::mem::take(&mut stream.buf);
-            let sent = self.patch(Body::Bytes(buf.get(from..).unwrap_or(&[])), Some(len));
-            stream.buf = buf;
-            sent?;
-            return Ok(None);
-        }
-        if !stream.ended {
+        if !stream.ended && self.offset == stream.buf_end() {
             match self.buffer_size(stream.size) {
                 Some(max) => stream.refill(max)?,
                 // One pass: the whole stream in one request, never sent again.
                 None => return self.one_pass(stream, digest).map(Some),
             }
-            return Ok(None);
         }
-        stream.check_length()?;
-        let digest = stream.digest(digest)?;
-        self.put(&digest, Body::Empty, 0)?;
-        Ok(Some(digest))
+        // What is buffered and not yet at the registry: a PATCH, or (a whole small stream
+        // without chunks) the closing PUT itself.
+        let from = usize::try_from(self.offset - stream.buf_start).unwrap_or(usize::MAX);
+        let len = stream.buf_end() - self.offset;
+        let buf = std::mem::take(&mut stream.buf);
+        let rest = buf.get(from..).unwrap_or(&[]);
+        let sent = if len > 0 && (self.chunk_size.is_some() || !stream.ended) {
+            self.patch(Body::Bytes(rest), Some(len)).map(|()| None)
+        } else {
+            let closing = stream
+                .check_length()
+                .and_then(|()| stream.digest(digest))
+                .map_err(Failure::Fatal);
+            closing.and_then(|d| self.put(&d, Body::Bytes(rest), len).map(|()| Some(d)))
+        };
+        stream.buf = buf;
+        sent
     }
 
     /// How much of a stream to hold at a time, or None to send it in one pass: chunks of
@@ -494,12 +520,14 @@ impl<'a> Upload<'a> {
             | Failure::Fatal(e) => Failure::Fatal(e),
         };
         if let (Some(size), Some(digest)) = (stream.size, digest) {
-            self.put(digest, Body::Stream(stream, Some(size)), size)
-                .map_err(fatal)?;
+            let sent = self.put(digest, Body::Stream(stream, Some(size)), size);
+            stream.check_input()?;
+            sent.map_err(fatal)?;
             return Ok(digest.clone());
         }
-        self.patch(Body::Stream(stream, None), None)
-            .map_err(fatal)?;
+        let sent = self.patch(Body::Stream(stream, None), None);
+        stream.check_input()?;
+        sent.map_err(fatal)?;
         // Everything read is at the registry; a failed closing PUT resumes from here.
         (stream.ended, stream.buf_start, self.offset) = (true, stream.read, stream.read);
         stream.buf.clear();
