@@ -4,10 +4,12 @@
 //! `?digest=`. Every step uses the newest `Location` (distribution signs the upload state into
 //! it and refuses an older one).
 //!
-//! A request that fails on the way (a lost answer, a 5xx from a load balancer, a 416) is
-//! never sent again blindly: the registry is first asked where the upload stands (GET the
-//! upload URL, `Range: 0-<end>`, spec "Closing a chunked upload" / upload status), and sending
-//! goes on from there on the same session. Only when the registry says the session is gone
+//! A request whose answer was lost (or a 416, or a `Range` that disagrees) is never sent
+//! again blindly: the registry is first asked where the upload stands (OCI
+//! distribution spec: `GET /v2/<name>/blobs/uploads/<reference>` answers 204 with
+//! `Range: 0-<end>` and a `Location`), and sending goes on from there on the same session. A
+//! request the registry (or a load balancer in front of it) refused with 408, 429 or 5xx took
+//! nothing, and goes again as it was. Only when the registry says the session is gone
 //! (404) does a file start over in a new one. All of this is one loop with one budget of
 //! REGTOOL_RETRIES failed requests per upload; the requests inside it are not retried by the
 //! transport as well.
@@ -297,11 +299,7 @@ fn open_session(http: &Http, repo: &str) -> Result<(String, Option<u64>)> {
 /// Best-effort DELETE of an upload session we will not finish; a failure is said on stderr.
 pub fn cancel(http: &Http, repo: &str, location: &str) {
     let answer = http
-        .send(
-            Request::new(Method::DELETE, location)
-                .scope(Scope::push(repo))
-                .retry(Retry::Unsent),
-        )
+        .send(Request::new(Method::DELETE, location).scope(Scope::push(repo)))
         .ok()
         .map(|mut r| {
             let body = read_limited(&mut r, 4096).unwrap_or_default();
