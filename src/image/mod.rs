@@ -1,7 +1,12 @@
 //! Image operations that work through any [`crate::store::Store`]: uploading tar layers,
-//! appending them to images, and copying images between repositories and registries.
+//! appending them to images, and copying images between repositories and registries; and
+//! the layer tools: merging layers into one tar (squash, flatten) and making layers from
+//! files and wheels.
 
 pub mod append;
 pub mod copy;
 pub mod layer;
+pub mod merge;
+pub mod source;
 pub mod tarcheck;
+pub mod tarout;

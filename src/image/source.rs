@@ -1,0 +1,197 @@
+//! Where layer bytes come from, and reading them as tar entries. A [`LayerSource`] can be
+//! opened more than once (the merge engine reads each layer twice): a regular file is simply
+//! reopened; a stream that cannot be read again (stdin, a pipe, `<(...)`, a registry blob) is
+//! a [`Spooled`] source, copied to a temporary file as it is read the first time (still
+//! compressed, so the spool is no bigger than the stream) and read from there the second
+//! time. [`read_entries`] detects the compression by its magic bytes (gzip, zstd, or none),
+//! checks the tar as it streams (the checks append-layer applies: checksums, sizes, no path
+//! leaving the root) and hands each entry to a visitor.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::image::layer::{Compression, sniff};
+use crate::image::tarcheck::TarCheck;
+
+/// A layer that can be opened from its start, as often as needed.
+pub trait LayerSource {
+    /// Names the layer in messages (a path, `stdin`, a digest).
+    fn describe(&self) -> String;
+    /// The layer's bytes (compressed or not) from the start.
+    fn open(&mut self) -> Result<Box<dyn Read + '_>>;
+}
+
+/// A regular file, reopened for each read (through the handle opened first, so a file
+/// replaced meanwhile is not mixed in).
+pub struct FileSource {
+    path: PathBuf,
+    file: File,
+}
+
+impl FileSource {
+    pub fn new(path: PathBuf, file: File) -> FileSource {
+        FileSource { path, file }
+    }
+}
+
+impl LayerSource for FileSource {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn open(&mut self) -> Result<Box<dyn Read + '_>> {
+        self.file
+            .rewind()
+            .map_err(|e| Error::io(format!("reading {}", self.path.display()), &e))?;
+        Ok(Box::new(&self.file))
+    }
+}
+
+type Opener<'a> = Box<dyn FnOnce() -> Result<Box<dyn Read + 'a>> + 'a>;
+
+enum Spool<'a> {
+    Fresh(Opener<'a>),
+    Filled(tempfile::NamedTempFile, crate::cleanup::Guard),
+    Gone,
+}
+
+/// A stream read once: the first read copies it to a temporary file, later reads come from
+/// that file. The file is removed when the source is dropped (and on interrupt).
+pub struct Spooled<'a> {
+    name: String,
+    spool: Spool<'a>,
+}
+
+impl<'a> Spooled<'a> {
+    /// `open` is called once, when the layer is first read (so a registry connection is not
+    /// held open while earlier layers are read).
+    pub fn new(
+        name: impl Into<String>,
+        open: impl FnOnce() -> Result<Box<dyn Read + 'a>> + 'a,
+    ) -> Spooled<'a> {
+        Spooled {
+            name: name.into(),
+            spool: Spool::Fresh(Box::new(open)),
+        }
+    }
+}
+
+impl LayerSource for Spooled<'_> {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+    fn open(&mut self) -> Result<Box<dyn Read + '_>> {
+        match std::mem::replace(&mut self.spool, Spool::Gone) {
+            Spool::Fresh(opener) => {
+                let dir = std::env::temp_dir();
+                let (tmp, guard) = crate::cleanup::tempfile(".regtool-spool-", &dir)
+                    .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
+                let side = tmp
+                    .reopen()
+                    .map_err(|e| Error::io("opening the spool file", &e))?;
+                let inner = opener()?;
+                self.spool = Spool::Filled(tmp, guard);
+                Ok(Box::new(Tee {
+                    inner,
+                    side: io::BufWriter::with_capacity(256 * 1024, side),
+                }))
+            }
+            Spool::Filled(tmp, guard) => {
+                let file = tmp
+                    .reopen()
+                    .map_err(|e| Error::io("reading the spool file", &e))?;
+                self.spool = Spool::Filled(tmp, guard);
+                Ok(Box::new(file))
+            }
+            Spool::Gone => Err(Error::other(format!(
+                "{}: the layer could not be read again",
+                self.name
+            ))),
+        }
+    }
+}
+
+/// Passes a stream through and writes every byte to `side` as well.
+struct Tee<R, W: Write> {
+    inner: R,
+    side: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            self.side.flush()?;
+        }
+        self.side.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Feeds every byte read to the tar check, so that a bad archive fails with its reason.
+struct Checked<R> {
+    inner: R,
+    check: TarCheck,
+}
+
+impl<R: Read> Read for Checked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.check.update(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// A tar error as a one-line data error naming the layer (our own errors, from the check or
+/// the source, keep their kind).
+pub fn tar_error(layer: &str, e: io::Error) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        return crate::error::from_io(layer, e).context(layer);
+    }
+    Error::data(format!(
+        "{layer}: not a valid layer: {}",
+        crate::error::io_reason(&e)
+    ))
+}
+
+/// Reads the layer `source` gives, and calls `visit` with each entry's ordinal and the entry
+/// (its data unread unless the visitor reads it). The whole stream is read to its end, so
+/// that a spool is complete and a verifying source checks its digest.
+pub fn read_entries(
+    source: &mut dyn LayerSource,
+    mut visit: impl FnMut(u64, &mut tar::Entry<'_, &mut dyn Read>) -> Result<()>,
+) -> Result<()> {
+    let name = source.describe();
+    let raw = source.open()?;
+    let mut buffered = BufReader::with_capacity(256 * 1024, raw);
+    let head = buffered.fill_buf().map_err(|e| tar_error(&name, e))?;
+    let compression = sniff(head).unwrap_or(Compression::None);
+    {
+        let decoded: Box<dyn Read + '_> = match compression {
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(&mut buffered)),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(&mut buffered)
+                    .map_err(|e| Error::io("starting zstd", &e))?,
+            ),
+            Compression::None => Box::new(&mut buffered),
+        };
+        let mut checked = Checked {
+            inner: decoded,
+            check: TarCheck::new(),
+        };
+        {
+            let reader: &mut dyn Read = &mut checked;
+            let mut archive = tar::Archive::new(reader);
+            let entries = archive.entries().map_err(|e| tar_error(&name, e))?;
+            for (i, entry) in entries.enumerate() {
+                let mut entry = entry.map_err(|e| tar_error(&name, e))?;
+                visit(i as u64, &mut entry)?;
+            }
+        }
+        io::copy(&mut checked, &mut io::sink()).map_err(|e| tar_error(&name, e))?;
+        checked.check.finish().map_err(|e| e.context(&name))?;
+    }
+    io::copy(&mut buffered, &mut io::sink()).map_err(|e| tar_error(&name, e))?;
+    Ok(())
+}
