@@ -41,6 +41,7 @@ pub enum Command {
     Auth(commands::auth::Args),
     AppendLayer(commands::append_layer::Args),
     Copy(commands::copy::Args),
+    Squash(commands::squash::Args),
 }
 
 /// The ENVIRONMENT section of `--help`, from the one table of variables.

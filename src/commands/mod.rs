@@ -17,6 +17,8 @@ pub mod pull_blob;
 pub mod push_blob;
 pub mod resolve;
 pub mod set_alias;
+pub mod squash;
+pub mod tar_out;
 
 use std::io::Read;
 
@@ -63,6 +65,7 @@ pub fn run(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Auth(a) => auth::run(ctx, a),
         Command::AppendLayer(a) => append_layer::run(ctx, a),
         Command::Copy(a) => copy::run(ctx, a),
+        Command::Squash(a) => squash::run(ctx, a),
     }
 }
 

@@ -83,12 +83,12 @@ pub struct Summary {
 }
 
 /// Merges `layers` (bottom first) into one plain tar on `out`.
-pub fn merge(layers: &mut [&mut dyn LayerSource], out: &mut dyn Write) -> Result<Summary> {
+pub fn merge(layers: &mut [Box<dyn LayerSource + '_>], out: &mut dyn Write) -> Result<Summary> {
     let mut state = State::default();
     for (l, source) in layers.iter_mut().enumerate() {
         let layer = l as u32;
         let name = source.describe();
-        read_entries(*source, |i, entry| state.visit((layer, i), &name, entry))?;
+        read_entries(source.as_mut(), |i, entry| state.visit((layer, i), &name, entry))?;
     }
     let mut plan = state.plan();
     let mut writer = TarWriter::new(out);
@@ -96,7 +96,7 @@ pub fn merge(layers: &mut [&mut dyn LayerSource], out: &mut dyn Write) -> Result
     for (l, source) in layers.iter_mut().enumerate() {
         let layer = l as u32;
         let name = source.describe();
-        read_entries(*source, |i, entry| {
+        read_entries(source.as_mut(), |i, entry| {
             let Some(action) = plan.remove(&(layer, i)) else {
                 return Ok(());
             };
@@ -496,12 +496,16 @@ mod tests {
     }
 
     /// `path type [content|target]` per entry of the merge of `layers`.
+    fn boxed(layers: Vec<Mem>) -> Vec<Box<dyn LayerSource>> {
+        layers
+            .into_iter()
+            .map(|l| Box::new(l) as Box<dyn LayerSource>)
+            .collect()
+    }
+
     fn merged(layers: Vec<Mem>) -> Result<Vec<String>> {
-        let mut layers = layers;
-        let mut refs: Vec<&mut dyn LayerSource> =
-            layers.iter_mut().map(|l| l as &mut dyn LayerSource).collect();
         let mut out = Vec::new();
-        merge(&mut refs, &mut out)?;
+        merge(&mut boxed(layers), &mut out)?;
         let mut archive = tar::Archive::new(&out[..]);
         let mut lines = Vec::new();
         for e in archive.entries().unwrap() {
@@ -596,11 +600,12 @@ mod tests {
         second
             .entry(b"d", &Kind::Dir, &meta, 0, &mut io::empty())
             .unwrap();
-        let mut layers = vec![layer(&[E::D("d"), E::F("d/f", "x")]), Mem(second.finish().unwrap())];
-        let mut refs: Vec<&mut dyn LayerSource> =
-            layers.iter_mut().map(|l| l as &mut dyn LayerSource).collect();
+        let layers = vec![
+            layer(&[E::D("d"), E::F("d/f", "x")]),
+            Mem(second.finish().unwrap()),
+        ];
         let mut out = Vec::new();
-        merge(&mut refs, &mut out).unwrap();
+        merge(&mut boxed(layers), &mut out).unwrap();
         let mut archive = tar::Archive::new(&out[..]);
         let heads: Vec<(String, u32, u64)> = archive
             .entries()

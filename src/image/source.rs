@@ -180,18 +180,86 @@ pub fn read_entries(
             inner: decoded,
             check: TarCheck::new(),
         };
-        {
+        let parsed = {
             let reader: &mut dyn Read = &mut checked;
             let mut archive = tar::Archive::new(reader);
-            let entries = archive.entries().map_err(|e| tar_error(&name, e))?;
-            for (i, entry) in entries.enumerate() {
-                let mut entry = entry.map_err(|e| tar_error(&name, e))?;
-                visit(i as u64, &mut entry)?;
-            }
+            visit_all(&mut archive, &name, &mut visit)
+        };
+        if let Err(e) = parsed {
+            // The check says best what is wrong with a stream that is not a tar.
+            return match checked.check.finish() {
+                Err(why) if e.kind == crate::error::Kind::Data => Err(why.context(&name)),
+                _ => Err(e),
+            };
         }
         io::copy(&mut checked, &mut io::sink()).map_err(|e| tar_error(&name, e))?;
         checked.check.finish().map_err(|e| e.context(&name))?;
     }
     io::copy(&mut buffered, &mut io::sink()).map_err(|e| tar_error(&name, e))?;
     Ok(())
+}
+
+fn visit_all(
+    archive: &mut tar::Archive<&mut dyn Read>,
+    name: &str,
+    visit: &mut impl FnMut(u64, &mut tar::Entry<'_, &mut dyn Read>) -> Result<()>,
+) -> Result<()> {
+    let entries = archive.entries().map_err(|e| tar_error(name, e))?;
+    for (i, entry) in entries.enumerate() {
+        let mut entry = entry.map_err(|e| tar_error(name, e))?;
+        visit(i as u64, &mut entry)?;
+    }
+    Ok(())
+}
+
+/// Opens a layer named on the command line: a regular file is read in place; anything else
+/// (a pipe, `<(...)`, a device) is spooled. A missing file is a not-found error.
+pub fn open_path(path: &std::path::Path) -> Result<Box<dyn LayerSource>> {
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(|e| Error::io(format!("opening {shown}"), &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("opening {shown}"), &e))?;
+    if meta.is_dir() {
+        return Err(Error::usage(format!("{shown} is a directory, not a layer")));
+    }
+    if meta.is_file() {
+        return Ok(Box::new(FileSource::new(path.to_path_buf(), file)));
+    }
+    Ok(Box::new(Spooled::new(shown, move || {
+        Ok(Box::new(file) as Box<dyn Read>)
+    })))
+}
+
+/// Standard input as a layer (spooled: it can be read only once).
+pub fn stdin() -> Box<dyn LayerSource> {
+    Box::new(Spooled::new("stdin", || {
+        Ok(Box::new(io::stdin().lock()) as Box<dyn Read>)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spooled_stream_reads_the_same_twice() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let copy = data.clone();
+        let mut s = Spooled::new("x", move || Ok(Box::new(io::Cursor::new(copy)) as Box<dyn Read>));
+        for _ in 0..2 {
+            let mut got = Vec::new();
+            s.open().unwrap().read_to_end(&mut got).unwrap();
+            assert!(got == data);
+        }
+    }
+
+    #[test]
+    fn missing_and_directory_paths_are_refused() {
+        let e = open_path(std::path::Path::new("/nonexistent/layer.tar")).err().unwrap();
+        assert_eq!(e.kind, crate::error::Kind::NotFound);
+        assert_eq!(e.message, "opening /nonexistent/layer.tar: No such file or directory");
+        let e = open_path(std::path::Path::new("/")).err().unwrap();
+        assert_eq!(e.kind, crate::error::Kind::Usage);
+    }
 }
