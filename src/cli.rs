@@ -41,7 +41,9 @@ pub enum Command {
     Auth(commands::auth::Args),
     AppendLayer(commands::append_layer::Args),
     Copy(commands::copy::Args),
+    Flatten(commands::flatten::Args),
     Squash(commands::squash::Args),
+    MakeLayer(commands::make_layer::Args),
 }
 
 /// The ENVIRONMENT section of `--help`, from the one table of variables.

@@ -188,7 +188,7 @@ pub const VARS: &[Var] = &[
         name: "SOURCE_DATE_EPOCH",
         dxf: false,
         plain: true,
-        help: "Seconds since 1970: the time recorded in the history entry append-layer adds (unset: none, so the same input gives the same image).",
+        help: "Seconds since 1970: the time recorded in the history entry append-layer adds (unset: none, so the same input gives the same image), and the mtime of every entry make-layer writes (unset: 0).",
     },
     Var {
         name: "DOCKER_CONFIG",
@@ -372,6 +372,8 @@ pub struct Settings {
     pub compression: Compression,
     /// SOURCE_DATE_EPOCH as RFC 3339, for reproducible history entries.
     pub created: Option<String>,
+    /// SOURCE_DATE_EPOCH in seconds, for the mtimes of the layers make-layer writes.
+    pub epoch: Option<i64>,
     pub platform: Option<Platform>,
     pub progress: Progress,
     pub blob_info: bool,
@@ -672,19 +674,19 @@ impl Settings {
                 Error::config(&n, format!("expected gzip, zstd or none, got {v:?}"))
             })?,
         };
-        let created = match lookup(env, "SOURCE_DATE_EPOCH") {
+        let epoch = match lookup(env, "SOURCE_DATE_EPOCH") {
             None => None,
-            Some((n, v)) => Some(crate::image::append::rfc3339(
-                v.trim().parse::<i64>().map_err(|_| {
-                    Error::config(&n, format!("expected seconds since 1970, got {v:?}"))
-                })?,
-            )),
+            Some((n, v)) => Some(v.trim().parse::<i64>().map_err(|_| {
+                Error::config(&n, format!("expected seconds since 1970, got {v:?}"))
+            })?),
         };
+        let created = epoch.map(crate::image::append::rfc3339);
         Ok(Settings {
             location,
             remote,
             compression,
             created,
+            epoch,
             platform,
             progress,
             blob_info: flag(env, "BLOB_INFO")?,

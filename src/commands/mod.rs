@@ -7,11 +7,13 @@ pub mod blob_size;
 pub mod copy;
 pub mod del_alias;
 pub mod del_blob;
+pub mod flatten;
 pub mod get_alias;
 pub mod get_digest;
 pub mod get_manifest;
 pub mod list_aliases;
 pub mod list_repos;
+pub mod make_layer;
 pub mod mount_blob;
 pub mod pull_blob;
 pub mod push_blob;
@@ -66,6 +68,8 @@ pub fn run(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::AppendLayer(a) => append_layer::run(ctx, a),
         Command::Copy(a) => copy::run(ctx, a),
         Command::Squash(a) => squash::run(ctx, a),
+        Command::MakeLayer(a) => make_layer::run(ctx, a),
+        Command::Flatten(a) => flatten::run(ctx, a),
     }
 }
 

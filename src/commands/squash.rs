@@ -39,7 +39,7 @@ pub struct Args {
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let mut sources = open_all(&args.layers)?;
-    super::tar_out::write_to(ctx, args.output.as_ref(), |out| {
+    super::tar_out::write_to(&mut ctx.out, args.output.as_ref(), |out| {
         merge::merge(&mut sources, out).map(|_| ())
     })
 }

@@ -7,20 +7,19 @@ use std::path::{Path, PathBuf};
 
 use regtool::error::{Error, Kind, Result};
 
-use super::Ctx;
+use crate::output::Output;
 
 /// Runs `write` against stdout or (with a path) a temporary file that becomes `path`.
 pub fn write_to(
-    ctx: &mut Ctx,
+    stdout: &mut Output,
     path: Option<&PathBuf>,
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
     let Some(path) = path else {
-        let out = ctx.out.raw();
-        let result = write(out);
+        let result = write(stdout.raw());
         return match result {
             Err(e) if e.kind == Kind::Closed => Ok(()),
-            other => other.and_then(|()| ctx.out.flush()),
+            other => other.and_then(|()| stdout.flush()),
         };
     };
     let dir = match path.parent() {

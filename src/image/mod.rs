@@ -5,8 +5,11 @@
 
 pub mod append;
 pub mod copy;
+pub mod flatten;
 pub mod layer;
+pub mod make_layer;
 pub mod merge;
 pub mod source;
 pub mod tarcheck;
 pub mod tarout;
+pub mod wheel;

@@ -1,0 +1,62 @@
+//! `flatten <image> [-o out.tar] [--config FILE]`: the merged root filesystem of an image as
+//! one tar (`regtool::image::flatten` finds the layers, `regtool::image::merge` merges them).
+
+use std::path::PathBuf;
+
+use regtool::error::{Error, Result};
+use regtool::image::{flatten, merge};
+
+use super::Ctx;
+
+/// Write the merged root filesystem of an image as one tar
+///
+/// IMAGE is [host[:port]/]repo[:tag|@digest], in the registry it names or in the store of
+/// REGTOOL_HOST. A multi-platform index needs REGTOOL_PLATFORM.
+///
+/// The layers are applied in order, as a container runtime stacks them: whiteouts and
+/// opaque directories remove what lower layers put there, later layers win, and no whiteout
+/// is left. Modes, owners (ids and names), mtimes, symlinks, hard links and xattrs are kept;
+/// an entry that is absolute or escapes the root is refused (status 65). The output is
+/// reproducible: the same image gives the same bytes.
+///
+/// Each layer is downloaded once, verified against its digest, and kept (compressed, as it
+/// came) in a temporary file in TMPDIR until the tar is written: the merge reads every layer
+/// twice, and holds no file content in memory.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The image: [host[:port]/]repo[:tag|@digest]
+    pub image: String,
+    /// Write the tar to FILE (complete or not at all) instead of stdout
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also write the image's config (JSON, as stored) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
+    if args.output.is_some() && args.output == args.config {
+        return Err(Error::usage("--config and -o name the same file"));
+    }
+    let platform = ctx.settings.platform.clone();
+    let retries = ctx.settings.remote.retries;
+    let located = super::locate(ctx, &args.image)?;
+    let mut image = flatten::open(
+        located.side(),
+        &located.reference.reference(),
+        platform.as_ref(),
+        retries,
+    )?;
+    // A stdout of its own: `located` borrows the context (its store) while the tar streams.
+    let mut out = crate::output::Output::new(ctx.settings.format);
+    super::tar_out::write_to(&mut out, args.output.as_ref(), |w| {
+        merge::merge(&mut image.layers, w).map(|_| ())
+    })?;
+    if let Some(path) = &args.config {
+        super::tar_out::write_to(&mut out, Some(path), |w| {
+            w.write_all(&image.config)
+                .map_err(|e| regtool::error::from_io(format!("writing {}", path.display()), e))
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The layers and config of an image in a store (a registry or the local store), ready for
+//! the merge engine: `flatten` is [`open`] followed by [`crate::image::merge::merge`]. Other
+//! image sources (a layout, an archive) only need to give the same [`Image`].
+//!
+//! Each layer is downloaded once: it is spooled to a temporary file (as it came, compressed)
+//! while the first merge pass reads it, verified against its digest as it streams (resumed
+//! after a broken connection), and read from the spool by the second pass. At most the
+//! compressed size of the image is on disk at once, and layers are fetched one at a time,
+//! when the merge reaches them.
+
+use std::io::{self, Read};
+
+use crate::error::{Error, Result};
+use crate::image::copy::{self, Side};
+use crate::image::source::{LayerSource, Spooled};
+use crate::oci::digest::{HashingReader, check};
+use crate::oci::{Descriptor, Digest, Manifest, Platform};
+
+/// The largest config read (they are small JSON documents).
+const MAX_CONFIG: u64 = 16 * 1024 * 1024;
+
+/// An image to flatten: its config bytes and its layers, bottom first.
+pub struct Image<'a> {
+    pub config: Vec<u8>,
+    pub layers: Vec<Box<dyn LayerSource + 'a>>,
+}
+
+/// Opens the image `reference` names in `side`; an index needs `platform`.
+pub fn open<'a>(
+    side: Side<'a>,
+    reference: &str,
+    platform: Option<&Platform>,
+    retries: u32,
+) -> Result<Image<'a>> {
+    let (_, mut manifest) = copy::fetch(side, reference)?;
+    if let Manifest::Index { manifests, .. } = &manifest {
+        let Some(wanted) = platform else {
+            return Err(
+                Error::usage(format!("{reference} is a multi-platform index"))
+                    .with_hint("set REGTOOL_PLATFORM, like linux/amd64"),
+            );
+        };
+        let child = crate::oci::manifest::child_for(manifests, wanted, reference)?;
+        manifest = copy::fetch(side, &child.digest.to_string())?.1;
+    }
+    let Manifest::Image { config, layers, .. } = manifest else {
+        return Err(Error::data(format!("{reference}: nested indexes are not supported")));
+    };
+    if config.size > MAX_CONFIG {
+        return Err(Error::data(format!(
+            "{reference}: the config is larger than 16 MiB"
+        )));
+    }
+    let config = read_blob(side, &config, retries)?;
+    let layers = layers
+        .into_iter()
+        .map(|layer| {
+            if !layer.media_type.contains("tar") {
+                return Err(Error::data(format!(
+                    "{reference}: the layer {} is {}, not a tar",
+                    layer.digest, layer.media_type
+                )));
+            }
+            Ok(Box::new(Spooled::new(layer.digest.to_string(), move || {
+                open_verified(side, layer.digest, Some(layer.size), retries)
+            })) as Box<dyn LayerSource + 'a>)
+        })
+        .collect::<Result<_>>()?;
+    Ok(Image { config, layers })
+}
+
+fn read_blob(side: Side<'_>, desc: &Descriptor, retries: u32) -> Result<Vec<u8>> {
+    let mut reader = open_verified(side, desc.digest.clone(), Some(desc.size), retries)?;
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| crate::error::from_io(format!("reading {}", desc.digest), e))?;
+    Ok(bytes)
+}
+
+/// A blob stream that resumes after a broken connection and fails at its end unless its
+/// content matches `digest` (and `size`).
+fn open_verified<'a>(
+    side: Side<'a>,
+    digest: Digest,
+    size: Option<u64>,
+    retries: u32,
+) -> Result<Box<dyn Read + 'a>> {
+    let blob = side.store.open_blob(side.repo, &digest)?;
+    let resuming = crate::resume::Resuming::new(side.store, side.repo, &digest, blob.reader, retries);
+    Ok(Box::new(Verified {
+        inner: Some(HashingReader::new(resuming, digest.algorithm())),
+        digest,
+        size,
+    }))
+}
+
+struct Verified<R> {
+    inner: Option<HashingReader<R>>,
+    digest: Digest,
+    size: Option<u64>,
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(0);
+        };
+        let n = inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if let Some(done) = self.inner.take() {
+                let (actual, count) = done.finish();
+                check(&self.digest, self.size, &actual, count)?;
+            }
+        }
+        Ok(n)
+    }
+}
