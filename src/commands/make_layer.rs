@@ -36,7 +36,11 @@ pub struct Args {
     #[arg(long, value_name = "DIR", default_value = "/usr/local")]
     pub prefix: String,
     /// Where wheels install their packages
-    #[arg(long, value_name = "DIR", default_value = "/usr/lib/python3/dist-packages")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/usr/lib/python3/dist-packages"
+    )]
     pub site_packages: String,
     /// Write the tar to FILE (complete or not at all) instead of stdout
     #[arg(short = 'o', long = "output", value_name = "FILE")]

@@ -44,7 +44,9 @@ pub fn open<'a>(
         manifest = copy::fetch(side, &child.digest.to_string())?.1;
     }
     let Manifest::Image { config, layers, .. } = manifest else {
-        return Err(Error::data(format!("{reference}: nested indexes are not supported")));
+        return Err(Error::data(format!(
+            "{reference}: nested indexes are not supported"
+        )));
     };
     if config.size > MAX_CONFIG {
         return Err(Error::data(format!(
@@ -87,7 +89,8 @@ fn open_verified<'a>(
     retries: u32,
 ) -> Result<Box<dyn Read + 'a>> {
     let blob = side.store.open_blob(side.repo, &digest)?;
-    let resuming = crate::resume::Resuming::new(side.store, side.repo, &digest, blob.reader, retries);
+    let resuming =
+        crate::resume::Resuming::new(side.store, side.repo, &digest, blob.reader, retries);
     Ok(Box::new(Verified {
         inner: Some(HashingReader::new(resuming, digest.algorithm())),
         digest,

@@ -34,10 +34,19 @@ pub struct Options {
 
 #[derive(Debug)]
 enum Item {
-    Dir { mode: u32 },
-    File { source: PathBuf, size: u64, mode: u32 },
+    Dir {
+        mode: u32,
+    },
+    File {
+        source: PathBuf,
+        size: u64,
+        mode: u32,
+    },
     Symlink(Vec<u8>),
-    Wheel { wheel: usize, file: wheel::Installed },
+    Wheel {
+        wheel: usize,
+        file: wheel::Installed,
+    },
 }
 
 /// Normalises a destination or directory given on the command line (absolute or not) into a
@@ -113,7 +122,11 @@ impl Layer {
         if kind.is_symlink() {
             let target = std::fs::read_link(source)
                 .map_err(|e| Error::io(format!("reading {}", source.display()), &e))?;
-            return self.add(dest, Item::Symlink(target.as_os_str().as_bytes().to_vec()), source);
+            return self.add(
+                dest,
+                Item::Symlink(target.as_os_str().as_bytes().to_vec()),
+                source,
+            );
         }
         if kind.is_file() {
             let item = Item::File {
@@ -136,15 +149,12 @@ impl Layer {
                 source.display()
             )));
         }
-        self.add(
-            dest.clone(),
-Item::Dir { mode },
-            source,
-        )?;
+        self.add(dest.clone(), Item::Dir { mode }, source)?;
         let entries = std::fs::read_dir(source)
             .map_err(|e| Error::io(format!("reading {}", source.display()), &e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| Error::io(format!("reading {}", source.display()), &e))?;
+            let entry =
+                entry.map_err(|e| Error::io(format!("reading {}", source.display()), &e))?;
             let name = entry.file_name();
             self.add_tree(&entry.path(), join(&dest, name.as_bytes()))?;
         }
@@ -186,10 +196,8 @@ Item::Dir { mode },
                         )));
                     }
                     None => {
-                        self.items.insert(
-                            parent.to_vec(),
-Item::Dir { mode: 0o755 },
-                        );
+                        self.items
+                            .insert(parent.to_vec(), Item::Dir { mode: 0o755 });
                     }
                 }
                 end += 1;
@@ -262,9 +270,13 @@ fn write(mut layer: Layer, mtime: u64, out: &mut dyn Write) -> Result<u64> {
                 writer.entry(path, &Kind::File, &meta(*mode), *size, &mut file)
             }
             Item::Wheel { wheel, file } => match &file.content {
-                wheel::Content::Bytes(bytes) => {
-                    writer.entry(path, &Kind::File, &meta(file.mode), file.size, &mut &bytes[..])
-                }
+                wheel::Content::Bytes(bytes) => writer.entry(
+                    path,
+                    &Kind::File,
+                    &meta(file.mode),
+                    file.size,
+                    &mut &bytes[..],
+                ),
                 wheel::Content::Member { index } => {
                     let mut member = layer.wheels[*wheel]
                         .by_index(*index)
@@ -340,11 +352,17 @@ mod tests {
         std::fs::create_dir(&tool).unwrap();
         std::fs::write(tool.join("a.txt"), "a").unwrap();
         std::fs::write(dir.path().join("prog"), "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(dir.path().join("prog"), std::fs::Permissions::from_mode(0o750))
-            .unwrap();
+        std::fs::set_permissions(
+            dir.path().join("prog"),
+            std::fs::Permissions::from_mode(0o750),
+        )
+        .unwrap();
         let inputs = [
             parse_input(tool.to_str().unwrap()),
-            parse_input(&format!("{}=/usr/local/bin/prog", dir.path().join("prog").display())),
+            parse_input(&format!(
+                "{}=/usr/local/bin/prog",
+                dir.path().join("prog").display()
+            )),
         ];
         let opts = Options {
             prefix: "/opt".into(),
@@ -383,7 +401,11 @@ mod tests {
             parse_input(&format!("{}=x", f.display())),
         ];
         let err = make_layer(&twice, &opts, &mut Vec::new()).unwrap_err();
-        assert!(err.message.contains("/x would be written twice"), "{}", err.message);
+        assert!(
+            err.message.contains("/x would be written twice"),
+            "{}",
+            err.message
+        );
         let escape = [parse_input(&format!("{}=../x", f.display()))];
         let err = make_layer(&escape, &opts, &mut Vec::new()).unwrap_err();
         assert_eq!(err.kind, crate::error::Kind::Usage);
@@ -392,6 +414,10 @@ mod tests {
             parse_input(&format!("{}=/a/b", f.display())),
         ];
         let err = make_layer(&under_file, &opts, &mut Vec::new()).unwrap_err();
-        assert!(err.message.contains("is a file, and also"), "{}", err.message);
+        assert!(
+            err.message.contains("is a file, and also"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -88,7 +88,9 @@ pub fn merge(layers: &mut [Box<dyn LayerSource + '_>], out: &mut dyn Write) -> R
     for (l, source) in layers.iter_mut().enumerate() {
         let layer = l as u32;
         let name = source.describe();
-        read_entries(source.as_mut(), |i, entry| state.visit((layer, i), &name, entry))?;
+        read_entries(source.as_mut(), |i, entry| {
+            state.visit((layer, i), &name, entry)
+        })?;
     }
     let mut plan = state.plan();
     let mut writer = TarWriter::new(out);
@@ -255,11 +257,14 @@ impl State {
                     *meta = Some(Box::new(read_meta(entry, layer)?));
                     return Ok(());
                 }
-                self.replace(path, Node::Dir {
-                    first: id,
-                    last: id,
-                    meta: None,
-                });
+                self.replace(
+                    path,
+                    Node::Dir {
+                        first: id,
+                        last: id,
+                        meta: None,
+                    },
+                );
             }
             EntryType::Link => {
                 let raw = entry.link_name_bytes().unwrap_or_default().into_owned();
@@ -400,9 +405,9 @@ fn emit(
         Action::Emit { path, meta } => {
             let kind = match h.entry_type() {
                 EntryType::Directory => Kind::Dir,
-                EntryType::Symlink => Kind::Symlink(
-                    entry.link_name_bytes().unwrap_or_default().into_owned(),
-                ),
+                EntryType::Symlink => {
+                    Kind::Symlink(entry.link_name_bytes().unwrap_or_default().into_owned())
+                }
                 EntryType::Char => {
                     let (a, b) = device(h).map_err(|e| tar_error(layer, e))?;
                     Kind::Char(a, b)
@@ -627,10 +632,24 @@ mod tests {
     fn escaping_and_dangling_entries_are_refused() {
         assert_eq!(normalize(b"./a//b/", "l").unwrap(), b"a/b");
         assert_eq!(normalize(b"./", "l").unwrap(), b"");
-        assert!(normalize(b"/etc", "l").unwrap_err().message.contains("absolute"));
-        assert!(normalize(b"a/../../b", "l").unwrap_err().message.contains("leaves"));
+        assert!(
+            normalize(b"/etc", "l")
+                .unwrap_err()
+                .message
+                .contains("absolute")
+        );
+        assert!(
+            normalize(b"a/../../b", "l")
+                .unwrap_err()
+                .message
+                .contains("leaves")
+        );
         let err = merged(vec![layer(&[E::L("b", "nowhere")])]).unwrap_err();
         assert_eq!(err.kind, crate::error::Kind::Data);
-        assert!(err.message.contains("neither this layer"), "{}", err.message);
+        assert!(
+            err.message.contains("neither this layer"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -246,7 +246,9 @@ mod tests {
     fn a_spooled_stream_reads_the_same_twice() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let copy = data.clone();
-        let mut s = Spooled::new("x", move || Ok(Box::new(io::Cursor::new(copy)) as Box<dyn Read>));
+        let mut s = Spooled::new("x", move || {
+            Ok(Box::new(io::Cursor::new(copy)) as Box<dyn Read>)
+        });
         for _ in 0..2 {
             let mut got = Vec::new();
             s.open().unwrap().read_to_end(&mut got).unwrap();
@@ -256,9 +258,14 @@ mod tests {
 
     #[test]
     fn missing_and_directory_paths_are_refused() {
-        let e = open_path(std::path::Path::new("/nonexistent/layer.tar")).err().unwrap();
+        let e = open_path(std::path::Path::new("/nonexistent/layer.tar"))
+            .err()
+            .unwrap();
         assert_eq!(e.kind, crate::error::Kind::NotFound);
-        assert_eq!(e.message, "opening /nonexistent/layer.tar: No such file or directory");
+        assert_eq!(
+            e.message,
+            "opening /nonexistent/layer.tar: No such file or directory"
+        );
         let e = open_path(std::path::Path::new("/")).err().unwrap();
         assert_eq!(e.kind, crate::error::Kind::Usage);
     }

@@ -199,16 +199,26 @@ mod tests {
             ..Meta::default()
         };
         let long = "d/".to_string() + &"x".repeat(150);
-        w.entry(b"", &Kind::Dir, &meta, 0, &mut io::empty()).unwrap();
+        w.entry(b"", &Kind::Dir, &meta, 0, &mut io::empty())
+            .unwrap();
         w.entry(b"d", &Kind::Dir, &Meta::default(), 0, &mut io::empty())
             .unwrap();
-        w.entry(long.as_bytes(), &Kind::File, &Meta::default(), 2, &mut &b"hi"[..])
-            .unwrap();
+        w.entry(
+            long.as_bytes(),
+            &Kind::File,
+            &Meta::default(),
+            2,
+            &mut &b"hi"[..],
+        )
+        .unwrap();
         let bytes = w.finish().unwrap();
         let back = read_back(&bytes);
         assert_eq!(back[0].0, "./");
         assert_eq!(back[0].2, 0o755, "type bits never reach the mode field");
-        assert_eq!(back[0].3, vec![("SCHILY.xattr.user.k".to_string(), b"v".to_vec())]);
+        assert_eq!(
+            back[0].3,
+            vec![("SCHILY.xattr.user.k".to_string(), b"v".to_vec())]
+        );
         assert_eq!(back[1].0, "d/");
         assert_eq!(back[2].0, long);
     }

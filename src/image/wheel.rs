@@ -167,7 +167,12 @@ pub fn plan(path: &Path, dirs: &Dirs<'_>) -> Result<Plan> {
         }
     }
     let info = join(dirs.site_packages, dist_info.as_bytes());
-    add_bytes(&mut files, join(&info, b"INSTALLER"), b"regtool\n".to_vec(), 0o644);
+    add_bytes(
+        &mut files,
+        join(&info, b"INSTALLER"),
+        b"regtool\n".to_vec(),
+        0o644,
+    );
     add_bytes(&mut files, join(&info, b"REQUESTED"), Vec::new(), 0o644);
     let record_path = join(&info, b"RECORD");
     let record = record(&files, &record_path, dirs.site_packages);
@@ -409,9 +414,15 @@ mod tests {
     #[test]
     fn record_paths_are_relative_to_site_packages() {
         let sp = b"usr/lib/python3/dist-packages";
-        assert_eq!(relative(b"usr/lib/python3/dist-packages/a/b.py", sp), b"a/b.py");
+        assert_eq!(
+            relative(b"usr/lib/python3/dist-packages/a/b.py", sp),
+            b"a/b.py"
+        );
         assert_eq!(relative(b"usr/local/bin/x", sp), b"../../../local/bin/x");
-        assert_eq!(record_hash(&Sha256::digest(b"")), "sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU");
+        assert_eq!(
+            record_hash(&Sha256::digest(b"")),
+            "sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-fn run(dir: &Path, program: &str, args: &[&str]) -> String {
+pub(crate) fn run(dir: &Path, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .current_dir(dir)
@@ -27,11 +27,11 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> String {
 /// A base image with two layers (/etc/one.txt, /etc/two.txt) in an OCI layout, for amd64
 /// and arm64, pushed to the plain registry as t/base:oci, t/base:docker, t/base:arm and a
 /// two-platform index t/base:multi.
-struct Base {
+pub(crate) struct Base {
     layout: PathBuf,
 }
 
-fn base() -> &'static Base {
+pub(crate) fn base() -> &'static Base {
     static B: OnceLock<Base> = OnceLock::new();
     B.get_or_init(|| {
         let dir = tempfile::Builder::new().prefix("umoci-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap().keep();
@@ -107,11 +107,11 @@ fn tarball(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
     out
 }
 
-fn manifest(reg: &Registry, repo: &str, tag: &str) -> Value {
+pub(crate) fn manifest(reg: &Registry, repo: &str, tag: &str) -> Value {
     serde_json::from_str(&regtool(&["get-manifest", repo, tag]).host(reg).run().ok()).unwrap()
 }
 
-fn config(reg: &Registry, repo: &str, m: &Value) -> Value {
+pub(crate) fn config(reg: &Registry, repo: &str, m: &Value) -> Value {
     let digest = m["config"]["digest"].as_str().unwrap();
     serde_json::from_slice(&regtool(&["pull-blob", repo, digest]).host(reg).run().stdout).unwrap()
 }

@@ -16,6 +16,7 @@ mod errors;
 mod first_hour;
 mod hostile;
 mod images;
+mod layertools;
 mod layout;
 mod secrets;
 mod transfers;
