@@ -34,6 +34,9 @@ _regtool() {
             regtool,del-blob)
                 cmd="regtool__subcmd__del__subcmd__blob"
                 ;;
+            regtool,flatten)
+                cmd="regtool__subcmd__flatten"
+                ;;
             regtool,get-alias)
                 cmd="regtool__subcmd__get__subcmd__alias"
                 ;;
@@ -48,6 +51,9 @@ _regtool() {
                 ;;
             regtool,list-repos)
                 cmd="regtool__subcmd__list__subcmd__repos"
+                ;;
+            regtool,make-layer)
+                cmd="regtool__subcmd__make__subcmd__layer"
                 ;;
             regtool,mount-blob)
                 cmd="regtool__subcmd__mount__subcmd__blob"
@@ -64,6 +70,9 @@ _regtool() {
             regtool,set-alias)
                 cmd="regtool__subcmd__set__subcmd__alias"
                 ;;
+            regtool,squash)
+                cmd="regtool__subcmd__squash"
+                ;;
             *)
                 ;;
         esac
@@ -71,7 +80,7 @@ _regtool() {
 
     case "${cmd}" in
         regtool)
-            opts="-h -V --help --version push-blob pull-blob blob-size mount-blob del-blob set-alias get-alias del-alias get-digest resolve get-manifest list-aliases list-repos auth append-layer copy"
+            opts="-h -V --help --version push-blob pull-blob blob-size mount-blob del-blob set-alias get-alias del-alias get-digest resolve get-manifest list-aliases list-repos auth append-layer copy flatten squash make-layer"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -168,6 +177,32 @@ _regtool() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        regtool__subcmd__flatten)
+            opts="-o -h -V --output --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         regtool__subcmd__get__subcmd__alias)
             opts="-h -V --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -231,6 +266,36 @@ _regtool() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        regtool__subcmd__make__subcmd__layer)
+            opts="-o -h -V --prefix --site-packages --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --site-packages)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -309,6 +374,28 @@ _regtool() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        regtool__subcmd__squash)
+            opts="-o -h -V --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

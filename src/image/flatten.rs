@@ -110,11 +110,12 @@ impl<R: Read> Read for Verified<R> {
             return Ok(0);
         };
         let n = inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            if let Some(done) = self.inner.take() {
-                let (actual, count) = done.finish();
-                check(&self.digest, self.size, &actual, count)?;
-            }
+        if n == 0
+            && !buf.is_empty()
+            && let Some(done) = self.inner.take()
+        {
+            let (actual, count) = done.finish();
+            check(&self.digest, self.size, &actual, count)?;
         }
         Ok(n)
     }

@@ -164,7 +164,10 @@ impl Read for Counted<'_> {
 mod tests {
     use super::*;
 
-    fn read_back(bytes: &[u8]) -> Vec<(String, EntryType, u32, Vec<(String, Vec<u8>)>)> {
+    /// Path, type, mode and PAX records of each entry.
+    type Back = (String, EntryType, u32, Vec<(String, Vec<u8>)>);
+
+    fn read_back(bytes: &[u8]) -> Vec<Back> {
         let mut archive = tar::Archive::new(bytes);
         let mut out = Vec::new();
         for e in archive.entries().unwrap() {

@@ -310,12 +310,16 @@ fn csv_fields(line: &str) -> Vec<String> {
         match (c, quoted) {
             ('"', true) if chars.peek() == Some(&'"') => {
                 chars.next();
-                fields.last_mut().map(|f| f.push('"'));
+                if let Some(f) = fields.last_mut() {
+                    f.push('"');
+                }
             }
             ('"', _) => quoted = !quoted,
             (',', false) => fields.push(String::new()),
             (c, _) => {
-                fields.last_mut().map(|f| f.push(c));
+                if let Some(f) = fields.last_mut() {
+                    f.push(c);
+                }
             }
         }
     }
