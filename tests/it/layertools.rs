@@ -258,6 +258,17 @@ fn flatten_gives_the_tree_umoci_unpacks() {
     );
     let stdout = regtool(&["flatten", "t/flat:v1"]).host(reg).run();
     assert!(stdout.stdout == bytes, "stdout and -o differ");
+    // The same image in the local store flattens to the same bytes.
+    let store = tempdir();
+    let local = format!("oci:{}", path(store.path()));
+    regtool(&["copy", &format!("{}/t/flat:v1", reg.host), "t/flat:v1"])
+        .env("REGTOOL_HOST", &local)
+        .run()
+        .ok();
+    let from_store = regtool(&["flatten", "t/flat:v1"])
+        .env("REGTOOL_HOST", &local)
+        .run();
+    assert!(from_store.stdout == bytes, "{}", from_store.stderr);
 }
 
 #[test]
