@@ -42,6 +42,9 @@ complete -c regtool -n "__fish_regtool_needs_command" -f -a "list-repos" -d 'Lis
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "auth" -d 'Mint a bearer token for a repository (pull by default) and extra scopes'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "append-layer" -d 'Append tarballs as new layers to an image in a registry, without pulling it'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "copy" -d 'Copy an image or index to another repository or registry'
+complete -c regtool -n "__fish_regtool_needs_command" -f -a "flatten" -d 'Write the merged root filesystem of an image as one tar'
+complete -c regtool -n "__fish_regtool_needs_command" -f -a "squash" -d 'Merge layer tarballs into one plain layer tar'
+complete -c regtool -n "__fish_regtool_needs_command" -f -a "make-layer" -d 'Make a reproducible layer tar from files, directories and Python wheels'
 complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s o -l output -d 'Write to FILE (atomically, after verification) instead of stdout' -r -F
@@ -75,3 +78,15 @@ complete -c regtool -n "__fish_regtool_using_subcommand append-layer" -s h -l he
 complete -c regtool -n "__fish_regtool_using_subcommand append-layer" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand copy" -s h -l help -d 'Print help'
 complete -c regtool -n "__fish_regtool_using_subcommand copy" -s V -l version -d 'Print version'
+complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s o -l output -d 'Write the tar to FILE (complete or not at all) instead of stdout' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand flatten" -l config -d 'Also write the image\'s config (JSON, as stored) to FILE' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s V -l version -d 'Print version'
+complete -c regtool -n "__fish_regtool_using_subcommand squash" -s o -l output -d 'Write the tar to FILE (complete or not at all) instead of stdout' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand squash" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c regtool -n "__fish_regtool_using_subcommand squash" -s V -l version -d 'Print version'
+complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -l prefix -d 'Where inputs without a DEST go, and the root of a wheel\'s bin/ and data' -r
+complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -l site-packages -d 'Where wheels install their packages' -r
+complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s o -l output -d 'Write the tar to FILE (complete or not at all) instead of stdout' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s V -l version -d 'Print version'
