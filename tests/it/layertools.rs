@@ -295,6 +295,21 @@ fn flatten_takes_a_platform_for_an_index_and_full_references() {
         .host(reg)
         .run()
         .fails(2);
+    let same = regtool(&["flatten", "t/base:oci", "-o", "x.tar", "--config", "x.tar"])
+        .host(reg)
+        .run();
+    assert!(same.fails(64).contains("same file"), "{}", same.stderr);
+    // An alias's blobs are no layers: refused before anything is written.
+    let dir = tempdir();
+    let blob = dir.path().join("notes.txt");
+    std::fs::write(&blob, "not a layer").unwrap();
+    regtool(&["push-blob", "t/notes", path(&blob), "@notes"])
+        .host(reg)
+        .run()
+        .ok();
+    let alias = regtool(&["flatten", "t/notes:notes"]).host(reg).run();
+    assert!(alias.fails(65).contains("not a tar"), "{}", alias.stderr);
+    assert!(alias.stdout.is_empty());
 }
 
 #[test]
@@ -565,6 +580,13 @@ fn a_tampered_wheel_and_a_missing_input_are_refused() {
         missing.fails(2).contains("no-such-dir"),
         "{}",
         missing.stderr
+    );
+    run(dir.path(), "mkfifo", &["pipe"]);
+    let fifo = regtool(&["make-layer", "pipe"]).dir(dir.path()).run();
+    assert!(
+        fifo.fails(64).contains("a FIFO cannot go in a layer"),
+        "{}",
+        fifo.stderr
     );
 }
 
