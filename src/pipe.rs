@@ -131,10 +131,12 @@ fn write_stage(
 }
 
 /// A reader fed by a thread of its own, for input that may block for ever (stdin, a FIFO).
-/// Once the interrupt handler has started, a read that would wait ends the input instead: the
-/// request carrying it ends, the registry answers with the upload's newest Location, and the
-/// handler cancels the session with it. (The upload sends nothing after that.)
+/// Once `stop` says so (the interrupt handler has started: [`crate::cleanup::interrupted`]),
+/// a read that would wait ends the input instead: the request carrying it ends, the registry
+/// answers with the upload's newest Location, and the handler cancels the session with it.
+/// (The upload sends nothing after that.)
 pub struct Prefetch {
+    stop: fn() -> bool,
     rx: Receiver<io::Result<Vec<u8>>>,
     pending: Vec<u8>,
     pos: usize,
@@ -142,7 +144,7 @@ pub struct Prefetch {
 }
 
 impl Prefetch {
-    pub fn new(mut inner: Box<dyn Read + Send>) -> Prefetch {
+    pub fn new(mut inner: Box<dyn Read + Send>, stop: fn() -> bool) -> Prefetch {
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(2);
         std::thread::spawn(move || {
             loop {
@@ -165,6 +167,7 @@ impl Prefetch {
             }
         });
         Prefetch {
+            stop,
             rx,
             pending: Vec::new(),
             pos: 0,
@@ -177,7 +180,7 @@ impl Read for Prefetch {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use std::sync::mpsc::RecvTimeoutError;
         while self.pos == self.pending.len() {
-            if self.done || crate::cleanup::interrupted() {
+            if self.done || (self.stop)() {
                 return Ok(0);
             }
             match self.rx.recv_timeout(std::time::Duration::from_millis(50)) {
@@ -197,6 +200,26 @@ impl Read for Prefetch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefetch_passes_everything_through_and_its_errors() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut out = Vec::new();
+        Prefetch::new(Box::new(io::Cursor::new(data.clone())), || false)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("gone"))
+            }
+        }
+        let err = Prefetch::new(Box::new(Broken), || false)
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "gone");
+    }
 
     #[test]
     fn copies_and_verifies_large_input() {

@@ -178,7 +178,10 @@ fn push_stream(
     let bar = ctx.bars.bar(if name == "-" { "stdin" } else { name }, None);
     let result = ctx.store().put_blob_stream(
         repo,
-        &mut bar.wrap_read(regtool::pipe::Prefetch::new(reader)),
+        &mut bar.wrap_read(regtool::pipe::Prefetch::new(
+            reader,
+            regtool::cleanup::interrupted,
+        )),
         Algorithm::Sha256,
     );
     bar.finish_and_clear();
