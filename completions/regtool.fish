@@ -47,7 +47,7 @@ complete -c regtool -n "__fish_regtool_needs_command" -f -a "squash" -d 'Merge l
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "make-layer" -d 'Make a reproducible layer tar from files, directories and Python wheels'
 complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s V -l version -d 'Print version'
-complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s o -l output -d 'Write to FILE (atomically, after verification) instead of stdout' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s o -l output -d 'Write to FILE instead of stdout (a regular file atomically, after verification)' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand blob-size" -s h -l help -d 'Print help (see more with \'--help\')'

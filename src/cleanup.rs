@@ -68,10 +68,13 @@ impl Drop for Guard {
 /// A temporary file in `dir`, registered for removal on interrupt while the guard lives. It
 /// becomes readable by others (mode 0666 less the umask) once renamed into place, unlike
 /// tempfile's default 0600: a pulled file or a layout's blob is the user's ordinary file.
-pub fn tempfile(prefix: &str, dir: &Path) -> std::io::Result<(tempfile::NamedTempFile, Guard)> {
+pub fn tempfile(
+    prefix: impl AsRef<std::ffi::OsStr>,
+    dir: &Path,
+) -> std::io::Result<(tempfile::NamedTempFile, Guard)> {
     use std::os::unix::fs::PermissionsExt;
     let file = tempfile::Builder::new()
-        .prefix(prefix)
+        .prefix(prefix.as_ref())
         .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)?;
     let guard = register(file.path());

@@ -10,6 +10,7 @@ pub mod error;
 pub mod image;
 pub mod layout;
 pub mod oci;
+pub mod outfile;
 pub mod parallel;
 pub mod pipe;
 pub mod registry;

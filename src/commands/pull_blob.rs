@@ -1,21 +1,33 @@
 //! `pull-blob <repo> <digest|@alias>... [-o FILE]`: writes blobs, concatenated and verified,
-//! to stdout or to FILE. FILE is written through a temporary file beside it and renamed only
-//! after every byte was verified, so it is never partial or wrong. With no arguments the
-//! manifest on stdin names the blobs.
+//! to stdout or to FILE (through `regtool::outfile`: a regular FILE is replaced atomically
+//! after every byte was verified, devices and pipes are written as the bytes arrive). With no
+//! arguments the manifest on stdin names the blobs.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use regtool::alias::{self, PerPlatform};
 use regtool::error::{Error, Result};
 
 use regtool::oci::{Digest, Target};
+use regtool::outfile::OutFile;
 use regtool::pipe::{self, Hash};
 use regtool::store::BlobStream;
 
 use super::Ctx;
 
 /// Download blobs (verified) to stdout or a file
+///
+/// Every byte is checked against its digest. On stdout the bytes are written as they arrive
+/// and a mismatch exits 65 afterwards, so scripts must check the status.
+///
+/// With -o FILE: a regular FILE, or one that does not exist yet, is written to a temporary
+/// file beside it, synced to disk and renamed over FILE only after verification, so FILE is
+/// never partial or wrong; an existing FILE keeps its permission bits (and, when regtool runs
+/// as root, its owner). A symlink is followed and its target replaced that way; the link
+/// stays. Anything else (a device such as /dev/null, a FIFO, /dev/stdout, or /dev/fd/N as a
+/// shell's >(command) gives) is written directly, as stdout is: a mismatch exits 65 after
+/// the bytes were written. A directory is refused.
 ///
 /// Every blob is read up to its size and no further: the size an alias's manifest declares,
 /// else the registry's Content-Length. A registry that announces another length than the
@@ -27,7 +39,7 @@ pub struct Args {
     pub repo: String,
     /// Blob digests or @aliases; none: read a manifest from stdin
     pub targets: Vec<String>,
-    /// Write to FILE (atomically, after verification) instead of stdout
+    /// Write to FILE instead of stdout (a regular file atomically, after verification)
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -68,24 +80,11 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let Some(path) = &args.output else {
         return pull_all(ctx, repo, &blobs, None);
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (mut tmp, _guard) = regtool::cleanup::tempfile(&format!(".{name}.regtool-"), dir)
-        .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
-    pull_all(ctx, repo, &blobs, Some(tmp.as_file_mut()))?;
-    tmp.as_file_mut()
-        .flush()
-        .map_err(|e| Error::io(format!("writing {}", path.display()), &e))?;
-    // Dropping `tmp` on any error above removes it; only verified content is renamed into place.
-    tmp.persist(path)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), &e.error))?;
-    Ok(())
+    let mut file = OutFile::create(path)?;
+    // Dropping `file` on an error discards a temporary file; only verified content is
+    // renamed into place.
+    pull_all(ctx, repo, &blobs, Some(&mut file))?;
+    file.commit()
 }
 
 /// Pulls every blob, in order, into `file` or (None) stdout; with REGTOOL_BLOB_INFO a
@@ -94,7 +93,7 @@ fn pull_all(
     ctx: &mut Ctx,
     repo: &str,
     blobs: &[(Digest, Option<u64>)],
-    mut file: Option<&mut std::fs::File>,
+    mut file: Option<&mut OutFile>,
 ) -> Result<()> {
     let Ctx {
         store,
@@ -128,7 +127,7 @@ fn pull_all(
 
 enum Sink<'a> {
     Stdout(&'a mut dyn Write),
-    File(&'a mut std::fs::File),
+    File(&'a mut OutFile),
 }
 
 /// Opens a blob and learns its size: from the manifest, the response, or a HEAD.
@@ -180,13 +179,15 @@ fn copy(
             size,
             Hash::WhileWriting,
         ),
-        Sink::File(f) => pipe::copy_verified(
-            &mut blob.reader,
-            &mut bar.wrap_write(f),
-            digest,
-            size,
-            Hash::WhileReading,
-        ),
+        Sink::File(f) => {
+            // Into a device or a pipe, writing is cheap: hash there, as for stdout.
+            let hash = if f.in_place() {
+                Hash::WhileWriting
+            } else {
+                Hash::WhileReading
+            };
+            pipe::copy_verified(&mut blob.reader, &mut bar.wrap_write(f), digest, size, hash)
+        }
     };
 
     bar.finish_and_clear();

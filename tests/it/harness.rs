@@ -191,15 +191,26 @@ pub fn wrapped(wrapper: &[&str], args: &[&str]) -> Cmd {
         }
         None => Command::new(binary),
     };
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home())
-        .env("REGTOOL_RETRIES", "0");
-    Cmd { cmd, stdin: None }
+    cmd.args(args);
+    Cmd::hermetic(cmd)
+}
+
+/// Runs `script` in bash with `args` as `$1...` and the binary's path in `$REGTOOL`, in the
+/// same hermetic environment: for what only a shell sets up, like `-o >(command)`.
+pub fn regtool_in_bash(script: &str, args: &[&str]) -> Cmd {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(script).arg("bash").args(args);
+    Cmd::hermetic(cmd).env("REGTOOL", env!("CARGO_BIN_EXE_regtool"))
 }
 
 impl Cmd {
+    fn hermetic(mut cmd: Command) -> Cmd {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home())
+            .env("REGTOOL_RETRIES", "0");
+        Cmd { cmd, stdin: None }
+    }
     pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Cmd {
         self.cmd.env(k, v);
         self
@@ -286,8 +297,13 @@ pub fn repo(name: &str) -> String {
 
 /// Presses Ctrl-C on a running regtool.
 pub fn interrupt(child: &std::process::Child) {
+    signal(child, "INT");
+}
+
+/// Sends the signal named like `kill -NAME` (INT, TERM, HUP) to a running regtool.
+pub fn signal(child: &std::process::Child, name: &str) {
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());

@@ -18,6 +18,7 @@ mod hostile;
 mod images;
 mod layertools;
 mod layout;
+mod outpaths;
 mod secrets;
 mod transfers;
 mod uploads;

@@ -1,0 +1,303 @@
+//! Writing to a path the user named (`-o FILE`, an image target). What the path is decides
+//! how:
+//! - a regular file, or nothing yet: a temporary file beside it, fsynced, renamed over it only
+//!   by [`OutFile::commit`] (so it is never partial or unverified), then the directory
+//!   fsynced. An existing file keeps its permission bits and, where allowed, its owner;
+//! - a symlink: resolved, and its final target treated as above (the link stays a link);
+//! - anything else (a character device like /dev/null, a FIFO, a terminal, a descriptor
+//!   reached through /dev/fd/N, /dev/stdout or /proc/self/fd/N): opened and written in place.
+//!   Renaming over those would replace the device or the pipe its reader waits on. Bytes
+//!   reach them before the end is verified, as on stdout, and the caller reports a mismatch.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, Metadata};
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::cleanup;
+use crate::error::{Error, Result};
+
+/// The longest file name Linux and macOS file systems take (NAME_MAX), in bytes.
+const NAME_MAX: usize = 255;
+/// Links followed before giving up, as the kernel's own limit (MAXSYMLINKS, ELOOP).
+const MAX_LINKS: usize = 40;
+/// What the temporary name adds around the target's name: `.`, `.regtool-`, 6 random.
+const TEMP_OVERHEAD: usize = 1 + 9 + 6;
+
+/// An output being written; see the module documentation for the rules.
+pub struct OutFile {
+    /// The path as the user gave it, for messages.
+    path: PathBuf,
+    how: How,
+}
+
+enum How {
+    InPlace(File),
+    Atomic {
+        tmp: tempfile::NamedTempFile,
+        _guard: cleanup::Guard,
+        target: PathBuf,
+    },
+}
+
+/// What a path turned out to be.
+#[derive(Debug, PartialEq)]
+enum Plan {
+    InPlace,
+    /// Replace `target`: the path with its symlinks resolved.
+    Atomic {
+        target: PathBuf,
+    },
+}
+
+impl OutFile {
+    /// Opens `path` for writing. A FIFO's open waits for its reader, as any writer's would.
+    pub fn create(path: &Path) -> Result<OutFile> {
+        let failed = |e: io::Error| Error::io(format!("writing {}", path.display()), &e);
+        let how = match plan(path).map_err(failed)? {
+            Plan::InPlace => How::InPlace(
+                // Appending: a regular file reached through a descriptor (`-o /dev/stdout
+                // >> log`, or `> log` after earlier output) continues where its writer is;
+                // devices and pipes ignore the flag.
+                fs::OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .map_err(failed)?,
+            ),
+            Plan::Atomic { target } => atomic(&target, fs::metadata(&target).ok().as_ref())?,
+        };
+        Ok(OutFile {
+            path: path.to_path_buf(),
+            how,
+        })
+    }
+
+    /// True when the bytes go straight to a device, a pipe or a descriptor: nothing holds
+    /// them back if verification fails later.
+    pub fn in_place(&self) -> bool {
+        matches!(self.how, How::InPlace(_))
+    }
+
+    /// Finishes the output: a temporary file is synced to disk and renamed over its target.
+    /// Dropping an `OutFile` without committing discards a temporary file.
+    pub fn commit(self) -> Result<()> {
+        let failed = |e: io::Error| Error::io(format!("writing {}", self.path.display()), &e);
+        match self.how {
+            How::InPlace(mut f) => f.flush().map_err(failed),
+            How::Atomic {
+                tmp,
+                _guard,
+                target,
+            } => {
+                // The data first, then the name: a crash after the rename must not leave an
+                // empty or partial file under the final name.
+                tmp.as_file().sync_all().map_err(failed)?;
+                tmp.persist(&target).map_err(|e| failed(e.error))?;
+                sync_dir(parent(&target)).map_err(failed)
+            }
+        }
+    }
+
+    fn file(&mut self) -> &mut File {
+        match &mut self.how {
+            How::InPlace(f) => f,
+            How::Atomic { tmp, .. } => tmp.as_file_mut(),
+        }
+    }
+}
+
+impl Write for OutFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file().flush()
+    }
+}
+
+/// Decides how `path` is written (module documentation).
+fn plan(path: &Path) -> io::Result<Plan> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err(io::Error::other("is a directory")),
+        Ok(m) if !m.is_file() => return Ok(Plan::InPlace),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(match resolve(path)? {
+        Some(target) => Plan::Atomic { target },
+        // A regular file reached through a descriptor: its name is not ours to replace.
+        None => Plan::InPlace,
+    })
+}
+
+/// Follows symlinks in the last component of `path`; None when one of them is a descriptor
+/// link (/proc/PID/fd/N, which /dev/fd, /dev/stdout and /proc/self/fd lead to), whose text
+/// is no path to rename over.
+fn resolve(path: &Path) -> io::Result<Option<PathBuf>> {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match fs::symlink_metadata(&current) {
+            Ok(m) if m.file_type().is_symlink() => {
+                if is_descriptor_link(&current) {
+                    return Ok(None);
+                }
+                let link = fs::read_link(&current)?;
+                // A relative link is relative to the directory holding it; join keeps an
+                // absolute one as it is.
+                current = parent(&current).join(link);
+            }
+            Ok(_) => return Ok(Some(current)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(current)),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("too many levels of symbolic links"))
+}
+
+fn is_descriptor_link(link: &Path) -> bool {
+    let Ok(dir) = fs::canonicalize(parent(link)) else {
+        return false;
+    };
+    dir.starts_with("/proc") && dir.file_name() == Some(OsStr::new("fd"))
+}
+
+/// The directory holding `path` (`.` for a bare name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A registered temporary file beside `target`, with the mode and owner of `old`.
+fn atomic(target: &Path, old: Option<&Metadata>) -> Result<How> {
+    let dir = parent(target);
+    let name = target.file_name().unwrap_or(OsStr::new("out"));
+    let (tmp, guard) = cleanup::tempfile(temp_prefix(name), dir)
+        .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
+    if let Some(old) = old {
+        keep_attributes(tmp.as_file(), old)
+            .map_err(|e| Error::io(format!("writing {}", target.display()), &e))?;
+    }
+    Ok(How::Atomic {
+        tmp,
+        _guard: guard,
+        target: target.to_path_buf(),
+    })
+}
+
+/// `.<name>.regtool-`, with `name` shortened so that the whole temporary name (the random
+/// part included) stays within NAME_MAX. A UTF-8 name is cut between characters.
+fn temp_prefix(name: &OsStr) -> OsString {
+    let bytes = name.as_bytes();
+    let mut keep = bytes.len().min(NAME_MAX - TEMP_OVERHEAD);
+    if let Some(text) = name.to_str() {
+        while !text.is_char_boundary(keep) {
+            keep -= 1;
+        }
+    }
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(&bytes[..keep]);
+    prefix.extend_from_slice(b".regtool-");
+    OsString::from_vec(prefix)
+}
+
+/// Gives the replacement the owner (when we may: root, or a group of ours) and the
+/// permission bits of the file it replaces. Set-id bits are not carried over to new content.
+fn keep_attributes(tmp: &File, old: &Metadata) -> io::Result<()> {
+    let mine = tmp.metadata()?;
+    if (mine.uid(), mine.gid()) != (old.uid(), old.gid()) {
+        // Not permitted for an ordinary user giving a file away: the file is then theirs,
+        // as any newly written file would be.
+        let _ = std::os::unix::fs::fchown(tmp, Some(old.uid()), Some(old.gid()));
+    }
+    tmp.set_permissions(fs::Permissions::from_mode(old.mode() & 0o777))
+}
+
+/// Makes a rename in `dir` durable. File systems that cannot sync a directory say so with
+/// EINVAL; that is no failure of ours.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_fit_name_max() {
+        let long = "x".repeat(NAME_MAX);
+        let prefix = temp_prefix(OsStr::new(&long));
+        assert_eq!(prefix.len() + 6, NAME_MAX);
+        let multibyte = "é".repeat(120);
+        let prefix = temp_prefix(OsStr::new(&multibyte));
+        assert!(prefix.to_str().is_some(), "cut inside a character");
+        assert!(prefix.len() + 6 <= NAME_MAX);
+        assert_eq!(temp_prefix(OsStr::new("a.bin")), ".a.bin.regtool-");
+    }
+
+    #[test]
+    fn paths_are_planned_by_what_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, "x").unwrap();
+        let new = dir.path().join("new");
+        assert_eq!(
+            plan(&file).unwrap(),
+            Plan::Atomic {
+                target: file.clone()
+            }
+        );
+        assert_eq!(
+            plan(&new).unwrap(),
+            Plan::Atomic {
+                target: new.clone()
+            }
+        );
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("file", &link).unwrap();
+        assert_eq!(
+            plan(&link).unwrap(),
+            Plan::Atomic {
+                target: dir.path().join("file")
+            }
+        );
+        let lp = dir.path().join("loop");
+        std::os::unix::fs::symlink("loop", &lp).unwrap();
+        assert!(plan(&lp).is_err());
+        assert_eq!(plan(Path::new("/dev/null")).unwrap(), Plan::InPlace);
+        assert!(plan(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_descriptor_of_a_regular_file_is_written_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("f")).unwrap();
+        use std::os::fd::AsRawFd;
+        let via_fd = PathBuf::from(format!("/dev/fd/{}", file.as_raw_fd()));
+        assert_eq!(plan(&via_fd).unwrap(), Plan::InPlace);
+    }
+
+    #[test]
+    fn an_uncommitted_output_leaves_the_target_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        fs::write(&target, "old").unwrap();
+        let mut out = OutFile::create(&target).unwrap();
+        out.write_all(b"new").unwrap();
+        drop(out);
+        assert_eq!(fs::read(&target).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        let mut out = OutFile::create(&target).unwrap();
+        assert!(!out.in_place());
+        out.write_all(b"new").unwrap();
+        out.commit().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+    }
+}
