@@ -13,7 +13,10 @@ use crate::commands;
     about = "Use any OCI/Docker registry as a scriptable blob store",
     long_about = "Use any OCI/Docker registry as a scriptable blob store.\n\n\
         Configuration comes from environment variables (REGTOOL_*, with dxf's DXF_* names as a \
-        fallback); results go to stdout, progress and errors to stderr.",
+        fallback); results go to stdout, progress and errors to stderr.\n\n\
+        SIGINT (Ctrl-C), SIGTERM and SIGHUP remove the temporary files being written and cancel \
+        open upload sessions, within 3 seconds in all (a second signal exits at once), then \
+        exit with 128 + the signal: 130, 143, 129.",
     after_long_help = environment_help(),
     disable_help_subcommand = true,
     propagate_version = true

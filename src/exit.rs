@@ -31,7 +31,18 @@ pub const STATUSES: &[(i32, &str)] = &[
     ),
     (75, "temporary failure: rate limited (429) after retries"),
     (78, "configuration error: a bad environment variable"),
-    (130, "interrupted"),
+    (
+        129,
+        "hung up (SIGHUP): temporary files removed, open uploads cancelled",
+    ),
+    (
+        130,
+        "interrupted (SIGINT, Ctrl-C): temporary files removed, open uploads cancelled",
+    ),
+    (
+        143,
+        "terminated (SIGTERM, as timeout, docker stop and Kubernetes send): cleaned up as for 130",
+    ),
 ];
 
 pub fn code(kind: Kind) -> i32 {
@@ -65,6 +76,9 @@ pub fn report(err: &Error) -> i32 {
 mod tests {
     use super::*;
 
+    /// Statuses that only a signal gives (128 + its number, src/signals.rs), not an error kind.
+    const SIGNAL_ONLY: [i32; 2] = [129, 143];
+
     #[test]
     fn the_documented_table_matches_the_mapping() {
         let mapped: Vec<i32> = [
@@ -82,7 +96,21 @@ mod tests {
         .into_iter()
         .map(code)
         .collect();
-        assert_eq!(mapped, STATUSES.iter().map(|s| s.0).collect::<Vec<_>>());
+        let documented: Vec<i32> = STATUSES
+            .iter()
+            .map(|s| s.0)
+            .filter(|s| !SIGNAL_ONLY.contains(s))
+            .collect();
+        assert_eq!(mapped, documented);
+    }
+
+    #[test]
+    fn signal_statuses_are_128_plus_the_signal() {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let documented: Vec<i32> = STATUSES.iter().map(|s| s.0).collect();
+        for signal in [SIGHUP, SIGINT, SIGTERM] {
+            assert!(documented.contains(&(128 + signal)), "{signal}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod output;
 mod progress;
+mod signals;
 
 use std::io::IsTerminal;
 
@@ -14,24 +15,25 @@ use regtool::config::{Location, ProcessEnv, Settings};
 use regtool::error::{Error, Result};
 
 fn main() {
-    std::process::exit(run());
+    let status = run();
+    regtool::cleanup::stop_if_interrupted();
+    std::process::exit(status);
 }
 
 fn run() -> i32 {
-    // Ctrl-C: cancel open uploads, remove temporary files being filled, then exit 130 (CLI.md). A failure to
-    // install the handler only loses that cleanup.
-    let _ = ctrlc::set_handler(|| {
-        regtool::cleanup::run_all();
-        eprintln!("regtool: interrupted");
-        std::process::exit(130);
-    });
+    // SIGINT, SIGTERM, SIGHUP: cancel open uploads, remove temporary files being filled, then
+    // exit 128 + the signal.
+    signals::install();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
     match execute(cli) {
         Ok(()) => 0,
-        Err(e) => exit::report(&e),
+        Err(e) => {
+            regtool::cleanup::stop_if_interrupted();
+            exit::report(&e)
+        }
     }
 }
 

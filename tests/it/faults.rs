@@ -3,7 +3,7 @@
 //! first `times` requests matching a method and a path fragment get the fault, the rest pass
 //! through untouched. Faults: an answer of its own (503, 429 with Retry-After), a response cut
 //! after K body bytes, a request body cut after K bytes, a response stalled after K body
-//! bytes, one flipped response byte.
+//! bytes, one flipped response byte, no answer at all (the request is held for 30 s).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -19,6 +19,8 @@ pub enum Fault {
     Flip(usize),
     /// The request reaches the registry whole; its answer never reaches the client.
     LoseResponse,
+    /// No answer at all: the request is held for 30 s, then the connection closed.
+    Hang,
 }
 
 pub struct Rule {
@@ -133,6 +135,11 @@ fn relay(client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mute
             .push(format!("FAULT {f:?} {method} {path}"));
     }
     let mut client_out = client.try_clone().unwrap();
+    if let Some(Fault::Hang) = fault {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = client_out.shutdown(Shutdown::Both);
+        return;
+    }
     if let Some(Fault::Status(code, retry_after)) = fault {
         // Like a load balancer whose backend failed, take the request body first.
         let length = head

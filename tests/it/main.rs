@@ -20,5 +20,6 @@ mod layertools;
 mod layout;
 mod outpaths;
 mod secrets;
+mod signals;
 mod transfers;
 mod uploads;

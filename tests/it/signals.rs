@@ -1,0 +1,157 @@
+//! Signals that end a run: SIGINT, SIGTERM and SIGHUP each remove temporary files, cancel
+//! open upload sessions and exit 128 + the signal; the cleanup is bounded in time, and a
+//! second signal exits at once.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::faults::{Fault, FaultProxy, rule};
+use crate::harness::*;
+use crate::scripted::{Response, Server};
+
+/// The cleanup budget of src/signals.rs.
+const BUDGET: Duration = Duration::from_secs(3);
+
+/// Waits for `child` at most `limit`; ends it and fails the test after that.
+fn wait_within(mut child: Child, limit: Duration) -> (i32, String, Duration) {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = start.elapsed();
+    let out = child.wait_with_output().unwrap();
+    let status = out
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("{:?}", out.status));
+    (
+        status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed,
+    )
+}
+
+/// Requests `proxy` received that start with `start` (not counting its FAULT lines).
+fn received(proxy: &FaultProxy, start: &str) -> usize {
+    proxy
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with(start))
+        .count()
+}
+
+/// A push of stdin through `proxy`, its PATCH under way (stdin stays open).
+fn upload_under_way(proxy: &FaultProxy, repo: &str) -> (Child, std::process::ChildStdin) {
+    let mut child = regtool(&["push-blob", repo, "-"])
+        .env("REGTOOL_HOST", &proxy.host)
+        .env("REGTOOL_INSECURE", "1")
+        .spawn();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &bytes(100_000, 92)).unwrap();
+    let patch = format!("PATCH /v2/{repo}/blobs/uploads/");
+    wait_until("the upload has started", || proxy.count(&patch) > 0);
+    (child, stdin)
+}
+
+#[test]
+fn sigterm_and_sighup_remove_the_partial_file_and_exit_128_plus_the_signal() {
+    let data = bytes(2_000_000, 42);
+    let digest = sha256(&data);
+    let server = Server::start(move |_| Response::new(200).body(data.clone()).stall_after(500_000));
+    for (signal_name, status, line) in [("TERM", 143, "terminated"), ("HUP", 129, "hung up")] {
+        let dir = tempdir();
+        let target = dir.path().join("big.bin");
+        let child = regtool(&[
+            "pull-blob",
+            "fred/logs",
+            &digest,
+            "-o",
+            target.to_str().unwrap(),
+        ])
+        .env("REGTOOL_HOST", &server.host)
+        .spawn();
+        wait_until("the pull has started", || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .flatten()
+                .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+        });
+        signal(&child, signal_name);
+        let (code, stderr, _) = wait_within(child, Duration::from_secs(10));
+        assert_eq!(code, status, "SIG{signal_name}: {stderr}");
+        assert_eq!(stderr, format!("regtool: {line}\n"));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "SIG{signal_name} left a partial file behind"
+        );
+    }
+}
+
+#[test]
+fn sigterm_and_sighup_cancel_the_upload_session() {
+    for (signal_name, status, repo) in [("TERM", 143, "t/sigterm"), ("HUP", 129, "t/sighup")] {
+        let proxy = FaultProxy::start(&plain().host, Vec::new());
+        let (child, stdin) = upload_under_way(&proxy, repo);
+        signal(&child, signal_name);
+        let (code, stderr, _) = wait_within(child, Duration::from_secs(10));
+        drop(stdin);
+        assert_eq!(code, status, "SIG{signal_name}: {stderr}");
+        let delete = format!("DELETE /v2/{repo}/blobs/uploads/");
+        assert_eq!(received(&proxy, &delete), 1, "{:?}", proxy.lines());
+    }
+}
+
+#[test]
+fn cleanup_gives_up_after_its_budget_when_the_cancel_hangs() {
+    let proxy = FaultProxy::start(
+        &plain().host,
+        vec![rule("DELETE", "/blobs/uploads/", Fault::Hang, 1)],
+    );
+    let (child, stdin) = upload_under_way(&proxy, "t/cancel-hangs");
+    // Ctrl-C: before the budget, its cleanup waited for the DELETE as long as the proxy held it.
+    interrupt(&child);
+    let (code, stderr, elapsed) = wait_within(child, Duration::from_secs(20));
+    drop(stdin);
+    assert_eq!(code, 130, "{stderr}");
+    assert!(
+        received(&proxy, "DELETE /v2/t/cancel-hangs/blobs/uploads/") == 1,
+        "{:?} {stderr}",
+        proxy.lines()
+    );
+    assert!(
+        elapsed >= BUDGET && elapsed < BUDGET + Duration::from_secs(3),
+        "exited after {elapsed:?}"
+    );
+    assert_eq!(
+        stderr,
+        "regtool: interrupted\nregtool: gave up cleaning up after 3 s: 1 upload session(s) may stay open until the registry expires them\n"
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_while_the_cancel_hangs() {
+    let proxy = FaultProxy::start(
+        &plain().host,
+        vec![rule("DELETE", "/blobs/uploads/", Fault::Hang, 1)],
+    );
+    let (child, stdin) = upload_under_way(&proxy, "t/impatient");
+    interrupt(&child);
+    wait_until("the cancel was sent", || {
+        received(&proxy, "DELETE /v2/t/impatient/blobs/uploads/") == 1
+    });
+    interrupt(&child);
+    let (code, stderr, elapsed) = wait_within(child, Duration::from_secs(20));
+    drop(stdin);
+    assert_eq!(code, 130, "{stderr}");
+    assert_eq!(stderr, "regtool: interrupted\n");
+    assert!(elapsed < BUDGET / 2, "exited after {elapsed:?}");
+}
