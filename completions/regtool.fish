@@ -78,15 +78,15 @@ complete -c regtool -n "__fish_regtool_using_subcommand append-layer" -s h -l he
 complete -c regtool -n "__fish_regtool_using_subcommand append-layer" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand copy" -s h -l help -d 'Print help'
 complete -c regtool -n "__fish_regtool_using_subcommand copy" -s V -l version -d 'Print version'
-complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s o -l output -d 'Write the tar to FILE (complete or not at all) instead of stdout' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s o -l output -d 'Write the tar to FILE instead of stdout: a regular file (or a symlink\'s target) complete or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand flatten" -l config -d 'Also write the image\'s config (JSON, as stored) to FILE' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s V -l version -d 'Print version'
-complete -c regtool -n "__fish_regtool_using_subcommand squash" -s o -l output -d 'Write the tar to FILE (complete or not at all) instead of stdout' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand squash" -s o -l output -d 'Write the tar to FILE instead of stdout: a regular file (or a symlink\'s target) complete or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand squash" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand squash" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -l prefix -d 'Where inputs without a DEST go, and the root of a wheel\'s bin/ and data' -r
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -l site-packages -d 'Where wheels install their packages' -r
-complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s o -l output -d 'Write the tar to FILE (complete or not at all) instead of stdout' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s o -l output -d 'Write the tar to FILE instead of stdout: a regular file (or a symlink\'s target) complete or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s V -l version -d 'Print version'

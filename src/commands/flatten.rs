@@ -26,7 +26,8 @@ use super::Ctx;
 pub struct Args {
     /// The image: [host[:port]/]repo[:tag|@digest]
     pub image: String,
-    /// Write the tar to FILE (complete or not at all) instead of stdout
+    /// Write the tar to FILE instead of stdout: a regular file (or a symlink's target) complete
+    /// or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Also write the image's config (JSON, as stored) to FILE

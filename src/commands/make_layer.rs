@@ -42,7 +42,8 @@ pub struct Args {
         default_value = "/usr/lib/python3/dist-packages"
     )]
     pub site_packages: String,
-    /// Write the tar to FILE (complete or not at all) instead of stdout
+    /// Write the tar to FILE instead of stdout: a regular file (or a symlink's target) complete
+    /// or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

@@ -32,7 +32,8 @@ pub struct Args {
     /// Layer tarballs, bottom first (- for stdin)
     #[arg(required = true)]
     pub layers: Vec<PathBuf>,
-    /// Write the tar to FILE (complete or not at all) instead of stdout
+    /// Write the tar to FILE instead of stdout: a regular file (or a symlink's target) complete
+    /// or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

@@ -1,11 +1,13 @@
 //! Where the tar-making commands (squash, flatten, make-layer) write: stdout, or `-o FILE`
-//! through a temporary file beside FILE that is renamed over it only once the whole tar was
-//! written, so FILE is never partial.
+//! with the rules of `regtool::outfile`: a regular FILE through a temporary file beside it
+//! that is renamed over it only once the whole tar was written, so FILE is never partial;
+//! a symlink's target likewise; a device, a FIFO or /dev/fd/N directly.
 
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use regtool::error::{Error, Kind, Result};
+use regtool::outfile::OutFile;
 
 use crate::output::Output;
 
@@ -22,25 +24,16 @@ pub fn write_to(
             other => other.and_then(|()| stdout.flush()),
         };
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (mut tmp, _guard) = regtool::cleanup::tempfile(&format!(".{name}.regtool-"), dir)
-        .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
+    // A regular FILE gets a temporary file that is renamed over it only once the whole tar
+    // was written (dropping it on an error removes it); devices and pipes get the tar as it
+    // is made (regtool::outfile).
+    let mut file = OutFile::create(path)?;
     {
-        let mut buffered = BufWriter::with_capacity(256 * 1024, tmp.as_file_mut());
+        let mut buffered = BufWriter::with_capacity(256 * 1024, &mut file);
         write(&mut buffered)?;
         buffered
             .flush()
             .map_err(|e| Error::io(format!("writing {}", path.display()), &e))?;
     }
-    // Dropping `tmp` on any error above removes it; only a complete tar is renamed into place.
-    tmp.persist(path)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), &e.error))?;
-    Ok(())
+    file.commit()
 }

@@ -301,3 +301,50 @@ fn a_written_file_is_synced_before_the_rename_and_the_directory_after() {
     let dir_sync = position(&|l| l.contains("fsync(") && l.contains(&format!("<{dir_name}>")));
     assert!(file_sync < rename && rename < dir_sync, "{calls}");
 }
+
+#[test]
+fn tar_commands_follow_the_same_rules() {
+    let dir = tempdir();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("a.txt"), bytes(5_000, 8)).unwrap();
+    let layer = dir.path().join("layer.tar");
+    let made = Command::new("tar")
+        .arg("-cf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(&tree)
+        .arg("a.txt")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let layer = layer.to_str().unwrap();
+    let expected = regtool(&["squash", layer]).run().stdout;
+    assert!(!expected.is_empty());
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // A FIFO gets the tar as it is made.
+    let fifo = out.join("fifo");
+    mkfifo(&fifo);
+    let reader = FifoReader::start(&fifo);
+    regtool(&["squash", layer, "-o", fifo.to_str().unwrap()])
+        .run()
+        .ok();
+    assert!(
+        reader.finish() == Some(expected.clone()),
+        "the FIFO got no tar"
+    );
+    // A symlink's target is replaced and keeps its mode.
+    let real = out.join("real.tar");
+    std::fs::write(&real, b"old").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = out.join("link.tar");
+    std::os::unix::fs::symlink("real.tar", &link).unwrap();
+    regtool(&["squash", layer, "-o", link.to_str().unwrap()])
+        .run()
+        .ok();
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(std::fs::read(&real).unwrap(), expected);
+    assert_eq!(std::fs::metadata(&real).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(names(&out), ["fifo", "link.tar", "real.tar"]);
+}
