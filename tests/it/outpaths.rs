@@ -253,7 +253,7 @@ fn a_mismatch_on_a_fifo_is_written_then_exits_65() {
 }
 
 #[test]
-fn a_directory_is_refused() {
+fn a_directory_or_a_symlink_loop_is_refused() {
     let repo = repo("out-dir");
     let digest = pushed(&repo, b"x");
     let dir = tempdir();
@@ -261,6 +261,16 @@ fn a_directory_is_refused() {
     let stderr = out.fails(1);
     assert!(stderr.contains("is a directory"), "{stderr}");
     assert!(names(dir.path()).is_empty());
+    let lp = dir.path().join("loop");
+    std::os::unix::fs::symlink("loop", &lp).unwrap();
+    let out = pull_to(&repo, &digest, &lp);
+    let stderr = out.fails(1);
+    assert!(
+        stderr.contains(&format!("writing {}: ", lp.display()))
+            && stderr.contains("levels of symbolic links"),
+        "{stderr}"
+    );
+    assert_eq!(names(dir.path()), ["loop"]);
 }
 
 #[test]

@@ -12,9 +12,9 @@ use crate::scripted::{Response, Server};
 /// The cleanup budget of src/signals.rs.
 const BUDGET: Duration = Duration::from_secs(3);
 
-/// Waits for `child` at most `limit`; ends it and fails the test after that.
-fn wait_within(mut child: Child, limit: Duration) -> (i32, String, Duration) {
-    let start = Instant::now();
+/// Waits for `child` at most `limit` after `start`; ends it and fails the test after that.
+/// The duration is counted from `start` (taken before the signal was sent).
+fn wait_within(mut child: Child, start: Instant, limit: Duration) -> (i32, String, Duration) {
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > limit {
             let _ = child.kill();
@@ -85,7 +85,7 @@ fn sigterm_and_sighup_remove_the_partial_file_and_exit_128_plus_the_signal() {
                 .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
         });
         signal(&child, signal_name);
-        let (code, stderr, _) = wait_within(child, Duration::from_secs(10));
+        let (code, stderr, _) = wait_within(child, Instant::now(), Duration::from_secs(10));
         assert_eq!(code, status, "SIG{signal_name}: {stderr}");
         assert_eq!(stderr, format!("regtool: {line}\n"));
         assert_eq!(
@@ -102,7 +102,7 @@ fn sigterm_and_sighup_cancel_the_upload_session() {
         let proxy = FaultProxy::start(&plain().host, Vec::new());
         let (child, stdin) = upload_under_way(&proxy, repo);
         signal(&child, signal_name);
-        let (code, stderr, _) = wait_within(child, Duration::from_secs(10));
+        let (code, stderr, _) = wait_within(child, Instant::now(), Duration::from_secs(10));
         drop(stdin);
         assert_eq!(code, status, "SIG{signal_name}: {stderr}");
         let delete = format!("DELETE /v2/{repo}/blobs/uploads/");
@@ -118,8 +118,9 @@ fn cleanup_gives_up_after_its_budget_when_the_cancel_hangs() {
     );
     let (child, stdin) = upload_under_way(&proxy, "t/cancel-hangs");
     // Ctrl-C: before the budget, its cleanup waited for the DELETE as long as the proxy held it.
+    let start = Instant::now();
     interrupt(&child);
-    let (code, stderr, elapsed) = wait_within(child, Duration::from_secs(20));
+    let (code, stderr, elapsed) = wait_within(child, start, Duration::from_secs(20));
     drop(stdin);
     assert_eq!(code, 130, "{stderr}");
     assert!(
@@ -148,8 +149,9 @@ fn a_second_ctrl_c_exits_at_once_while_the_cancel_hangs() {
     wait_until("the cancel was sent", || {
         received(&proxy, "DELETE /v2/t/impatient/blobs/uploads/") == 1
     });
+    let start = Instant::now();
     interrupt(&child);
-    let (code, stderr, elapsed) = wait_within(child, Duration::from_secs(20));
+    let (code, stderr, elapsed) = wait_within(child, start, Duration::from_secs(20));
     drop(stdin);
     assert_eq!(code, 130, "{stderr}");
     assert_eq!(stderr, "regtool: interrupted\n");
