@@ -14,7 +14,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::image::tarout::{Kind, Meta, TarWriter};
+use crate::image::tarout::{Kind, Meta, TarWriter, write_error};
 use crate::image::wheel;
 use crate::text::sanitize;
 
@@ -285,12 +285,12 @@ fn write(mut layer: Layer, mtime: u64, out: &mut dyn Write) -> Result<u64> {
                 }
             },
         };
-        result.map_err(|e| crate::error::from_io(what(), e))?;
+        result.map_err(|e| write_error(&what(), e))?;
         count += 1;
     }
     writer
         .finish()
-        .map_err(|e| crate::error::from_io("writing the tar", e))?;
+        .map_err(|e| write_error("writing the tar", e))?;
     Ok(count)
 }
 

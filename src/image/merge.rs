@@ -33,7 +33,7 @@ use tar::EntryType;
 
 use crate::error::{Error, Result};
 use crate::image::source::{LayerSource, read_entries, tar_error};
-use crate::image::tarout::{Kind, Meta, TarWriter};
+use crate::image::tarout::{Kind, Meta, TarWriter, write_error};
 use crate::text::sanitize;
 
 /// An entry: its layer and its ordinal in that layer.
@@ -113,7 +113,7 @@ pub fn merge(layers: &mut [Box<dyn LayerSource + '_>], out: &mut dyn Write) -> R
     }
     writer
         .finish()
-        .map_err(|e| crate::error::from_io("writing the tar", e))?;
+        .map_err(|e| write_error("writing the tar", e))?;
     Ok(summary)
 }
 
@@ -426,19 +426,16 @@ fn emit(
     let size = if kind == Kind::File { entry.size() } else { 0 };
     writer
         .entry(&path, &kind, &meta, size, entry)
-        .map_err(|e| write_error(layer, e))
+        .map_err(|e| emit_error(layer, e))
 }
 
-/// Our own errors (a broken source, a closed output) keep their kind; the rest are about
-/// the layer being read or the output being written.
-fn write_error(layer: &str, e: io::Error) -> Error {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        return Error::new(crate::error::Kind::Closed, "output closed");
-    }
+/// A failure of the second pass: a layer that ends early is the layer's fault; the rest is
+/// about the output (see [`write_error`]).
+fn emit_error(layer: &str, e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::UnexpectedEof {
         return tar_error(layer, e);
     }
-    crate::error::from_io("writing the tar", e)
+    write_error("writing the tar", e)
 }
 
 #[cfg(test)]

@@ -671,3 +671,22 @@ fn make_layer_depends_only_on_content_and_modes() {
     sorted.sort();
     assert_eq!(names, sorted);
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_a_failure() {
+    let dir = tempdir();
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, bytes(8 << 20, 3)).unwrap();
+    let tar = dir.path().join("big.tar");
+    run(dir.path(), "tar", &["cf", path(&tar), "big.bin"]);
+    for args in [vec!["make-layer", path(&big)], vec!["squash", path(&tar)]] {
+        let mut child = regtool(&args).spawn();
+        let mut head = [0u8; 100];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut head).unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{stderr}");
+    }
+}
