@@ -9,7 +9,7 @@ use std::io::{self, Read};
 
 use crate::error::{Error, Kind};
 use crate::oci::Digest;
-use crate::registry::http::backoff;
+use crate::registry::transport::retry::backoff;
 use crate::store::Store;
 
 pub struct Resuming<'a> {

@@ -1,7 +1,9 @@
 //! Turning a registry's error response into an [`Error`]: by HTTP status first, then by the
-//! distribution error code (PROTOCOL.md rule 9), with the server's text sanitised.
+//! distribution error code (docs/registry-notes.md §9), with the server's text sanitised.
 
 use serde::Deserialize;
+
+use std::io;
 
 use crate::error::{Error, Kind};
 use crate::text::sanitize;
@@ -67,6 +69,54 @@ pub fn from_status(status: u16, body: &[u8], what: &str) -> Error {
             err.with_hint("the registry does not allow this operation (deletes are often disabled)")
         }
         (_, Kind::Denied) => err.with_hint("check REGTOOL_USERNAME and REGTOOL_PASSWORD"),
+        _ => err,
+    }
+}
+
+/// The error for a request that got no answer (a transport failure). `trusts_given_certs`:
+/// REGTOOL_TLSVERIFY named certificates (for the hint of a certificate failure).
+pub fn from_transport(e: ureq::Error, host: &str, trusts_given_certs: bool) -> Error {
+    match e {
+        ureq::Error::Io(io) => {
+            if io.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+                return crate::error::from_io("sending", io);
+            }
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return tls_error(host, tls, trusts_given_certs);
+            }
+            match io.kind() {
+                io::ErrorKind::ConnectionRefused => {
+                    Error::unavailable(format!("cannot connect to {host}: connection refused"))
+                        .with_hint("is the registry running, and is REGTOOL_HOST right?")
+                }
+                io::ErrorKind::TimedOut => Error::unavailable(format!("{host}: timed out")),
+                _ => Error::unavailable(format!("{host}: {}", crate::error::io_reason(&io))),
+            }
+        }
+        ureq::Error::Timeout(t) => Error::unavailable(format!("{host}: timed out ({t})"))
+            .with_hint("raise REGTOOL_TIMEOUT if the registry is slow"),
+        ureq::Error::HostNotFound => Error::unavailable(format!("cannot resolve {host}")),
+        ureq::Error::ConnectionFailed => Error::unavailable(format!("cannot connect to {host}")),
+        ureq::Error::Rustls(tls) => tls_error(host, &tls, trusts_given_certs),
+        e @ ureq::Error::Tls(_) => Error::unavailable(format!("TLS failure with {host}: {e}")),
+        e => Error::unavailable(format!("{host}: {e}")),
+    }
+}
+
+/// `given`: REGTOOL_TLSVERIFY is set, so the hint must not ask for it again.
+fn tls_error(host: &str, e: &rustls::Error, given: bool) -> Error {
+    let err = Error::unavailable(format!("TLS failure with {host}: {e}"));
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName) => err
+            .with_hint(format!(
+                "the certificate does not name {host}: connect by a name it lists"
+            )),
+        rustls::Error::InvalidCertificate(_) if given => err.with_hint(
+            "the certificate is neither in REGTOOL_TLSVERIFY nor signed by a CA in it: check that the file holds the registry's certificate or its CA",
+        ),
+        rustls::Error::InvalidCertificate(_) => err.with_hint(
+            "set REGTOOL_TLSVERIFY to the CA bundle that signed the registry's certificate (or to the certificate itself)",
+        ),
         _ => err,
     }
 }

@@ -1,21 +1,27 @@
-//! One registry's HTTP transport: the ureq agent, the scheme (https, or http when asked or
-//! when a loopback registry does not speak TLS), authentication on 401, redirects followed by
-//! hand with `Authorization` kept to the registry's own origin (PROTOCOL.md rule 7), and
-//! retries of replayable requests on transient failures (rule 19).
+//! One registry's HTTP client, the façade the rest of the code calls: it sends a request
+//! through the layers in `transport/` (the scheme, authentication on 401, redirects followed
+//! by hand with `Authorization` kept to the registry's own origin (docs/registry-notes.md §7),
+//! and retries of replayable requests on transient failures (§19)).
 
-use std::io::{self, Read};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::io::Read;
+use std::time::Duration;
 
 use ureq::http::{self, Method};
-use ureq::{Agent, SendBody};
 
 use crate::config::RegistryOptions;
 use crate::error::{Error, Kind, Result};
 use crate::registry::auth::{Auth, TokenCall};
-use crate::registry::errors::from_status;
+use crate::registry::errors::{from_status, from_transport};
 use crate::registry::headers::parse_challenges;
 use crate::registry::scope::Scope;
+use crate::registry::transport::logger::Logger;
+use crate::registry::transport::retry::{RETRY_BUDGET, backoff, never_sent};
+use crate::registry::transport::scheme::{
+    Scheme, answered_in_plain_text, plain_http_error, tls_mismatch,
+};
+use crate::registry::transport::token::TokenClient;
+use crate::registry::transport::wire::Wire;
+pub use crate::registry::transport::wire::{is_loopback, listed};
 use crate::registry::url;
 use crate::secret::Secret;
 
@@ -55,7 +61,7 @@ pub struct Request<'a> {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: Body<'a>,
-    /// The token scope the request needs (PROTOCOL.md rule 15).
+    /// The token scope the request needs (docs/registry-notes.md §15).
     pub scope: Scope,
     pub retry: Retry,
 }
@@ -92,142 +98,23 @@ impl<'a> Request<'a> {
 pub struct Http {
     wire: Wire,
     host: String,
-    scheme: Mutex<Option<&'static str>>,
+    scheme: Scheme,
     auth: Auth,
     retries: u32,
-    debug: bool,
+    log: Logger,
     /// REGTOOL_TLSVERIFY named certificates (for the hint of a certificate failure).
     trusts_given_certs: bool,
 }
 
-/// The one way out for every request (to the registry, to a token realm, and the DELETE an
-/// interrupted upload sends), so that one check guards every credential: a request carrying
-/// one (an `Authorization` header, or a token request whose form holds a refresh or access
-/// token) goes in clear text only to this machine or to a host the user allowed plain HTTP.
-#[derive(Clone)]
-struct Wire {
-    agent: Agent,
-    /// `host[:port]` entries allowed plain HTTP (see [`listed`]).
-    plain_http: std::sync::Arc<[String]>,
-}
-
-impl Wire {
-    fn run(
-        &self,
-        req: http::Request<SendBody<'_>>,
-        secret_body: bool,
-    ) -> Result<Response, ureq::Error> {
-        if secret_body || req.headers().contains_key(http::header::AUTHORIZATION) {
-            cleartext_check(&req.uri().to_string(), &self.plain_http)
-                .map_err(|e| ureq::Error::Io(e.into()))?;
-        }
-        self.agent.run(req)
-    }
-}
-
-/// Credentials may cross the network only encrypted, unless they stay on this machine or the
-/// user allowed plain HTTP for the host they go to.
-fn cleartext_check(target: &str, plain_http: &[String]) -> Result<()> {
-    let Some((scheme, authority)) = url::origin(target) else {
-        return Err(Error::new(
-            Kind::Denied,
-            format!(
-                "refusing to send credentials to {:?}: not an http(s) URL",
-                crate::text::sanitize(target, 100)
-            ),
-        ));
-    };
-    if scheme == "https" || is_loopback(&authority) || listed(plain_http, &authority) {
-        return Ok(());
-    }
-    let host = authority.strip_suffix(":80").unwrap_or(&authority);
-    Err(Error::new(
-        Kind::Denied,
-        format!(
-            "refusing to send credentials in clear text to {}",
-            crate::text::sanitize(&url::redact(target), 100)
-        ),
-    )
-    .with_hint(format!(
-        "use https, or allow plain HTTP for that host: REGTOOL_INSECURE={}",
-        crate::text::sanitize(host, 100)
-    )))
-}
-
-/// `(host, port)` of a `host[:port]` (IPv6 in brackets).
-fn split_authority(authority: &str) -> (&str, Option<&str>) {
-    if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => (&authority[..=end], authority[end + 1..].strip_prefix(':')),
-            None => (authority, None),
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    }
-}
-
-/// Whether `authority` (`host[:port]`; no port means 80, plain HTTP's) is one of `hosts`:
-/// an entry with a port names that port only, an entry without one the host on any port.
-pub fn listed(hosts: &[String], authority: &str) -> bool {
-    let (name, port) = split_authority(authority);
-    hosts.iter().any(|entry| {
-        let (e_name, e_port) = split_authority(entry);
-        e_name.eq_ignore_ascii_case(name) && e_port.is_none_or(|p| p == port.unwrap_or("80"))
-    })
-}
-
-/// Whether a `host[:port]` is on this machine (loopback may fall back to plain HTTP).
-pub fn is_loopback(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 impl Http {
     pub fn new(opts: &RegistryOptions) -> Http {
-        let config = Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .user_agent(concat!("regtool/", env!("CARGO_PKG_VERSION")))
-            .timeout_connect(Some(opts.timeout))
-            .timeout_per_read(Some(opts.timeout))
-            .timeout_per_write(Some(opts.timeout))
-            .max_idle_connections_per_host(opts.jobs + 2)
-            .build();
-        // TLS through regtool's own connector (registry/tls.rs): ureq's cannot take a verifier.
-        let agent = Agent::with_parts(
-            config,
-            opts.tls.connector(),
-            ureq::unversioned::resolver::DefaultResolver::default(),
-        );
-        let mut plain_http = opts.insecure_hosts.clone();
-        if opts.insecure {
-            plain_http.push(opts.host.clone());
-        }
-        let scheme = if opts.insecure {
-            Some("http")
-        } else if is_loopback(&opts.host) {
-            None
-        } else {
-            Some("https")
-        };
         Http {
-            wire: Wire {
-                agent,
-                plain_http: plain_http.into(),
-            },
+            wire: Wire::new(opts),
             host: opts.host.clone(),
-            scheme: Mutex::new(scheme),
+            scheme: Scheme::new(opts),
             auth: Auth::new(&opts.host, opts.auth.clone()),
             retries: opts.retries,
-            debug: opts.debug,
+            log: Logger::new(opts.debug),
             trusts_given_certs: !opts.tls.extra_roots.is_empty(),
         }
     }
@@ -242,16 +129,11 @@ impl Http {
     }
 
     fn scheme(&self) -> (&'static str, bool) {
-        match self.scheme.lock().ok().and_then(|g| *g) {
-            Some(s) => (s, true),
-            None => ("https", false),
-        }
+        self.scheme.get()
     }
 
     fn settle_scheme(&self, scheme: &'static str) {
-        if let Ok(mut g) = self.scheme.lock() {
-            *g = Some(scheme);
-        }
+        self.scheme.settle(scheme);
     }
 
     /// The absolute URL of a registry path, with the scheme in use.
@@ -269,9 +151,7 @@ impl Http {
     }
 
     fn log(&self, text: impl FnOnce() -> String) {
-        if self.debug {
-            eprintln!("regtool: debug: {}", text());
-        }
+        self.log.log(text);
     }
 
     /// Sends a request and returns the response whatever its status, after authentication,
@@ -318,7 +198,7 @@ impl Http {
                         && tls_mismatch(&e)
                         && (!settled || scheme == "http")
                     {
-                        // PROTOCOL/CLI: a loopback registry that does not speak TLS gets plain HTTP.
+                        // A loopback registry that does not speak TLS gets plain HTTP.
                         self.log(|| format!("{} does not speak TLS; using http", self.host));
                         self.settle_scheme("http");
                         url = self.absolute(&path);
@@ -344,7 +224,7 @@ impl Http {
                     return Err(err);
                 }
             };
-            if path.starts_with('/') && self.scheme.lock().is_ok_and(|g| g.is_none()) {
+            if path.starts_with('/') && self.scheme.unsettled() {
                 self.settle_scheme("https");
             }
             let status = resp.status().as_u16();
@@ -420,118 +300,28 @@ impl Http {
         authorization: Option<&str>,
         body: &mut Body<'_>,
     ) -> Result<Response, ureq::Error> {
-        let mut builder = http::Request::builder().method(method.clone()).uri(url);
-        for (name, value) in headers {
-            builder = builder.header(*name, value);
-        }
-        if let Some(auth) = authorization {
-            builder = builder.header("authorization", auth);
-        }
-        let needs_length = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
-        match body {
-            Body::Empty => {
-                if needs_length {
-                    builder = builder.header("content-length", "0");
-                }
-                self.wire.run(builder.body(SendBody::none())?, false)
-            }
-            Body::Bytes(bytes) => {
-                let mut reader: &[u8] = bytes;
-                builder = builder.header("content-length", bytes.len().to_string());
-                self.wire
-                    .run(builder.body(SendBody::from_reader(&mut reader))?, false)
-            }
-            Body::Stream(reader, Some(len)) => {
-                let mut exact = ExactReader {
-                    inner: &mut **reader,
-                    remaining: *len,
-                };
-                builder = builder.header("content-length", len.to_string());
-                self.wire
-                    .run(builder.body(SendBody::from_reader(&mut exact))?, false)
-            }
-            Body::Stream(reader, None) => self
-                .wire
-                .run(builder.body(SendBody::from_reader(&mut **reader))?, false),
-            Body::File(file, start, len) => {
-                let mut exact = ExactReader {
-                    inner: &mut crate::store::FileRange::new(*file, *start, *len),
-                    remaining: *len,
-                };
-                builder = builder.header("content-length", len.to_string());
-                self.wire
-                    .run(builder.body(SendBody::from_reader(&mut exact))?, false)
-            }
-        }
+        self.wire.send(method, url, headers, authorization, body)
     }
 
-    /// An action that DELETEs a URL (an upload session) for the interrupt handler, and gives
-    /// the status and (the start of) the body of the answer, None when there was none: it
-    /// carries its own agent and the current credentials, and never fetches a token.
+    /// An action that DELETEs a URL (an upload session) for the interrupt handler: see
+    /// [`crate::registry::transport::cancel::canceller`].
     pub fn canceller(
         &self,
         scope: &Scope,
     ) -> impl Fn(&str) -> Option<(u16, Vec<u8>)> + Send + Sync + 'static {
-        let no_fetch = |_: &TokenCall| -> Result<(u16, Vec<u8>)> {
-            Err(Error::other("no token requests while interrupted"))
-        };
-        let authorization = self.auth.header(scope, &no_fetch).ok().flatten();
-        let wire = self.wire.clone();
-        move |url: &str| {
-            let mut builder = http::Request::builder().method(Method::DELETE).uri(url);
-            if let Some(a) = &authorization {
-                builder = builder.header("authorization", a.expose());
-            }
-            let req = builder.body(SendBody::none()).ok()?;
-            let mut resp = wire.run(req, false).ok()?;
-            let body = read_limited(&mut resp, 4096).unwrap_or_default();
-            Some((resp.status().as_u16(), body))
-        }
+        crate::registry::transport::cancel::canceller(&self.wire, &self.auth, scope)
     }
 
     /// Sends a request to a token endpoint for the auth module: GET with optional Basic
     /// credentials, or an OAuth2 form POST. Never carries the registry's own credentials.
     fn token_call(&self, call: &TokenCall) -> Result<(u16, Vec<u8>)> {
-        if url::origin(&call.url).is_none() {
-            return Err(Error::new(
-                Kind::Denied,
-                format!(
-                    "token realm {:?} is not an http(s) URL",
-                    crate::text::sanitize(&call.url, 100)
-                ),
-            ));
+        TokenClient {
+            wire: &self.wire,
+            host: &self.host,
+            trusts_given_certs: self.trusts_given_certs,
+            logger: self.log,
         }
-        let method = if call.post_form.is_some() {
-            Method::POST
-        } else {
-            Method::GET
-        };
-        let mut builder = http::Request::builder()
-            .method(method.clone())
-            .uri(&call.url);
-        if let Some(b) = &call.basic {
-            builder = builder.header("authorization", b.expose());
-        }
-        let sent = match &call.post_form {
-            Some(form) => {
-                let mut body: &[u8] = form.expose().as_bytes();
-                builder = builder
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("content-length", body.len().to_string());
-                builder
-                    .body(SendBody::from_reader(&mut body))
-                    .map_err(ureq::Error::from)
-                    .and_then(|r| self.wire.run(r, true))
-            }
-            None => builder
-                .body(SendBody::none())
-                .map_err(ureq::Error::from)
-                .and_then(|r| self.wire.run(r, false)),
-        };
-        let mut resp = sent.map_err(|e| self.transport_error(e).context("fetching a token"))?;
-        let status = resp.status().as_u16();
-        self.log(|| format!("{method} {} -> {status}", url::redact(&call.url)));
-        Ok((status, read_limited(&mut resp, 1 << 20)?))
+        .call(call)
     }
 
     /// Mints a token for `scope` (`regtool auth`): learns from GET /v2/ whether the registry
@@ -555,34 +345,7 @@ impl Http {
     }
 
     fn transport_error(&self, e: ureq::Error) -> Error {
-        let host = &self.host;
-        match e {
-            ureq::Error::Io(io) => {
-                if io.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-                    return crate::error::from_io("sending", io);
-                }
-                if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    return tls_error(host, tls, self.trusts_given_certs);
-                }
-                match io.kind() {
-                    io::ErrorKind::ConnectionRefused => {
-                        Error::unavailable(format!("cannot connect to {host}: connection refused"))
-                            .with_hint("is the registry running, and is REGTOOL_HOST right?")
-                    }
-                    io::ErrorKind::TimedOut => Error::unavailable(format!("{host}: timed out")),
-                    _ => Error::unavailable(format!("{host}: {}", crate::error::io_reason(&io))),
-                }
-            }
-            ureq::Error::Timeout(t) => Error::unavailable(format!("{host}: timed out ({t})"))
-                .with_hint("raise REGTOOL_TIMEOUT if the registry is slow"),
-            ureq::Error::HostNotFound => Error::unavailable(format!("cannot resolve {host}")),
-            ureq::Error::ConnectionFailed => {
-                Error::unavailable(format!("cannot connect to {host}"))
-            }
-            ureq::Error::Rustls(tls) => tls_error(host, &tls, self.trusts_given_certs),
-            e @ ureq::Error::Tls(_) => Error::unavailable(format!("TLS failure with {host}: {e}")),
-            e => Error::unavailable(format!("{host}: {e}")),
-        }
+        from_transport(e, &self.host, self.trusts_given_certs)
     }
 
     /// Sends a request and fails unless the status is one of `ok`. `what` names the operation.
@@ -601,90 +364,6 @@ impl Http {
         }
         Err(err)
     }
-}
-
-/// `given`: REGTOOL_TLSVERIFY is set, so the hint must not ask for it again.
-fn tls_error(host: &str, e: &rustls::Error, given: bool) -> Error {
-    let err = Error::unavailable(format!("TLS failure with {host}: {e}"));
-    match e {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName) => err
-            .with_hint(format!(
-                "the certificate does not name {host}: connect by a name it lists"
-            )),
-        rustls::Error::InvalidCertificate(_) if given => err.with_hint(
-            "the certificate is neither in REGTOOL_TLSVERIFY nor signed by a CA in it: check that the file holds the registry's certificate or its CA",
-        ),
-        rustls::Error::InvalidCertificate(_) => err.with_hint(
-            "set REGTOOL_TLSVERIFY to the CA bundle that signed the registry's certificate (or to the certificate itself)",
-        ),
-        _ => err,
-    }
-}
-
-/// Whether a request certainly never reached the server: the connection was never made.
-fn never_sent(e: &ureq::Error) -> bool {
-    use ureq::Timeout;
-    match e {
-        ureq::Error::HostNotFound
-        | ureq::Error::ConnectionFailed
-        | ureq::Error::ConnectProxyFailed(_) => true,
-        ureq::Error::Timeout(t) => matches!(t, Timeout::Resolve | Timeout::Connect),
-        ureq::Error::Io(io) => io.kind() == io::ErrorKind::ConnectionRefused,
-        _ => false,
-    }
-}
-
-/// Whether a failed first https attempt looks like a plain-HTTP server on the other end: its
-/// answer to our ClientHello is not a TLS record. A certificate that does not verify, or a
-/// server that wants a client certificate, is a TLS failure, never a reason to drop to HTTP.
-fn tls_mismatch(e: &ureq::Error) -> bool {
-    match e {
-        // A server that hangs up on a ClientHello it cannot parse.
-        ureq::Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => true,
-        e => answered_in_plain_text(e),
-    }
-}
-
-/// Whether the answer to our ClientHello was not a TLS record at all (an HTTP server says
-/// `HTTP/1.1 400 ...`), which rustls reports as a corrupt message.
-fn answered_in_plain_text(e: &ureq::Error) -> bool {
-    let not_tls = |r: &rustls::Error| matches!(r, rustls::Error::InvalidMessage(_));
-    match e {
-        ureq::Error::Rustls(r) => not_tls(r),
-        ureq::Error::Io(io) => io
-            .get_ref()
-            .and_then(|i| i.downcast_ref::<rustls::Error>())
-            .is_some_and(not_tls),
-        _ => false,
-    }
-}
-
-/// A registry on another machine that answers TLS with plain HTTP: said at once, not retried.
-fn plain_http_error(host: &str) -> Error {
-    Error::unavailable(format!(
-        "TLS failure with {host}: it answers in plain HTTP, not TLS"
-    ))
-    .with_hint(format!(
-        "if {host} only serves plain HTTP, set REGTOOL_INSECURE={host} (or REGTOOL_INSECURE=1 when it is REGTOOL_HOST); credentials then travel in clear text"
-    ))
-}
-
-/// How long one request may spend waiting between retries, whatever REGTOOL_RETRIES says.
-const RETRY_BUDGET: Duration = Duration::from_secs(300);
-
-/// The delay before retry `attempt`: `Retry-After` when the server sent a usable one (capped
-/// at a minute), else exponential backoff from 250 ms with jitter, capped at 8 s.
-pub fn backoff(attempt: u32, retry_after: Option<&str>) -> Duration {
-    if let Some(secs) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
-        return Duration::from_secs(secs.min(60));
-    }
-    let base = 250u64.saturating_mul(1 << attempt.min(5)).min(8_000);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = u64::from(nanos) % (base / 2 + 1);
-    Duration::from_millis(base / 2 + jitter)
 }
 
 /// Every value of a header that may repeat (`WWW-Authenticate`, `Link`), as text.
@@ -721,115 +400,4 @@ pub fn read_limited(resp: &mut Response, limit: u64) -> Result<Vec<u8>> {
         return Err(Error::data(format!("response larger than {limit} bytes")));
     }
     Ok(out)
-}
-
-/// Yields exactly `remaining` bytes of `inner`, and fails (instead of letting the HTTP client
-/// wait forever for the promised Content-Length) when `inner` ends early.
-struct ExactReader<'a> {
-    inner: &'a mut dyn Read,
-    remaining: u64,
-}
-
-impl Read for ExactReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
-        }
-        let max = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
-        if n == 0 {
-            return Err(Error::data(format!(
-                "input ended {} bytes early (did the file change during the push?)",
-                self.remaining
-            ))
-            .into());
-        }
-        self.remaining -= n as u64;
-        Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_hosts_are_recognised() {
-        for h in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1:5000",
-            "127.1.2.3",
-            "[::1]:5000",
-            "[::1]",
-        ] {
-            assert!(is_loopback(h), "{h}");
-        }
-        for h in [
-            "registry.example",
-            "10.0.0.1:5000",
-            "[::2]:1",
-            "localhost.example",
-        ] {
-            assert!(!is_loopback(h), "{h}");
-        }
-    }
-
-    #[test]
-    fn credentials_go_in_clear_text_only_where_allowed() {
-        let allowed = ["auth.example".to_string(), "reg.example:5000".to_string()];
-        for ok in [
-            "https://anywhere.example/token",
-            "http://127.0.0.1:9/token",
-            "http://localhost/x",
-            "http://auth.example:8080/token",
-            "http://reg.example:5000/v2/",
-        ] {
-            assert!(cleartext_check(ok, &allowed).is_ok(), "{ok}");
-        }
-        for refused in [
-            "http://other.example/token?scope=x",
-            "http://reg.example/v2/",
-            "http://reg.example:5001/v2/",
-            "ftp://x/",
-        ] {
-            let e = cleartext_check(refused, &allowed).unwrap_err();
-            assert_eq!(e.kind, Kind::Denied, "{refused}");
-            assert!(e.message.starts_with("refusing to send credentials"), "{e}");
-            assert!(!e.message.contains("scope=x"), "{e}");
-        }
-    }
-
-    #[test]
-    fn retry_after_is_honoured_and_capped() {
-        assert_eq!(backoff(1, Some("3")), Duration::from_secs(3));
-        assert_eq!(backoff(1, Some("9999")), Duration::from_secs(60));
-        let d = backoff(3, None);
-        assert!(
-            d >= Duration::from_millis(1000) && d <= Duration::from_millis(2000),
-            "{d:?}"
-        );
-    }
-
-    #[test]
-    fn exact_reader_refuses_short_input() {
-        let mut data: &[u8] = b"abc";
-        let mut r = ExactReader {
-            inner: &mut data,
-            remaining: 5,
-        };
-        let mut out = Vec::new();
-        let err = r.read_to_end(&mut out).unwrap_err();
-        assert_eq!(crate::error::from_io("x", err).kind, Kind::Data);
-        let mut data: &[u8] = b"abcdef";
-        let mut r = ExactReader {
-            inner: &mut data,
-            remaining: 4,
-        };
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"abcd");
-    }
 }

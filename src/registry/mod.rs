@@ -8,6 +8,7 @@ pub mod http;
 pub mod scope;
 pub mod tls;
 pub mod token;
+pub mod transport;
 pub mod upload;
 pub mod url;
 

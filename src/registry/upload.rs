@@ -30,8 +30,9 @@ use crate::error::{Error, Kind, Result};
 use crate::oci::digest::Hasher;
 use crate::oci::{Algorithm, Digest};
 use crate::registry::errors::from_status;
-use crate::registry::http::{Body, Http, Request, Response, Retry, backoff, header, read_limited};
+use crate::registry::http::{Body, Http, Request, Response, Retry, header, read_limited};
 use crate::registry::scope::Scope;
+use crate::registry::transport::retry::backoff;
 use crate::registry::url;
 use crate::store::ReadAt;
 

@@ -1,0 +1,13 @@
+//! The layers under [`super::http::Http`], one job per file (go-containerregistry's
+//! `pkg/v1/remote/transport` is the model): the wire (one attempt through ureq, and the one
+//! clear-text check for credentials), the scheme (https, or plain HTTP for a loopback registry
+//! that does not speak TLS), retries and their backoff, the debug log, the user agent, the
+//! token endpoint call, and the interrupt canceller.
+
+pub mod cancel;
+pub mod logger;
+pub mod retry;
+pub mod scheme;
+pub mod token;
+pub mod useragent;
+pub mod wire;

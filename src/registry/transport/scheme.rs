@@ -1,0 +1,84 @@
+//! The scheme a registry is spoken to with: https, or plain HTTP when the user asked for it or
+//! when a loopback registry does not speak TLS (its answer to our TLS hello is not TLS).
+
+use std::io;
+use std::sync::Mutex;
+
+use crate::config::RegistryOptions;
+use crate::error::Error;
+use crate::registry::transport::wire::is_loopback;
+
+/// The scheme in use for one registry: settled from the start (https; http when asked), or,
+/// for a loopback registry, by the first answer.
+pub struct Scheme {
+    settled: Mutex<Option<&'static str>>,
+}
+
+impl Scheme {
+    pub fn new(opts: &RegistryOptions) -> Scheme {
+        let scheme = if opts.insecure {
+            Some("http")
+        } else if is_loopback(&opts.host) {
+            None
+        } else {
+            Some("https")
+        };
+        Scheme {
+            settled: Mutex::new(scheme),
+        }
+    }
+
+    /// The scheme to use, and whether it is settled.
+    pub fn get(&self) -> (&'static str, bool) {
+        match self.settled.lock().ok().and_then(|g| *g) {
+            Some(s) => (s, true),
+            None => ("https", false),
+        }
+    }
+
+    pub fn settle(&self, scheme: &'static str) {
+        if let Ok(mut g) = self.settled.lock() {
+            *g = Some(scheme);
+        }
+    }
+
+    /// Whether the scheme is still to be learned (a loopback registry not yet answered).
+    pub fn unsettled(&self) -> bool {
+        self.settled.lock().is_ok_and(|g| g.is_none())
+    }
+}
+
+/// Whether a failed first https attempt looks like a plain-HTTP server on the other end: its
+/// answer to our ClientHello is not a TLS record. A certificate that does not verify, or a
+/// server that wants a client certificate, is a TLS failure, never a reason to drop to HTTP.
+pub fn tls_mismatch(e: &ureq::Error) -> bool {
+    match e {
+        // A server that hangs up on a ClientHello it cannot parse.
+        ureq::Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => true,
+        e => answered_in_plain_text(e),
+    }
+}
+
+/// Whether the answer to our ClientHello was not a TLS record at all (an HTTP server says
+/// `HTTP/1.1 400 ...`), which rustls reports as a corrupt message.
+pub fn answered_in_plain_text(e: &ureq::Error) -> bool {
+    let not_tls = |r: &rustls::Error| matches!(r, rustls::Error::InvalidMessage(_));
+    match e {
+        ureq::Error::Rustls(r) => not_tls(r),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .is_some_and(not_tls),
+        _ => false,
+    }
+}
+
+/// A registry on another machine that answers TLS with plain HTTP: said at once, not retried.
+pub fn plain_http_error(host: &str) -> Error {
+    Error::unavailable(format!(
+        "TLS failure with {host}: it answers in plain HTTP, not TLS"
+    ))
+    .with_hint(format!(
+        "if {host} only serves plain HTTP, set REGTOOL_INSECURE={host} (or REGTOOL_INSECURE=1 when it is REGTOOL_HOST); credentials then travel in clear text"
+    ))
+}

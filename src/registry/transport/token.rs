@@ -1,0 +1,71 @@
+//! The call to a token endpoint (Docker token spec: GET with optional Basic credentials, or an
+//! OAuth2 form POST), made for the authentication module through the wire.
+
+use ureq::SendBody;
+use ureq::http::{self, Method};
+
+use crate::error::{Error, Kind, Result};
+use crate::registry::auth::TokenCall;
+use crate::registry::errors::from_transport;
+use crate::registry::http::read_limited;
+use crate::registry::transport::logger::Logger;
+use crate::registry::transport::wire::Wire;
+use crate::registry::url;
+
+/// What a token call needs: the wire, the registry's name (for messages) and the log.
+pub struct TokenClient<'a> {
+    pub wire: &'a Wire,
+    pub host: &'a str,
+    pub trusts_given_certs: bool,
+    pub logger: Logger,
+}
+
+impl TokenClient<'_> {
+    /// Sends a request to a token endpoint for the auth module: GET with optional Basic
+    /// credentials, or an OAuth2 form POST. Never carries the registry's own credentials.
+    pub fn call(&self, call: &TokenCall) -> Result<(u16, Vec<u8>)> {
+        if url::origin(&call.url).is_none() {
+            return Err(Error::new(
+                Kind::Denied,
+                format!(
+                    "token realm {:?} is not an http(s) URL",
+                    crate::text::sanitize(&call.url, 100)
+                ),
+            ));
+        }
+        let method = if call.post_form.is_some() {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let mut builder = http::Request::builder()
+            .method(method.clone())
+            .uri(&call.url);
+        if let Some(b) = &call.basic {
+            builder = builder.header("authorization", b.expose());
+        }
+        let sent = match &call.post_form {
+            Some(form) => {
+                let mut body: &[u8] = form.expose().as_bytes();
+                builder = builder
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("content-length", body.len().to_string());
+                builder
+                    .body(SendBody::from_reader(&mut body))
+                    .map_err(ureq::Error::from)
+                    .and_then(|r| self.wire.run(r, true))
+            }
+            None => builder
+                .body(SendBody::none())
+                .map_err(ureq::Error::from)
+                .and_then(|r| self.wire.run(r, false)),
+        };
+        let mut resp = sent.map_err(|e| {
+            from_transport(e, self.host, self.trusts_given_certs).context("fetching a token")
+        })?;
+        let status = resp.status().as_u16();
+        self.logger
+            .log(|| format!("{method} {} -> {status}", url::redact(&call.url)));
+        Ok((status, read_limited(&mut resp, 1 << 20)?))
+    }
+}
