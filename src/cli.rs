@@ -1,6 +1,6 @@
 //! The whole command-line surface (CLI.md): one subcommand per verb, each declared by the
 //! `Args` of its module in `commands/`. The environment table of `--help`, the man page and
-//! the README comes from `regtool::config::VARS`.
+//! the README comes from `crate::settings::VARS`.
 
 use clap::{Parser, Subcommand};
 
@@ -53,7 +53,7 @@ pub enum Command {
 pub fn environment_help() -> String {
     let mut text =
         String::from("Environment (REGTOOL_* first, then the DXF_* name where marked):\n");
-    for var in regtool::config::VARS {
+    for var in crate::settings::VARS {
         let dxf = if var.dxf {
             format!(" (or DXF_{})", var.name)
         } else {

@@ -35,6 +35,41 @@ pub struct Sources {
     pub helper_timeout: Option<Duration>,
 }
 
+/// Where stored credentials come from when none were given as values: docker's and podman's
+/// files ([`Sources`]), or anything else a program keeps them in.
+pub trait CredentialSource: Send + Sync {
+    /// The stored credentials for `host` (`host[:port]`), if any.
+    fn lookup(&self, host: &str) -> Result<Option<Stored>>;
+}
+
+impl CredentialSource for Sources {
+    fn lookup(&self, host: &str) -> Result<Option<Stored>> {
+        lookup(self, host)
+    }
+}
+
+/// A shared [`CredentialSource`]. Two are equal when they are the same source.
+#[derive(Clone)]
+pub struct SharedSource(pub std::sync::Arc<dyn CredentialSource>);
+
+impl SharedSource {
+    pub fn new(source: impl CredentialSource + 'static) -> SharedSource {
+        SharedSource(std::sync::Arc::new(source))
+    }
+}
+
+impl std::fmt::Debug for SharedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CredentialSource")
+    }
+}
+
+impl PartialEq for SharedSource {
+    fn eq(&self, other: &SharedSource) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 /// A helper may be waiting for the user to unlock a keychain: give them a minute.
 pub const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -1,7 +1,7 @@
 //! Generated documentation, checked for drift: the man pages in `man/` (one per command plus
 //! `regtool.1` with ENVIRONMENT and EXIT STATUS), the shell completions in `completions/`, and
 //! the environment and exit-status tables of README.md, all from the clap definition,
-//! `regtool::config::VARS` and `exit::STATUSES`. `REGTOOL_UPDATE_GENERATED=1 cargo test docs_tests`
+//! `crate::settings::VARS` and `exit::STATUSES`. `REGTOOL_UPDATE_GENERATED=1 cargo test docs_tests`
 //! rewrites them.
 
 use std::path::{Path, PathBuf};
@@ -35,7 +35,7 @@ fn render(man: &clap_mangen::Man, with_env: bool) -> Vec<u8> {
         let mut roff = Roff::new();
         roff.control("SH", ["ENVIRONMENT"]);
         roff.text([roman("REGTOOL_* variables come first; where marked, dxf's DXF_* name is read when the REGTOOL_ one is unset.")]);
-        for var in regtool::config::VARS {
+        for var in crate::settings::VARS {
             roff.control("TP", []);
             let name = if var.dxf {
                 format!("{} (or DXF_{})", var.full_name(), var.name)
@@ -90,7 +90,7 @@ fn generated() -> Vec<(PathBuf, Vec<u8>)> {
 /// The README's generated tables, between marker comments.
 fn readme_tables() -> Vec<(&'static str, String)> {
     let mut env = String::from("| variable | meaning |\n|---|---|\n");
-    for var in regtool::config::VARS {
+    for var in crate::settings::VARS {
         let name = if var.dxf {
             format!("`{}` (`DXF_{}`)", var.full_name(), var.name)
         } else {

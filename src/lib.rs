@@ -4,7 +4,6 @@
 
 pub mod alias;
 pub mod cleanup;
-pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod image;
@@ -21,11 +20,3 @@ pub mod text;
 
 pub use error::{Error, Kind, Result};
 pub use store::Store;
-
-/// Opens the store the settings name.
-pub fn open(location: &config::Location) -> Box<dyn Store> {
-    match location {
-        config::Location::Registry(opts) => Box::new(registry::Registry::new(opts)),
-        config::Location::Layout { root, .. } => Box::new(layout::Layout::new(root.clone())),
-    }
-}

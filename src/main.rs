@@ -6,13 +6,14 @@ mod commands;
 mod exit;
 mod output;
 mod progress;
+mod settings;
 mod signals;
 
 use std::io::IsTerminal;
 
 use clap::Parser;
-use regtool::config::{Location, ProcessEnv, Settings};
 use regtool::error::{Error, Result};
+use settings::{Location, ProcessEnv, Settings};
 
 fn main() {
     let status = run();
@@ -41,7 +42,7 @@ fn execute(cli: cli::Cli) -> Result<()> {
     let settings = Settings::from_env(&ProcessEnv)?;
     notices(&settings);
     let mut ctx = commands::Ctx {
-        store: regtool::open(&settings.location),
+        store: settings.location.open(),
         out: output::Output::new(settings.format),
         bars: progress::Bars::new(settings.progress),
         settings,

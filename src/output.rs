@@ -8,7 +8,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use regtool::config::Format;
+use crate::settings::Format;
 use regtool::error::{Error, Kind, Result};
 use serde_json::Value;
 

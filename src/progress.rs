@@ -4,8 +4,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use crate::settings::Progress;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
-use regtool::config::Progress;
 
 pub struct Bars {
     multi: Option<MultiProgress>,

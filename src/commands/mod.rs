@@ -24,8 +24,8 @@ pub mod tar_out;
 
 use std::io::Read;
 
+use crate::settings::Settings;
 use regtool::alias::{self, PerPlatform, Resolved};
-use regtool::config::Settings;
 use regtool::error::{Error, Result};
 use regtool::oci::{Manifest, Target, media, name};
 use regtool::store::{Fetched, Store};
@@ -189,7 +189,7 @@ pub fn locate<'a>(ctx: &'a Ctx, text: &str) -> Result<Located<'a>> {
     let reference = regtool::oci::Reference::parse(text)?;
     let owned: Option<Box<dyn Store>> = match &reference.host {
         Some(host) => {
-            let opts = ctx.settings.registry_for(host);
+            let opts = ctx.settings.registry_for(host)?;
             Some(Box::new(regtool::registry::Registry::new(&opts)))
         }
         None => None,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::credentials::{self, Sources, Stored};
+use crate::credentials::{SharedSource, Stored};
 use crate::error::{Error, Kind, Result};
 use crate::registry::headers::Challenge;
 use crate::registry::scope::Scope;
@@ -33,7 +33,8 @@ pub struct AuthConfig {
     pub access_token: Option<Secret>,
     /// Replaces the host of the token realm.
     pub auth_host: Option<String>,
-    pub sources: Sources,
+    /// Where stored credentials are looked up, when none are given here.
+    pub sources: Option<SharedSource>,
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
@@ -157,7 +158,10 @@ impl Auth {
             return Ok(None);
         }
         self.stored
-            .get_or_init(|| credentials::lookup(&self.cfg.sources, &self.host))
+            .get_or_init(|| match &self.cfg.sources {
+                Some(source) => source.0.lookup(&self.host),
+                None => Ok(None),
+            })
             .clone()
     }
 

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use ureq::http::{self, Method};
 
-use crate::config::RegistryOptions;
 use crate::error::{Error, Kind, Result};
 use crate::registry::auth::{Auth, TokenCall};
 use crate::registry::errors::{from_status, from_transport};
 use crate::registry::headers::parse_challenges;
+use crate::registry::options::{LogSink, Options};
 use crate::registry::scope::Scope;
 use crate::registry::transport::logger::Logger;
 use crate::registry::transport::retry::{RETRY_BUDGET, backoff, never_sent};
@@ -107,14 +107,14 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(opts: &RegistryOptions) -> Http {
+    pub fn new(opts: &Options) -> Http {
         Http {
             wire: Wire::new(opts),
             host: opts.host.clone(),
             scheme: Scheme::new(opts),
             auth: Auth::new(&opts.host, opts.auth.clone()),
             retries: opts.retries,
-            log: Logger::new(opts.debug),
+            log: Logger::new(opts.debug, opts.log.clone()),
             trusts_given_certs: !opts.tls.extra_roots.is_empty(),
         }
     }
@@ -152,6 +152,11 @@ impl Http {
 
     fn log(&self, text: impl FnOnce() -> String) {
         self.log.log(text);
+    }
+
+    /// Where warnings go (the caller's [`crate::registry::options::Log`]).
+    pub fn sink(&self) -> &LogSink {
+        self.log.sink()
     }
 
     /// Sends a request and returns the response whatever its status, after authentication,
@@ -319,7 +324,7 @@ impl Http {
             wire: &self.wire,
             host: &self.host,
             trusts_given_certs: self.trusts_given_certs,
-            logger: self.log,
+            logger: self.log.clone(),
         }
         .call(call)
     }

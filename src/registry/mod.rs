@@ -5,6 +5,7 @@ pub mod auth;
 pub mod errors;
 pub mod headers;
 pub mod http;
+pub mod options;
 pub mod scope;
 pub mod tls;
 pub mod token;
@@ -17,8 +18,8 @@ use std::io::Read;
 use ::ureq::http::Method;
 
 use self::http::{Http, Request, header, read_limited};
+pub use self::options::{Log, LogSink, Options};
 use self::scope::Scope;
-use crate::config::RegistryOptions;
 use crate::error::{Error, Kind, Result};
 use crate::oci::{Algorithm, Digest, media};
 use crate::store::{BlobStream, Fetched, Store};
@@ -29,7 +30,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(opts: &RegistryOptions) -> Registry {
+    pub fn new(opts: &Options) -> Registry {
         Registry {
             http: Http::new(opts),
             chunk_size: opts.chunk_size,

@@ -5,11 +5,10 @@
 //! because ureq cannot take a custom certificate verifier, and one is needed: a registry's
 //! self-signed certificate (what `openssl req -x509` makes: CA:TRUE, used as the server's own
 //! certificate) is refused by webpki as `CaUsedAsEndEntity` even when the user named that very
-//! certificate in REGTOOL_TLSVERIFY, where curl `--cacert` accepts it. Owning the handshake also
+//! certificate as the one to trust, where curl `--cacert` accepts it. Owning the handshake also
 //! lets a stall in it be told apart from a stall while connecting.
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
@@ -24,7 +23,7 @@ use ureq::unversioned::transport::{
 
 use crate::error::{Error, Result};
 
-/// TLS material, read and checked when the configuration is read.
+/// TLS material, checked when it is made ([`TlsOptions::from_pem`]).
 #[derive(Clone, Default)]
 pub struct TlsOptions {
     pub extra_roots: Vec<Certificate<'static>>,
@@ -55,24 +54,40 @@ impl PartialEq for TlsOptions {
     }
 }
 
-fn read_pem(var: &str, path: &Path) -> Result<Vec<PemItem<'static>>> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Error::config(
-            var,
-            format!(
-                "cannot read {}: {}",
-                path.display(),
-                crate::error::io_reason(&e)
-            ),
-        )
-    })?;
-    parse_pem(&bytes)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::config(var, format!("{}: not PEM: {e}", path.display())))
+/// Which piece of TLS material a [`TlsError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Material {
+    /// The CA bundle trusted on top of the built-in roots.
+    CaBundle,
+    /// The client certificate (chain) for mutual TLS.
+    ClientCert,
+    /// The private key of the client certificate.
+    ClientKey,
 }
 
-fn certificates(var: &str, path: &Path) -> Result<Vec<Certificate<'static>>> {
-    let certs: Vec<Certificate<'static>> = read_pem(var, path)?
+/// TLS material that cannot be used: which piece, and why (`not PEM: ...`, `no certificate
+/// in it`). The caller knows where the bytes came from and names that in its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsError {
+    pub material: Material,
+    pub problem: String,
+}
+
+fn tls_error(material: Material, problem: impl std::fmt::Display) -> TlsError {
+    TlsError {
+        material,
+        problem: problem.to_string(),
+    }
+}
+
+fn parse(material: Material, pem: &[u8]) -> Result<Vec<PemItem<'static>>, TlsError> {
+    parse_pem(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(material, format!("not PEM: {e}")))
+}
+
+fn certificates(material: Material, pem: &[u8]) -> Result<Vec<Certificate<'static>>, TlsError> {
+    let certs: Vec<Certificate<'static>> = parse(material, pem)?
         .into_iter()
         .filter_map(|item| match item {
             PemItem::Certificate(c) => Some(c),
@@ -80,54 +95,36 @@ fn certificates(var: &str, path: &Path) -> Result<Vec<Certificate<'static>>> {
         })
         .collect();
     if certs.is_empty() {
-        return Err(Error::config(
-            var,
-            format!("{}: no certificate in it", path.display()),
-        ));
+        return Err(tls_error(material, "no certificate in it"));
     }
     Ok(certs)
 }
 
 impl TlsOptions {
-    /// Reads the CA bundle and client certificate files the variables name.
-    pub fn load(
-        ca: Option<&Path>,
-        cert: Option<&Path>,
-        key: Option<&Path>,
+    /// Checks PEM material: `ca`, a CA bundle (or a registry's self-signed certificate)
+    /// trusted on top of the built-in roots; `client`, a certificate chain and its private key
+    /// for mutual TLS. Everything is checked now, so that a bad key is reported before any
+    /// connection is made.
+    pub fn from_pem(
+        ca: Option<&[u8]>,
+        client: Option<(&[u8], &[u8])>,
         skip_verify: bool,
-    ) -> Result<TlsOptions> {
+    ) -> Result<TlsOptions, TlsError> {
         let extra_roots = match ca {
-            Some(path) => certificates("REGTOOL_TLSVERIFY", path)?,
+            Some(pem) => certificates(Material::CaBundle, pem)?,
             None => Vec::new(),
         };
-        let client = match (cert, key) {
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(Error::config(
-                    "REGTOOL_CLIENT_KEY",
-                    "unset, but REGTOOL_CLIENT_CERT is set",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(Error::config(
-                    "REGTOOL_CLIENT_CERT",
-                    "unset, but REGTOOL_CLIENT_KEY is set",
-                ));
-            }
-            (Some(cert), Some(key)) => {
-                let chain = certificates("REGTOOL_CLIENT_CERT", cert)?;
-                let key = read_pem("REGTOOL_CLIENT_KEY", key)?
+        let client = match client {
+            None => None,
+            Some((cert, key)) => {
+                let chain = certificates(Material::ClientCert, cert)?;
+                let key = parse(Material::ClientKey, key)?
                     .into_iter()
                     .find_map(|item| match item {
                         PemItem::PrivateKey(k) => Some(k),
                         _ => None,
                     })
-                    .ok_or_else(|| {
-                        Error::config(
-                            "REGTOOL_CLIENT_KEY",
-                            format!("{}: no private key in it", key.display()),
-                        )
-                    })?;
+                    .ok_or_else(|| tls_error(Material::ClientKey, "no private key in it"))?;
                 Some(ClientCert::new_with_certs(&chain, key))
             }
         };
@@ -140,8 +137,11 @@ impl TlsOptions {
         Ok(options)
     }
 
-    /// The certificate verifier: the built-in roots plus REGTOOL_TLSVERIFY's certificates.
-    fn verifier(&self, provider: &Arc<rustls::crypto::CryptoProvider>) -> Result<Verifier> {
+    /// The certificate verifier: the built-in roots plus the extra CA certificates.
+    fn verifier(
+        &self,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Verifier, TlsError> {
         let mut roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
@@ -151,14 +151,14 @@ impl TlsOptions {
             .map(|c| CertificateDer::from(c.der()));
         let (_, ignored) = roots.add_parsable_certificates(extra);
         if ignored > 0 {
-            return Err(Error::config(
-                "REGTOOL_TLSVERIFY",
+            return Err(tls_error(
+                Material::CaBundle,
                 format!("{ignored} certificate(s) in it cannot be used as trust anchors"),
             ));
         }
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
-            .map_err(|e| Error::config("REGTOOL_TLSVERIFY", e))?;
+            .map_err(|e| tls_error(Material::CaBundle, e))?;
         Ok(Verifier {
             webpki,
             given: self
@@ -170,14 +170,14 @@ impl TlsOptions {
         })
     }
 
-    /// The rustls configuration for these options. Checked when the configuration is read, so
-    /// that a bad client key is a configuration error rather than a failed connection.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>> {
+    /// The rustls configuration for these options. Checked by [`TlsOptions::from_pem`], so
+    /// that a bad client key is reported rather than a failed connection.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = self.verifier(&provider)?;
         let builder = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(rustls::ALL_VERSIONS)
-            .map_err(|e| Error::other(format!("TLS set-up: {e}")))?
+            .map_err(|e| tls_error(Material::CaBundle, e))?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier));
         let config = match &self.client {
@@ -189,10 +189,10 @@ impl TlsOptions {
                     .map(|c| CertificateDer::from(c.der().to_vec()))
                     .collect();
                 let key = PrivateKeyDer::try_from(client.private_key().der().to_vec())
-                    .map_err(|e| Error::config("REGTOOL_CLIENT_KEY", e))?;
+                    .map_err(|e| tls_error(Material::ClientKey, e))?;
                 builder
                     .with_client_auth_cert(chain, key)
-                    .map_err(|e| Error::config("REGTOOL_CLIENT_KEY", e))?
+                    .map_err(|e| tls_error(Material::ClientKey, e))?
             }
         };
         Ok(Arc::new(config))
@@ -203,18 +203,20 @@ impl TlsOptions {
         ().chain(ureq::unversioned::transport::ConnectProxyConnector::default())
             .chain(ureq::unversioned::transport::TcpConnector::default())
             .chain(TlsConnector {
-                config: self.client_config(),
+                config: self
+                    .client_config()
+                    .map_err(|e| Error::other(format!("TLS set-up: {}", e.problem))),
             })
     }
 }
 
-/// The built-in webpki verification, plus: a certificate the user gave in REGTOOL_TLSVERIFY is
+/// The built-in webpki verification, plus: a certificate the user gave to trust is
 /// trusted when the server presents it as its own, even though it is a CA (self-signed).
 #[derive(Debug)]
 struct Verifier {
     webpki: Arc<WebPkiServerVerifier>,
     given: Vec<CertificateDer<'static>>,
-    /// REGTOOL_SKIPTLSVERIFY: the certificate is not checked at all.
+    /// Asked for: the certificate is not checked at all.
     skip: bool,
 }
 
@@ -413,6 +415,7 @@ impl Transport for TlsTransport {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::time::Duration;
 
     use super::*;
@@ -452,7 +455,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = self_signed(dir.path());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let given = TlsOptions::load(Some(&path), None, None, false).unwrap();
+        let pem = std::fs::read(&path).unwrap();
+        let given = TlsOptions::from_pem(Some(&pem), None, false).unwrap();
         let verifier = given.verifier(&provider).unwrap();
         let der = CertificateDer::from(given.extra_roots[0].der().to_vec());
         let ip = ServerName::try_from("127.0.0.1").unwrap();

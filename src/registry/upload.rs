@@ -31,6 +31,7 @@ use crate::oci::digest::Hasher;
 use crate::oci::{Algorithm, Digest};
 use crate::registry::errors::from_status;
 use crate::registry::http::{Body, Http, Request, Response, Retry, header, read_limited};
+use crate::registry::options::LogSink;
 use crate::registry::scope::Scope;
 use crate::registry::transport::retry::backoff;
 use crate::registry::url;
@@ -98,7 +99,7 @@ impl Shared {
     /// The interrupt handler's action: lets the request on the wire end first (a stream from
     /// stdin ends its body when interrupted), so that the DELETE carries the Location that
     /// request brought back; distribution answers an older one with 404 and keeps the upload.
-    fn cancel_on_interrupt(&self, repo: &str, delete: &dyn Fn(&str) -> Answer) {
+    fn cancel_on_interrupt(&self, repo: &str, delete: &dyn Fn(&str) -> Answer, log: &LogSink) {
         let Ok(state) = self.state.lock() else { return };
         let Ok((state, _)) = self.idle.wait_timeout_while(state, SETTLE, |s| s.1) else {
             return;
@@ -106,7 +107,7 @@ impl Shared {
         let (location, settled) = (state.0.clone(), !state.1);
         drop(state);
         if !location.is_empty() {
-            report_cancel(repo, delete(&location), settled);
+            report_cancel(repo, delete(&location), settled, log);
         }
     }
 }
@@ -114,16 +115,16 @@ impl Shared {
 /// Says on stderr when a session could not be cancelled. A 404 with nothing on the wire means
 /// the session is gone already, unless distribution calls the URL stale
 /// (BLOB_UPLOAD_INVALID): then it keeps the upload, and nobody can cancel it any more.
-fn report_cancel(repo: &str, answer: Answer, settled: bool) {
+fn report_cancel(repo: &str, answer: Answer, settled: bool, log: &LogSink) {
     let why = match answer {
         Some((200..=299, _)) => return,
         Some((404, body)) if settled && !stale(&body) => return,
         Some((status, _)) => format!("HTTP {status}"),
         None => "no answer".to_string(),
     };
-    eprintln!(
-        "regtool: warning: cancelling an upload session in {repo} failed ({why}): the registry keeps the partial upload until it purges it"
-    );
+    log.warning(&format!(
+        "cancelling an upload session in {repo} failed ({why}): the registry keeps the partial upload until it purges it"
+    ));
 }
 
 /// Whether a 404's body is distribution's answer to an upload URL whose signed state is older
@@ -306,7 +307,7 @@ pub fn cancel(http: &Http, repo: &str, location: &str) {
             let body = read_limited(&mut r, 4096).unwrap_or_default();
             (r.status().as_u16(), body)
         });
-    report_cancel(repo, answer, true);
+    report_cancel(repo, answer, true, http.sink());
 }
 
 impl<'a> Upload<'a> {
@@ -319,8 +320,9 @@ impl<'a> Upload<'a> {
             idle: Condvar::new(),
         });
         let delete = http.canceller(&Scope::push(repo));
-        let (name, handler) = (repo.to_string(), shared.clone());
-        let interrupt = cleanup::on_interrupt(move || handler.cancel_on_interrupt(&name, &delete));
+        let (name, handler, log) = (repo.to_string(), shared.clone(), http.sink().clone());
+        let interrupt =
+            cleanup::on_interrupt(move || handler.cancel_on_interrupt(&name, &delete, &log));
         let mut upload = Upload {
             http,
             repo: repo.to_string(),

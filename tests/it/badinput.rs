@@ -297,7 +297,7 @@ fn bad_layers_are_refused_before_the_destination_changes() {
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[]}}"#
     );
-    let store = regtool::registry::Registry::new(&regtool::config::RegistryOptions::new(&reg.host));
+    let store = regtool::registry::Registry::new(&regtool::registry::Options::new(&reg.host));
     regtool::Store::put_manifest(
         &store,
         "t/badlayer",
@@ -340,4 +340,55 @@ fn bad_layers_are_refused_before_the_destination_changes() {
         .host(reg)
         .run()
         .fails(2);
+}
+
+/// The TLS files are read when a registry is opened: a CA bundle that is not there does not
+/// stop a command on the local store, and still stops one that talks to a registry.
+#[test]
+fn a_bad_ca_bundle_only_matters_to_registries() {
+    let dir = tempdir();
+    let local = format!("oci:{}", dir.path().display());
+    let out = regtool(&["push-blob", "t/tls", "-"])
+        .env("REGTOOL_HOST", &local)
+        .env("REGTOOL_TLSVERIFY", "/nonexistent/ca.pem")
+        .stdin("local")
+        .run();
+    assert_eq!(out.ok().trim(), sha256(b"local"));
+    let out = regtool(&["copy", "reg.example:5000/t/a:x", "t/b:y"])
+        .env("REGTOOL_HOST", &local)
+        .env("REGTOOL_TLSVERIFY", "/nonexistent/ca.pem")
+        .run();
+    assert_eq!(
+        out.fails(78).lines().next(),
+        Some(
+            "regtool: REGTOOL_TLSVERIFY: cannot read /nonexistent/ca.pem: No such file or directory"
+        )
+    );
+}
+
+/// A TLS file given under its dxf name is reported under that name.
+#[test]
+fn a_bad_dxf_ca_bundle_is_named_as_given() {
+    let dir = tempdir();
+    let not_pem = dir.path().join("ca.txt");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    for (path, why) in [
+        (
+            "/nonexistent/ca.pem".to_string(),
+            "cannot read /nonexistent/ca.pem: No such file or directory".to_string(),
+        ),
+        (
+            not_pem.display().to_string(),
+            format!("{}: no certificate in it", not_pem.display()),
+        ),
+    ] {
+        let out = regtool(&["list-repos"])
+            .env("REGTOOL_HOST", "reg.example:5000")
+            .env("DXF_TLSVERIFY", &path)
+            .run();
+        assert_eq!(
+            out.fails(78).lines().next(),
+            Some(format!("regtool: DXF_TLSVERIFY: {why}").as_str())
+        );
+    }
 }

@@ -473,7 +473,7 @@ fn multi_platform_indexes() {
         ]
     })
     .to_string();
-    let opts = regtool::config::RegistryOptions::new(&reg.host);
+    let opts = regtool::registry::Options::new(&reg.host);
     let store = regtool::registry::Registry::new(&opts);
     regtool::Store::put_manifest(
         &store,

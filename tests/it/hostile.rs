@@ -323,8 +323,7 @@ fn platforms_and_manifests_from_the_server_never_carry_escapes() {
 /// Where the delete tests run: the real registry and the local OCI-layout store.
 fn delete_backends() -> Vec<(String, Box<dyn regtool::Store>, Option<tempfile::TempDir>)> {
     let reg = plain();
-    let registry =
-        regtool::registry::Registry::new(&regtool::config::RegistryOptions::new(&reg.host));
+    let registry = regtool::registry::Registry::new(&regtool::registry::Options::new(&reg.host));
     let dir = tempdir();
     let layout = regtool::layout::Layout::new(dir.path());
     let local = format!("oci:{}", dir.path().display());

@@ -4,8 +4,8 @@
 use std::io;
 use std::sync::Mutex;
 
-use crate::config::RegistryOptions;
 use crate::error::Error;
+use crate::registry::options::Options;
 use crate::registry::transport::wire::is_loopback;
 
 /// The scheme in use for one registry: settled from the start (https; http when asked), or,
@@ -15,7 +15,7 @@ pub struct Scheme {
 }
 
 impl Scheme {
-    pub fn new(opts: &RegistryOptions) -> Scheme {
+    pub fn new(opts: &Options) -> Scheme {
         let scheme = if opts.insecure {
             Some("http")
         } else if is_loopback(&opts.host) {

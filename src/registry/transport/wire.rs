@@ -7,9 +7,9 @@ use std::io::{self, Read};
 use ureq::http::{self, Method};
 use ureq::{Agent, SendBody};
 
-use crate::config::RegistryOptions;
 use crate::error::{Error, Kind, Result};
 use crate::registry::http::{Body, Response};
+use crate::registry::options::Options;
 use crate::registry::transport::useragent::USER_AGENT;
 use crate::registry::url;
 
@@ -25,7 +25,7 @@ pub struct Wire {
 }
 
 impl Wire {
-    pub fn new(opts: &RegistryOptions) -> Wire {
+    pub fn new(opts: &Options) -> Wire {
         let config = Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)

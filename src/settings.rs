@@ -1,18 +1,22 @@
-//! Configuration from the environment. [`VARS`] is the one table of variables: it drives
-//! parsing here, and the binary renders it into `--help`, the man page and the README, so the
+//! The binary's settings, from the environment. [`VARS`] is the one table of variables: it
+//! drives parsing here, and is rendered into `--help`, the man page and the README, so the
 //! documentation cannot drift from what is read. `REGTOOL_*` wins; the `DXF_*` name of a
-//! variable dxf also had is the fallback (CLI.md "Environment").
+//! variable dxf also had is the fallback. The library never sees a variable: this module
+//! reads the files they name (password, PEM) and hands it typed [`Options`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::credentials::Sources;
-use crate::error::{Error, Result};
-use crate::image::layer::Compression;
-use crate::oci::Platform;
-use crate::registry::auth::AuthConfig;
-use crate::registry::tls::TlsOptions;
-use crate::secret::Secret;
+use regtool::credentials::{SharedSource, Sources};
+use regtool::error::{Error, Result};
+use regtool::image::layer::Compression;
+use regtool::oci::Platform;
+use regtool::registry::auth::AuthConfig;
+use regtool::registry::tls::{Material, TlsOptions};
+use regtool::registry::{Log, LogSink, Options};
+use regtool::secret::Secret;
+use regtool::store::Store;
 
 /// One environment variable: its name without the `REGTOOL_` prefix, whether dxf had it, and
 /// its meaning. `plain` variables (`DOCKER_CONFIG`) are read under their own name only.
@@ -305,7 +309,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 /// Where the blob store lives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Location {
-    Registry(Box<RegistryOptions>),
+    Registry(Box<Options>),
     /// A local OCI-layout store; `implicit` when `REGTOOL_HOST` was unset.
     Layout {
         root: PathBuf,
@@ -313,39 +317,96 @@ pub enum Location {
     },
 }
 
-/// How regtool talks to a registry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RegistryOptions {
-    pub host: String,
-    /// Plain HTTP to this registry, credentials included.
-    pub insecure: bool,
-    /// Other `host[:port]`s allowed plain HTTP with credentials (an http token realm).
-    pub insecure_hosts: Vec<String>,
-    pub auth: AuthConfig,
-    pub tls: TlsOptions,
-    pub chunk_size: Option<u64>,
-    pub retries: u32,
-    pub timeout: Duration,
-    pub debug: bool,
-    pub jobs: usize,
+impl Location {
+    /// Opens the store this names.
+    pub fn open(&self) -> Box<dyn Store> {
+        match self {
+            Location::Registry(opts) => Box::new(regtool::registry::Registry::new(opts)),
+            Location::Layout { root, .. } => Box::new(regtool::layout::Layout::new(root.clone())),
+        }
+    }
 }
 
-impl RegistryOptions {
-    /// Defaults for a host: HTTPS (loopback may fall back to HTTP), no credentials, 5
-    /// retries, a 60 s idle timeout, 4 jobs.
-    pub fn new(host: &str) -> RegistryOptions {
-        RegistryOptions {
-            host: host.to_string(),
-            insecure: false,
-            insecure_hosts: Vec::new(),
-            auth: AuthConfig::default(),
-            tls: TlsOptions::default(),
-            chunk_size: None,
-            retries: 5,
-            timeout: Duration::from_secs(60),
-            debug: false,
-            jobs: 4,
+/// The library's diagnostics, on stderr as `regtool: debug: ...` and `regtool: warning: ...`.
+struct Stderr;
+
+impl Log for Stderr {
+    fn debug(&self, line: &str) {
+        eprintln!("regtool: debug: {line}");
+    }
+    fn warning(&self, line: &str) {
+        eprintln!("regtool: warning: {line}");
+    }
+}
+
+/// The PEM files the TLS variables name, each with the variable that named it. They are read
+/// only when a registry is opened: a bad REGTOOL_TLSVERIFY does not break a command on the
+/// local store.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct TlsFiles {
+    ca: Option<(String, PathBuf)>,
+    cert: Option<(String, PathBuf)>,
+    key: Option<(String, PathBuf)>,
+    skip_verify: bool,
+}
+
+impl TlsFiles {
+    fn read(named: &(String, PathBuf)) -> Result<Vec<u8>> {
+        let (var, path) = named;
+        std::fs::read(path).map_err(|e| {
+            Error::config(
+                var,
+                format!(
+                    "cannot read {}: {}",
+                    path.display(),
+                    regtool::error::io_reason(&e)
+                ),
+            )
+        })
+    }
+
+    /// Everything, for REGTOOL_HOST.
+    fn load(&self) -> Result<TlsOptions> {
+        let ca = self.ca.as_ref().map(Self::read).transpose()?;
+        let client = match (&self.cert, &self.key) {
+            (None, None) => None,
+            (Some((cert_var, _)), None) => {
+                return Err(Error::config(
+                    "REGTOOL_CLIENT_KEY",
+                    format!("unset, but {cert_var} is set"),
+                ));
+            }
+            (None, Some((key_var, _))) => {
+                return Err(Error::config(
+                    "REGTOOL_CLIENT_CERT",
+                    format!("unset, but {key_var} is set"),
+                ));
+            }
+            (Some(cert), Some(key)) => Some((Self::read(cert)?, Self::read(key)?)),
+        };
+        let client = client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+        TlsOptions::from_pem(ca.as_deref(), client, self.skip_verify).map_err(|e| {
+            let named = match e.material {
+                Material::CaBundle => &self.ca,
+                Material::ClientCert => &self.cert,
+                Material::ClientKey => &self.key,
+            };
+            match named {
+                Some((var, path)) => {
+                    Error::config(var, format!("{}: {}", path.display(), e.problem))
+                }
+                None => Error::other(format!("TLS set-up: {}", e.problem)),
+            }
+        })
+    }
+
+    /// Only the trusted CAs, for any other registry.
+    fn trust_only(&self) -> Result<TlsOptions> {
+        TlsFiles {
+            ca: self.ca.clone(),
+            ..TlsFiles::default()
         }
+        .load()
     }
 }
 
@@ -366,8 +427,9 @@ pub enum Format {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub location: Location,
-    /// How to talk to registries named in image references (`host/repo:tag`).
-    pub remote: Box<RegistryOptions>,
+    /// How to talk to registries named in image references (`host/repo:tag`), but TLS.
+    pub remote: Box<Options>,
+    tls: TlsFiles,
     /// Layer compression for append-layer.
     pub compression: Compression,
     /// SOURCE_DATE_EPOCH as RFC 3339, for reproducible history entries.
@@ -449,15 +511,26 @@ fn host_var(env: &dyn Env) -> Result<Option<(String, String)>> {
     Ok(None)
 }
 
-/// Everything that says how to talk to a registry, for `host`.
-fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<RegistryOptions> {
+/// The TLS variables: paths, read later ([`TlsFiles`]).
+fn tls_files(env: &dyn Env) -> Result<TlsFiles> {
+    let named = |name: &str| lookup(env, name).map(|(n, v)| (n, PathBuf::from(v)));
+    Ok(TlsFiles {
+        ca: named("TLSVERIFY"),
+        cert: named("CLIENT_CERT"),
+        key: named("CLIENT_KEY"),
+        skip_verify: flag(env, "SKIPTLSVERIFY")?,
+    })
+}
+
+/// Everything that says how to talk to a registry, for `host`, but TLS.
+fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Options> {
     let password = match (lookup(env, "PASSWORD"), lookup(env, "PASSWORD_FILE")) {
         (Some((_, p)), _) => Some(Secret::from(p)),
         (None, Some((n, path))) => {
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 Error::config(
                     &n,
-                    format!("cannot read {path}: {}", crate::error::io_reason(&e)),
+                    format!("cannot read {path}: {}", regtool::error::io_reason(&e)),
                 )
             })?;
             Some(Secret::from(text.trim_end_matches(['\r', '\n'])))
@@ -483,14 +556,8 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
         }),
     };
     let insecure_hosts = insecure_hosts(env, &host)?;
-    let insecure = crate::registry::http::listed(&insecure_hosts, &host);
+    let insecure = regtool::registry::http::listed(&insecure_hosts, &host);
     let path = |name: &str| lookup(env, name).map(|(_, v)| PathBuf::from(v));
-    let tls = TlsOptions::load(
-        path("TLSVERIFY").as_deref(),
-        path("CLIENT_CERT").as_deref(),
-        path("CLIENT_KEY").as_deref(),
-        flag(env, "SKIPTLSVERIFY")?,
-    )?;
     let timeout = Duration::from_secs(number(env, "TIMEOUT", 60, 1, 86_400)?);
     let auth_host = lookup(env, "AUTH_HOST");
     if let Some((n, h)) = &auth_host {
@@ -515,24 +582,25 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Registry
         refresh_token: lookup(env, "REFRESH_TOKEN").map(|(_, v)| v.into()),
         access_token: lookup(env, "ACCESS_TOKEN").map(|(_, v)| v.into()),
         auth_host: auth_host.map(|(_, v)| v),
-        sources: credential_sources(env, timeout),
+        sources: Some(SharedSource::new(credential_sources(env, timeout))),
         cache_dir: match path("CACHE_DIR") {
             Some(p) => Some(p),
             None => directories::ProjectDirs::from("", "", "regtool")
                 .map(|d| d.cache_dir().to_path_buf()),
         },
     };
-    Ok(RegistryOptions {
+    Ok(Options {
         host,
         insecure,
         insecure_hosts,
         auth,
-        tls,
+        tls: TlsOptions::default(),
         chunk_size,
         retries: number(env, "RETRIES", 5, 0, 100)? as u32,
         timeout,
         debug: flag(env, "DEBUG")?,
         jobs,
+        log: LogSink::new(Arc::new(Stderr)),
     })
 }
 
@@ -619,6 +687,7 @@ impl Settings {
             .filter(|v| !v.starts_with("oci:"))
             .unwrap_or_default();
         let remote = Box::new(registry_options(env, host, jobs)?);
+        let tls = tls_files(env)?;
         let location = match host_setting {
             None => Location::Layout {
                 root: default_store()?,
@@ -639,8 +708,9 @@ impl Settings {
             }
             Some((n, host)) => {
                 check_host(&n, &host)?;
-                Location::Registry(Box::new(RegistryOptions {
+                Location::Registry(Box::new(Options {
                     host,
+                    tls: tls.load()?,
                     ..(*remote).clone()
                 }))
             }
@@ -680,10 +750,11 @@ impl Settings {
                 Error::config(&n, format!("expected seconds since 1970, got {v:?}"))
             })?),
         };
-        let created = epoch.map(crate::image::append::rfc3339);
+        let created = epoch.map(regtool::image::append::rfc3339);
         Ok(Settings {
             location,
             remote,
+            tls,
             compression,
             created,
             epoch,
@@ -702,30 +773,31 @@ impl Settings {
     /// (a client certificate too), REGTOOL_AUTH_HOST, REGTOOL_SKIPTLSVERIFY and plain HTTP
     /// never follow the user to another registry; REGTOOL_INSECURE's list names the hosts
     /// allowed plain HTTP.
-    pub fn registry_for(&self, host: &str) -> RegistryOptions {
+    pub fn registry_for(&self, host: &str) -> Result<Options> {
         let ours = &self.remote;
         if host.eq_ignore_ascii_case(&ours.host) {
-            return (**ours).clone();
+            return Ok(Options {
+                tls: self.tls.load()?,
+                ..(**ours).clone()
+            });
         }
-        RegistryOptions {
-            insecure: crate::registry::http::listed(&ours.insecure_hosts, host),
+        Ok(Options {
+            insecure: regtool::registry::http::listed(&ours.insecure_hosts, host),
             insecure_hosts: ours.insecure_hosts.clone(),
             auth: AuthConfig {
                 sources: ours.auth.sources.clone(),
                 cache_dir: ours.auth.cache_dir.clone(),
                 ..AuthConfig::default()
             },
-            tls: TlsOptions {
-                extra_roots: ours.tls.extra_roots.clone(),
-                ..TlsOptions::default()
-            },
+            tls: self.tls.trust_only()?,
             chunk_size: ours.chunk_size,
             retries: ours.retries,
             timeout: ours.timeout,
             debug: ours.debug,
             jobs: ours.jobs,
-            ..RegistryOptions::new(host)
-        }
+            log: ours.log.clone(),
+            ..Options::new(host)
+        })
     }
 }
 
@@ -734,7 +806,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::error::Kind;
+    use regtool::error::Kind;
 
     struct Map(HashMap<String, String>);
     impl Env for Map {
@@ -748,7 +820,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect())
     }
-    fn registry(s: &Settings) -> &RegistryOptions {
+    fn registry(s: &Settings) -> &Options {
         match &s.location {
             Location::Registry(r) => r,
             other => panic!("{other:?}"),
@@ -939,7 +1011,11 @@ mod tests {
             ("REGTOOL_ACCESS_TOKEN", "secret-access"),
         ]))
         .unwrap();
-        let text = format!("{s:?} {:?} {:?}", s.remote, s.registry_for("other"));
+        let text = format!(
+            "{s:?} {:?} {:?}",
+            s.remote,
+            s.registry_for("other").unwrap()
+        );
         assert!(text.contains("fred"), "{text}");
         assert!(!text.contains("secret-"), "{text}");
     }
@@ -952,7 +1028,7 @@ mod tests {
                 ("REGTOOL_INSECURE", value),
             ]))
             .unwrap();
-            s.registry_for(host).insecure
+            s.registry_for(host).unwrap().insecure
         };
         for on in ["1", "true"] {
             assert!(insecure(on, "reg.example:5000"), "{on}");
@@ -1002,19 +1078,20 @@ mod tests {
             ("DOCKER_CONFIG", "/d"),
         ]))
         .unwrap();
-        let ours = s.registry_for("reg.example");
+        let ours = s.registry_for("reg.example").unwrap();
         assert_eq!(&ours, registry(&s));
         // Host names are case-insensitive (RFC 3986 section 3.2.2).
-        assert_eq!(s.registry_for("REG.example").auth, ours.auth);
+        assert_eq!(s.registry_for("REG.example").unwrap().auth, ours.auth);
         assert!(ours.insecure && ours.tls.skip_verify);
-        let other = s.registry_for("other.example");
-        let mut expected = RegistryOptions::new("other.example");
+        let other = s.registry_for("other.example").unwrap();
+        let mut expected = Options::new("other.example");
         expected.insecure_hosts = vec!["reg.example".into()];
         expected.auth.sources = ours.auth.sources.clone();
         expected.auth.cache_dir = Some("/c".into());
         expected.tls.extra_roots = ours.tls.extra_roots.clone();
         (expected.timeout, expected.retries, expected.jobs) = (Duration::from_secs(7), 2, 3);
         expected.chunk_size = Some(1 << 20);
+        expected.log = ours.log.clone();
         assert_eq!(other, expected);
         assert_eq!(other.tls.extra_roots.len(), 1);
     }

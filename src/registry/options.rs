@@ -1,0 +1,105 @@
+//! How to talk to one registry, as typed values: the caller (the `regtool` binary maps its
+//! environment variables onto these) has read every file and parsed every setting, so nothing
+//! here is a variable name or a path to read, and the library never prints: diagnostics go to
+//! the [`Log`] the caller passes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::registry::auth::AuthConfig;
+use crate::registry::tls::TlsOptions;
+
+/// Where the library's diagnostics go, since it never writes to stderr itself.
+pub trait Log: Send + Sync {
+    /// One request or response line, secrets redacted; only called when
+    /// [`Options::debug`] is on.
+    fn debug(&self, line: &str);
+    /// Something that went wrong without failing the operation (an upload session that could
+    /// not be cancelled), worth telling the user.
+    fn warning(&self, line: &str);
+}
+
+/// A shared [`Log`]; the default drops everything.
+#[derive(Clone, Default)]
+pub struct LogSink(Option<Arc<dyn Log>>);
+
+impl LogSink {
+    pub fn new(log: Arc<dyn Log>) -> LogSink {
+        LogSink(Some(log))
+    }
+    pub fn debug(&self, line: &str) {
+        if let Some(log) = &self.0 {
+            log.debug(line);
+        }
+    }
+    pub fn warning(&self, line: &str) {
+        if let Some(log) = &self.0 {
+            log.warning(line);
+        }
+    }
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "LogSink"
+        } else {
+            "Silent"
+        })
+    }
+}
+
+/// Two loggers are the same when they are the same sink.
+impl PartialEq for LogSink {
+    fn eq(&self, other: &LogSink) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
+}
+
+/// How to talk to a registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// `host[:port]` of the registry.
+    pub host: String,
+    /// Plain HTTP to this registry, credentials included.
+    pub insecure: bool,
+    /// Other `host[:port]`s allowed plain HTTP with credentials (an http token realm); an
+    /// entry without a port allows the host on any port.
+    pub insecure_hosts: Vec<String>,
+    pub auth: AuthConfig,
+    pub tls: TlsOptions,
+    /// Upload in chunks of this many bytes; None: one request per blob.
+    pub chunk_size: Option<u64>,
+    /// Retries of a failed idempotent request.
+    pub retries: u32,
+    /// Idle timeout for connecting and for each read or write.
+    pub timeout: Duration,
+    /// Log each request and response status to [`Options::log`].
+    pub debug: bool,
+    /// Concurrent transfers the caller runs (sizes the connection pool).
+    pub jobs: usize,
+    pub log: LogSink,
+}
+
+impl Options {
+    /// Defaults for a host: HTTPS (loopback may fall back to HTTP), no credentials, 5
+    /// retries, a 60 s idle timeout, 4 jobs, nothing logged.
+    pub fn new(host: &str) -> Options {
+        Options {
+            host: host.to_string(),
+            insecure: false,
+            insecure_hosts: Vec::new(),
+            auth: AuthConfig::default(),
+            tls: TlsOptions::default(),
+            chunk_size: None,
+            retries: 5,
+            timeout: Duration::from_secs(60),
+            debug: false,
+            jobs: 4,
+            log: LogSink::default(),
+        }
+    }
+}
