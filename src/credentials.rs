@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::secret::Secret;
 
 /// Credentials found for a registry.
@@ -210,7 +210,7 @@ fn ask_helper(name: &str, host: &str, timeout: Duration) -> Result<Option<Stored
                 "asking {program} for the credentials of {host}: no answer within {} s, so it was stopped",
                 timeout.as_secs()
             ))
-            .with_hint("is it waiting for a keychain to be unlocked? REGTOOL_TIMEOUT sets how long to wait")
+            .with_cause(Cause::HelperTimeout)
         })?;
     if !status.success() {
         return Ok(None);

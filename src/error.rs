@@ -29,12 +29,47 @@ pub enum Kind {
     Other,
 }
 
-/// A library error: a kind, a one-line message, and maybe a hint.
+/// Why an operation failed, when the caller may have a next step to suggest that the library
+/// cannot name (the binary names its environment variables in a hint; see `src/exit.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The registry refused the credentials it was shown.
+    CredentialsRefused,
+    /// The token server refused the credentials (given or stored).
+    TokenCredentialsRefused,
+    /// The registry wants credentials, and none were given or stored.
+    CredentialsWanted,
+    /// The Azure AD access token could not be exchanged for a refresh token.
+    AccessTokenRefused,
+    /// Nothing listens on the registry's port.
+    ConnectionRefused,
+    /// The registry stopped answering for longer than the idle timeout.
+    Timeout,
+    /// The registry's certificate is not trusted; `ca_given`: extra CA certificates were given,
+    /// and the certificate is not among them nor signed by one of them.
+    TlsUntrusted { ca_given: bool },
+    /// `host` answers TLS in plain HTTP.
+    PlainHttpAnswer { host: String },
+    /// Credentials would travel in clear text to `host`, which is not allowed plain HTTP.
+    PlainHttpRefused { host: String },
+    /// A credential helper did not answer within the timeout.
+    HelperTimeout,
+    /// The layer compression asked for does not fit the image (zstd in a Docker image).
+    CompressionUnsupported,
+    /// A multi-platform index, and no platform was chosen.
+    PlatformNeeded,
+}
+
+/// A library error: a kind, a one-line message, and maybe a hint and a cause.
 #[derive(Debug, Clone)]
 pub struct Error {
     pub kind: Kind,
     pub message: String,
     pub hint: Option<String>,
+    /// Set where the next step depends on how the caller configures the library; a hint given
+    /// here still wins over what the caller would say about the cause.
+    pub cause: Option<Cause>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -45,6 +80,7 @@ impl Error {
             kind,
             message: message.into(),
             hint: None,
+            cause: None,
         }
     }
     pub fn not_found(message: impl Into<String>) -> Error {
@@ -68,6 +104,13 @@ impl Error {
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Says why; drops an earlier hint, since the caller's advice on the cause replaces it.
+    pub fn with_cause(mut self, cause: Cause) -> Error {
+        self.hint = None;
+        self.cause = Some(cause);
         self
     }
 

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use regtool::error::{Error, Kind};
+use regtool::error::{Cause, Error, Kind};
 use regtool::text::sanitize;
 
 pub const USAGE: i32 = 64;
@@ -65,11 +65,54 @@ pub fn report(err: &Error) -> i32 {
     if err.kind != Kind::Closed {
         let mut stderr = std::io::stderr().lock();
         let _ = writeln!(stderr, "regtool: {}", sanitize(&err.message, 1000));
-        if let Some(hint) = &err.hint {
-            let _ = writeln!(stderr, "hint: {}", sanitize(hint, 1000));
+        if let Some(hint) = hint(err) {
+            let _ = writeln!(stderr, "hint: {}", sanitize(&hint, 1000));
         }
     }
     code(err.kind)
+}
+
+/// The error's own hint, else the next step for its cause in terms of the variables that
+/// configure regtool (the library cannot name them).
+fn hint(err: &Error) -> Option<String> {
+    if let Some(hint) = &err.hint {
+        return Some(hint.clone());
+    }
+    let text = match err.cause.as_ref()? {
+        Cause::CredentialsRefused => "check REGTOOL_USERNAME and REGTOOL_PASSWORD",
+        Cause::TokenCredentialsRefused => {
+            "check REGTOOL_USERNAME and REGTOOL_PASSWORD (or the stored credentials)"
+        }
+        Cause::CredentialsWanted => {
+            "the registry wants credentials: set REGTOOL_USERNAME and REGTOOL_PASSWORD"
+        }
+        Cause::AccessTokenRefused => "check REGTOOL_ACCESS_TOKEN",
+        Cause::ConnectionRefused => "is the registry running, and is REGTOOL_HOST right?",
+        Cause::Timeout => "raise REGTOOL_TIMEOUT if the registry is slow",
+        Cause::TlsUntrusted { ca_given: true } => {
+            "the certificate is neither in REGTOOL_TLSVERIFY nor signed by a CA in it: check that the file holds the registry's certificate or its CA"
+        }
+        Cause::TlsUntrusted { ca_given: false } => {
+            "set REGTOOL_TLSVERIFY to the CA bundle that signed the registry's certificate (or to the certificate itself)"
+        }
+        Cause::PlainHttpAnswer { host } => {
+            return Some(format!(
+                "if {host} only serves plain HTTP, set REGTOOL_INSECURE={host} (or REGTOOL_INSECURE=1 when it is REGTOOL_HOST); credentials then travel in clear text"
+            ));
+        }
+        Cause::PlainHttpRefused { host } => {
+            return Some(format!(
+                "use https, or allow plain HTTP for that host: REGTOOL_INSECURE={host}"
+            ));
+        }
+        Cause::HelperTimeout => {
+            "is it waiting for a keychain to be unlocked? REGTOOL_TIMEOUT sets how long to wait"
+        }
+        Cause::CompressionUnsupported => "use REGTOOL_COMPRESSION=gzip, or an OCI image",
+        Cause::PlatformNeeded => "set REGTOOL_PLATFORM, like linux/amd64",
+        _ => return None,
+    };
+    Some(text.to_string())
 }
 
 #[cfg(test)]
@@ -111,6 +154,32 @@ mod tests {
         for signal in [SIGHUP, SIGINT, SIGTERM] {
             assert!(documented.contains(&(128 + signal)), "{signal}");
         }
+    }
+
+    #[test]
+    fn a_cause_gets_a_hint_naming_the_variable_and_an_own_hint_wins() {
+        let e = Error::unavailable("x").with_cause(Cause::Timeout);
+        assert_eq!(
+            hint(&e).as_deref(),
+            Some("raise REGTOOL_TIMEOUT if the registry is slow")
+        );
+        let e = Error::unavailable("x").with_cause(Cause::PlainHttpRefused {
+            host: "h:80".into(),
+        });
+        assert_eq!(
+            hint(&e).as_deref(),
+            Some("use https, or allow plain HTTP for that host: REGTOOL_INSECURE=h:80")
+        );
+        let e = e.with_hint("mine");
+        assert_eq!(hint(&e).as_deref(), Some("mine"));
+        let e = Error::unavailable("x")
+            .with_hint("old")
+            .with_cause(Cause::Timeout);
+        assert_eq!(
+            hint(&e).as_deref(),
+            Some("raise REGTOOL_TIMEOUT if the registry is slow")
+        );
+        assert_eq!(hint(&Error::other("x")), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::io::Read;
 
 use serde_json::{Value, json};
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::image::copy::{self, Side};
 use crate::image::layer::{Compression, Input, Layer};
 use crate::oci::digest::copy_verified;
@@ -50,7 +50,7 @@ impl Family {
             (Family::Docker, Compression::Zstd) => {
                 return Err(
                     Error::data("a Docker schema-2 image cannot carry a zstd layer")
-                        .with_hint("use REGTOOL_COMPRESSION=gzip, or an OCI image"),
+                        .with_cause(Cause::CompressionUnsupported),
                 );
             }
             (Family::Oci, Compression::Gzip) => "application/vnd.oci.image.layer.v1.tar+gzip",

@@ -10,7 +10,7 @@
 
 use std::io::{self, Read};
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::image::copy::{self, Side};
 use crate::image::source::{LayerSource, Spooled};
 use crate::oci::digest::{HashingReader, check};
@@ -37,7 +37,7 @@ pub fn open<'a>(
         let Some(wanted) = platform else {
             return Err(
                 Error::usage(format!("{reference} is a multi-platform index"))
-                    .with_hint("set REGTOOL_PLATFORM, like linux/amd64"),
+                    .with_cause(Cause::PlatformNeeded),
             );
         };
         let child = crate::oci::manifest::child_for(manifests, wanted, reference)?;

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::credentials::{SharedSource, Stored};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Cause, Error, Kind, Result};
 use crate::registry::headers::Challenge;
 use crate::registry::scope::Scope;
 use crate::registry::token::{Cache, Realm, Token};
@@ -401,11 +401,9 @@ impl Auth {
             if status != 200 {
                 return Err(Error::new(
                     Kind::Denied,
-                    format!(
-                        "exchanging REGTOOL_ACCESS_TOKEN at {}: HTTP {status}",
-                        call.url
-                    ),
-                ));
+                    format!("exchanging the access token at {}: HTTP {status}", call.url),
+                )
+                .with_cause(Cause::AccessTokenRefused));
             }
             let answer: ExchangeAnswer = serde_json::from_slice(&body).map_err(|e| {
                 Error::new(
@@ -466,9 +464,7 @@ impl Auth {
                     Kind::Denied,
                     format!("the token server refused the credentials for {scope}"),
                 )
-                .with_hint(
-                    "check REGTOOL_USERNAME and REGTOOL_PASSWORD (or the stored credentials)",
-                ));
+                .with_cause(Cause::TokenCredentialsRefused));
             }
             _ => {
                 return Err(crate::registry::errors::from_status(

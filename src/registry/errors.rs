@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use std::io;
 
-use crate::error::{Error, Kind};
+use crate::error::{Cause, Error, Kind};
 use crate::text::sanitize;
 
 #[derive(Deserialize)]
@@ -68,13 +68,13 @@ pub fn from_status(status: u16, body: &[u8], what: &str) -> Error {
         (405, _) => {
             err.with_hint("the registry does not allow this operation (deletes are often disabled)")
         }
-        (_, Kind::Denied) => err.with_hint("check REGTOOL_USERNAME and REGTOOL_PASSWORD"),
+        (_, Kind::Denied) => err.with_cause(Cause::CredentialsRefused),
         _ => err,
     }
 }
 
 /// The error for a request that got no answer (a transport failure). `trusts_given_certs`:
-/// REGTOOL_TLSVERIFY named certificates (for the hint of a certificate failure).
+/// extra CA certificates were given (for the hint of a certificate failure).
 pub fn from_transport(e: ureq::Error, host: &str, trusts_given_certs: bool) -> Error {
     match e {
         ureq::Error::Io(io) => {
@@ -87,14 +87,15 @@ pub fn from_transport(e: ureq::Error, host: &str, trusts_given_certs: bool) -> E
             match io.kind() {
                 io::ErrorKind::ConnectionRefused => {
                     Error::unavailable(format!("cannot connect to {host}: connection refused"))
-                        .with_hint("is the registry running, and is REGTOOL_HOST right?")
+                        .with_cause(Cause::ConnectionRefused)
                 }
                 io::ErrorKind::TimedOut => Error::unavailable(format!("{host}: timed out")),
                 _ => Error::unavailable(format!("{host}: {}", crate::error::io_reason(&io))),
             }
         }
-        ureq::Error::Timeout(t) => Error::unavailable(format!("{host}: timed out ({t})"))
-            .with_hint("raise REGTOOL_TIMEOUT if the registry is slow"),
+        ureq::Error::Timeout(t) => {
+            Error::unavailable(format!("{host}: timed out ({t})")).with_cause(Cause::Timeout)
+        }
         ureq::Error::HostNotFound => Error::unavailable(format!("cannot resolve {host}")),
         ureq::Error::ConnectionFailed => Error::unavailable(format!("cannot connect to {host}")),
         ureq::Error::Rustls(tls) => tls_error(host, &tls, trusts_given_certs),
@@ -103,7 +104,7 @@ pub fn from_transport(e: ureq::Error, host: &str, trusts_given_certs: bool) -> E
     }
 }
 
-/// `given`: REGTOOL_TLSVERIFY is set, so the hint must not ask for it again.
+/// `given`: extra CA certificates were given (the caller's hint must not ask for them again).
 fn tls_error(host: &str, e: &rustls::Error, given: bool) -> Error {
     let err = Error::unavailable(format!("TLS failure with {host}: {e}"));
     match e {
@@ -111,12 +112,9 @@ fn tls_error(host: &str, e: &rustls::Error, given: bool) -> Error {
             .with_hint(format!(
                 "the certificate does not name {host}: connect by a name it lists"
             )),
-        rustls::Error::InvalidCertificate(_) if given => err.with_hint(
-            "the certificate is neither in REGTOOL_TLSVERIFY nor signed by a CA in it: check that the file holds the registry's certificate or its CA",
-        ),
-        rustls::Error::InvalidCertificate(_) => err.with_hint(
-            "set REGTOOL_TLSVERIFY to the CA bundle that signed the registry's certificate (or to the certificate itself)",
-        ),
+        rustls::Error::InvalidCertificate(_) => {
+            err.with_cause(Cause::TlsUntrusted { ca_given: given })
+        }
         _ => err,
     }
 }

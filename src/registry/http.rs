@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ureq::http::{self, Method};
 
-use crate::error::{Error, Kind, Result};
+use crate::error::{Cause, Error, Kind, Result};
 use crate::registry::auth::{Auth, TokenCall};
 use crate::registry::errors::{from_status, from_transport};
 use crate::registry::headers::parse_challenges;
@@ -363,9 +363,7 @@ impl Http {
         let body = read_limited(&mut resp, 64 * 1024).unwrap_or_default();
         let mut err = from_status(status, &body, what);
         if status == 401 && !self.auth.has_credentials() {
-            err = err.with_hint(
-                "the registry wants credentials: set REGTOOL_USERNAME and REGTOOL_PASSWORD",
-            );
+            err = err.with_cause(Cause::CredentialsWanted);
         }
         Err(err)
     }

@@ -362,7 +362,7 @@ fn handshake_error(host: &str, e: std::io::Error) -> ureq::Error {
     if timed_out {
         return wrap(
             Error::unavailable(format!("{host}: timed out (TLS handshake)"))
-                .with_hint("raise REGTOOL_TIMEOUT if the registry is slow"),
+                .with_cause(crate::error::Cause::Timeout),
         );
     }
     ureq::Error::from(e)

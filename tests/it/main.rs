@@ -14,6 +14,7 @@ mod blobstore;
 mod dxf;
 mod errors;
 mod first_hour;
+mod hints;
 mod hostile;
 mod images;
 mod layertools;

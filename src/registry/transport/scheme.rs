@@ -4,7 +4,7 @@
 use std::io;
 use std::sync::Mutex;
 
-use crate::error::Error;
+use crate::error::{Cause, Error};
 use crate::registry::options::Options;
 use crate::registry::transport::wire::is_loopback;
 
@@ -78,7 +78,7 @@ pub fn plain_http_error(host: &str) -> Error {
     Error::unavailable(format!(
         "TLS failure with {host}: it answers in plain HTTP, not TLS"
     ))
-    .with_hint(format!(
-        "if {host} only serves plain HTTP, set REGTOOL_INSECURE={host} (or REGTOOL_INSECURE=1 when it is REGTOOL_HOST); credentials then travel in clear text"
-    ))
+    .with_cause(Cause::PlainHttpAnswer {
+        host: host.to_string(),
+    })
 }

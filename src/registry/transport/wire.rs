@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use ureq::http::{self, Method};
 use ureq::{Agent, SendBody};
 
-use crate::error::{Error, Kind, Result};
+use crate::error::{Cause, Error, Kind, Result};
 use crate::registry::http::{Body, Response};
 use crate::registry::options::Options;
 use crate::registry::transport::useragent::USER_AGENT;
@@ -138,10 +138,9 @@ fn cleartext_check(target: &str, plain_http: &[String]) -> Result<()> {
             crate::text::sanitize(&url::redact(target), 100)
         ),
     )
-    .with_hint(format!(
-        "use https, or allow plain HTTP for that host: REGTOOL_INSECURE={}",
-        crate::text::sanitize(host, 100)
-    )))
+    .with_cause(Cause::PlainHttpRefused {
+        host: crate::text::sanitize(host, 100),
+    }))
 }
 
 /// `(host, port)` of a `host[:port]` (IPv6 in brackets).
