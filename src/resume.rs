@@ -6,10 +6,11 @@
 //! bytes dropped).
 
 use std::io::{self, Read};
+use std::time::Duration;
 
 use crate::error::{Error, Kind};
 use crate::oci::Digest;
-use crate::registry::transport::retry::backoff;
+use crate::registry::transport::retry::Budget;
 use crate::store::Store;
 
 pub struct Resuming<'a> {
@@ -18,8 +19,8 @@ pub struct Resuming<'a> {
     digest: Digest,
     offset: u64,
     inner: Box<dyn Read + Send + 'a>,
-    retries: u32,
-    attempt: u32,
+    /// The operation's retry budget (see `registry::transport::retry`).
+    budget: Budget,
 }
 
 impl<'a> Resuming<'a> {
@@ -28,7 +29,7 @@ impl<'a> Resuming<'a> {
         repo: &str,
         digest: &Digest,
         inner: Box<dyn Read + Send + 'a>,
-        retries: u32,
+        budget: Budget,
     ) -> Resuming<'a> {
         Resuming {
             store,
@@ -36,8 +37,7 @@ impl<'a> Resuming<'a> {
             digest: digest.clone(),
             offset: 0,
             inner,
-            retries,
-            attempt: 0,
+            budget,
         }
     }
 }
@@ -67,17 +67,17 @@ impl Read for Resuming<'_> {
 impl Resuming<'_> {
     /// Opens the blob again where reading stopped. The broken reader is never read again:
     /// a dead connection may well answer "end of stream", which would turn an outage into a
-    /// short (digest-mismatched) blob. When every attempt fails, the last failure is the
-    /// answer. Each reopen is one request with its own retries, so `retries` here counts
-    /// broken streams, not failed requests.
+    /// short (digest-mismatched) blob. When the budget is spent, the last failure is the
+    /// answer. A reopen is a retry of the operation, and the request it makes draws from the
+    /// same budget (on whatever thread reads), so retries do not multiply.
     fn reopen(&mut self, mut last: io::Error) -> io::Result<()> {
-        while self.attempt < self.retries {
-            self.attempt += 1;
-            std::thread::sleep(backoff(self.attempt, None));
-            match self
-                .store
-                .open_blob_at(&self.repo, &self.digest, self.offset)
-            {
+        while let Some(wait) = self.budget.next(None, Duration::ZERO) {
+            std::thread::sleep(wait);
+            let reopened = self.budget.enter(|| {
+                self.store
+                    .open_blob_at(&self.repo, &self.digest, self.offset)
+            });
+            match reopened {
                 Ok(blob) => {
                     self.inner = blob.reader;
                     return Ok(());
@@ -90,21 +90,20 @@ impl Resuming<'_> {
     }
 }
 
-/// Runs `op` again (after a backoff) while it fails with the registry unavailable, at most
-/// `retries` more times. For steps that cannot be replayed request by request, like a blob
-/// upload whose body was half sent: the caller's `op` starts over from a new upload session
-/// with its source opened again.
+/// Runs `op` as one operation of `budget` (every request inside draws from it), and again
+/// (after a backoff) while it fails with the registry unavailable and the budget lasts. For
+/// steps that cannot be replayed request by request, like a blob upload whose body was half
+/// sent: the caller's `op` starts over from a new upload session with its source opened again.
 pub fn again<T>(
-    retries: u32,
+    budget: &Budget,
     mut op: impl FnMut() -> crate::error::Result<T>,
 ) -> crate::error::Result<T> {
-    let mut attempt = 0;
     loop {
-        match op() {
-            Err(e) if e.kind == Kind::Unavailable && attempt < retries => {
-                attempt += 1;
-                std::thread::sleep(backoff(attempt, None));
-            }
+        match budget.enter(&mut op) {
+            Err(e) if e.kind == Kind::Unavailable => match budget.next(None, Duration::ZERO) {
+                Some(wait) => std::thread::sleep(wait),
+                None => return Err(e),
+            },
             other => return other,
         }
     }

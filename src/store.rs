@@ -107,6 +107,12 @@ pub trait Store: Send + Sync {
 
     fn list_repos(&self) -> Result<Vec<String>>;
 
+    /// How operations on this store are tried again after a transient failure; None for a
+    /// store that has no such failures (a local one).
+    fn retry_policy(&self) -> Option<crate::registry::transport::retry::RetryPolicy> {
+        None
+    }
+
     /// A bearer token for `scope`; None when the store does not use tokens.
     fn mint_token(&self, scope: &crate::registry::scope::Scope) -> Result<Option<String>> {
         let _ = scope;

@@ -3,6 +3,7 @@
 //! after every byte was verified, devices and pipes are written as the bytes arrive). With no
 //! arguments the manifest on stdin names the blobs.
 
+use regtool::registry::transport::retry::RetryPolicy;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -139,7 +140,9 @@ fn open<'a>(
     known: Option<u64>,
     retries: u32,
 ) -> Result<(BlobStream<'a>, Option<u64>)> {
-    let mut blob = store.open_blob(repo, digest)?;
+    // One blob is one operation: its requests and its resumptions draw from one budget.
+    let budget = RetryPolicy::new(retries).budget();
+    let mut blob = budget.enter(|| store.open_blob(repo, digest))?;
     // The manifest's size is the promise; an answer announcing another length is refused
     // before a byte of it is written.
     if let (Some(declared), Some(offered)) = (known, blob.size)
@@ -151,11 +154,11 @@ fn open<'a>(
     }
     let size = match known.or(blob.size) {
         Some(s) => Some(s),
-        None => store.blob_size(repo, digest)?,
+        None => budget.enter(|| store.blob_size(repo, digest))?,
     };
     let reader = std::mem::replace(&mut blob.reader, Box::new(std::io::empty()));
     blob.reader = Box::new(regtool::resume::Resuming::new(
-        store, repo, digest, reader, retries,
+        store, repo, digest, reader, budget,
     ));
     Ok((blob, size))
 }

@@ -6,10 +6,8 @@
 
 use crate::error::{Error, Kind, Result};
 use crate::oci::{Descriptor, Digest, Manifest, Platform};
+use crate::registry::transport::retry::RetryPolicy;
 use crate::store::{Fetched, Store};
-
-/// How often a broken source stream is resumed while it is copied.
-const RESUME_RETRIES: u32 = 5;
 
 /// One side of a copy: a store and a repository in it.
 #[derive(Clone, Copy)]
@@ -44,15 +42,17 @@ pub fn ensure_blobs(
                 Err(e) => return Err(e),
             }
         }
-        // A broken upload starts over from a new session; a broken download resumes.
-        crate::resume::again(RESUME_RETRIES, || {
+        // A broken upload starts over from a new session; a broken download resumes. The
+        // blob's copy is one operation: every retry of it, at any layer, draws from one budget.
+        let budget = retry_policy(src, dst).budget();
+        crate::resume::again(&budget, || {
             let stream = src.store.open_blob(src.repo, &blob.digest)?;
             let mut reader = crate::resume::Resuming::new(
                 src.store,
                 src.repo,
                 &blob.digest,
                 stream.reader,
-                RESUME_RETRIES,
+                budget.clone(),
             );
             dst.store
                 .put_blob(dst.repo, &blob.digest, blob.size, &mut reader)
@@ -60,6 +60,14 @@ pub fn ensure_blobs(
         .map_err(|e| e.context(format!("copying {}", blob.digest)))
     });
     results.into_iter().collect()
+}
+
+/// The retry policy of a copy: the source's (downloads are resumed), else the destination's.
+fn retry_policy(src: Side<'_>, dst: Side<'_>) -> RetryPolicy {
+    src.store
+        .retry_policy()
+        .or_else(|| dst.store.retry_policy())
+        .unwrap_or(RetryPolicy::new(0))
 }
 
 /// The blobs an image manifest needs: its config and its layers (foreign layers, which carry

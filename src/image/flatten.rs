@@ -8,6 +8,7 @@
 //! compressed size of the image is on disk at once, and layers are fetched one at a time,
 //! when the merge reaches them.
 
+use crate::registry::transport::retry::RetryPolicy;
 use std::io::{self, Read};
 
 use crate::error::{Cause, Error, Result};
@@ -88,9 +89,11 @@ fn open_verified<'a>(
     size: Option<u64>,
     retries: u32,
 ) -> Result<Box<dyn Read + 'a>> {
-    let blob = side.store.open_blob(side.repo, &digest)?;
+    // One blob is one operation: its requests and its resumptions draw from one budget.
+    let budget = RetryPolicy::new(retries).budget();
+    let blob = budget.enter(|| side.store.open_blob(side.repo, &digest))?;
     let resuming =
-        crate::resume::Resuming::new(side.store, side.repo, &digest, blob.reader, retries);
+        crate::resume::Resuming::new(side.store, side.repo, &digest, blob.reader, budget);
     Ok(Box::new(Verified {
         inner: Some(HashingReader::new(resuming, digest.algorithm())),
         digest,

@@ -4,7 +4,7 @@
 //! and retries of replayable requests on transient failures (§19)).
 
 use std::io::Read;
-use std::time::Duration;
+use std::time::Instant;
 
 use ureq::http::{self, Method};
 
@@ -15,7 +15,7 @@ use crate::registry::headers::parse_challenges;
 use crate::registry::options::{LogSink, Options};
 use crate::registry::scope::Scope;
 use crate::registry::transport::logger::Logger;
-use crate::registry::transport::retry::{RETRY_BUDGET, backoff, never_sent};
+use crate::registry::transport::retry::{Budget, RetryPolicy, never_sent};
 use crate::registry::transport::scheme::{
     Scheme, answered_in_plain_text, plain_http_error, tls_mismatch,
 };
@@ -100,7 +100,7 @@ pub struct Http {
     host: String,
     scheme: Scheme,
     auth: Auth,
-    retries: u32,
+    retry: RetryPolicy,
     log: Logger,
     /// REGTOOL_TLSVERIFY named certificates (for the hint of a certificate failure).
     trusts_given_certs: bool,
@@ -113,7 +113,7 @@ impl Http {
             host: opts.host.clone(),
             scheme: Scheme::new(opts),
             auth: Auth::new(&opts.host, opts.auth.clone()),
-            retries: opts.retries,
+            retry: RetryPolicy::new(opts.retries),
             log: Logger::new(opts.debug, opts.log.clone()),
             trusts_given_certs: !opts.tls.extra_roots.is_empty(),
         }
@@ -123,9 +123,9 @@ impl Http {
         &self.host
     }
 
-    /// REGTOOL_RETRIES: how many times a failed request is tried again.
-    pub fn retries(&self) -> u32 {
-        self.retries
+    /// The retry policy (REGTOOL_RETRIES retries per operation, within a total time).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
     }
 
     fn scheme(&self) -> (&'static str, bool) {
@@ -172,13 +172,11 @@ impl Http {
         } = req;
         let transport = |call: &TokenCall| self.token_call(call);
         let mut url = self.absolute(&path);
-        let (mut attempt, mut redirects, mut authed) = (0u32, 0u32, false);
-        let started = std::time::Instant::now();
-        // Retries stop at REGTOOL_RETRIES, or once waiting would pass the budget.
-        let may_retry = |attempt: u32, wait: Duration| {
-            attempt < self.retries && started.elapsed() + wait < RETRY_BUDGET
-        };
+        let (mut redirects, mut authed) = (0u32, false);
+        // Retries draw from the operation's budget (one of their own for a lone request).
+        let budget = Budget::current_or(self.retry);
         loop {
+            let attempt_started = Instant::now();
             // Credentials go only to the registry's own origin: never to a redirect target on
             // another host (S3 and CDNs reject a second auth mechanism) nor over a changed scheme.
             let authorization = match self.same_origin(&url) {
@@ -215,14 +213,14 @@ impl Http {
                     }
                     let unsent = never_sent(&e);
                     let err = self.transport_error(e);
-                    let wait = backoff(attempt + 1, None);
                     if err.kind == Kind::Unavailable
                         && body.replayable()
                         && (retry == Retry::Idempotent || unsent)
-                        && may_retry(attempt, wait)
+                        && let Some(wait) = budget.next(None, attempt_started.elapsed())
                     {
-                        attempt += 1;
-                        self.log(|| format!("{err}; retry {attempt} of {}", self.retries));
+                        self.log(|| {
+                            format!("{err}; retry {} of {}", budget.used(), budget.retries())
+                        });
                         std::thread::sleep(wait);
                         continue;
                     }
@@ -279,15 +277,16 @@ impl Http {
                 408 | 429 | 500 | 502 | 503 | 504
                     if body.replayable() && retry != Retry::Unsent =>
                 {
-                    let wait = backoff(attempt + 1, header(&resp, "retry-after").as_deref());
-                    if !may_retry(attempt, wait) {
+                    let retry_after = header(&resp, "retry-after");
+                    let lost = attempt_started.elapsed();
+                    let Some(wait) = budget.next(retry_after.as_deref(), lost) else {
                         return Ok(resp);
-                    }
-                    attempt += 1;
+                    };
                     self.log(|| {
                         format!(
-                            "HTTP {status}; retry {attempt} of {} in {wait:?}",
-                            self.retries
+                            "HTTP {status}; retry {} of {} in {wait:?}",
+                            budget.used(),
+                            budget.retries()
                         )
                     });
                     std::thread::sleep(wait);
@@ -325,6 +324,7 @@ impl Http {
             host: &self.host,
             trusts_given_certs: self.trusts_given_certs,
             logger: self.log.clone(),
+            retry: self.retry,
         }
         .call(call)
     }

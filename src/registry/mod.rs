@@ -390,6 +390,10 @@ impl Store for Registry {
         )
     }
 
+    fn retry_policy(&self) -> Option<transport::retry::RetryPolicy> {
+        Some(self.http.retry_policy())
+    }
+
     fn mint_token(&self, scope: &Scope) -> Result<Option<String>> {
         self.http.mint(scope)
     }

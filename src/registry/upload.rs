@@ -10,9 +10,9 @@
 //! `Range: 0-<end>` and a `Location`), and sending goes on from there on the same session. A
 //! request the registry (or a load balancer in front of it) refused with 408, 429 or 5xx took
 //! nothing, and goes again as it was. Only when the registry says the session is gone
-//! (404) does a file start over in a new one. All of this is one loop with one budget of
-//! REGTOOL_RETRIES failed requests per upload; the requests inside it are not retried by the
-//! transport as well.
+//! (404) does a file start over in a new one. All of this is one loop drawing from one retry
+//! budget (the operation's: see `transport/retry.rs`); the requests inside it are not retried
+//! by the transport as well, unless they never left.
 //!
 //! A file is read at positions, so any part of it can be sent again and nothing is held in
 //! memory. A stream is read once: a chunk of it is kept (at most [`STREAM_CHUNK`] bytes) until
@@ -21,7 +21,7 @@
 
 use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ureq::http::Method;
 
@@ -33,7 +33,7 @@ use crate::registry::errors::from_status;
 use crate::registry::http::{Body, Http, Request, Response, Retry, header, read_limited};
 use crate::registry::options::LogSink;
 use crate::registry::scope::Scope;
-use crate::registry::transport::retry::backoff;
+use crate::registry::transport::retry::Budget;
 use crate::registry::url;
 use crate::store::ReadAt;
 
@@ -49,9 +49,6 @@ const SMALL_STREAM: u64 = 1 << 20;
 /// cancels with the Location that request brings back.
 const SETTLE: Duration = Duration::from_secs(3);
 
-/// How long one upload may spend waiting between retries, whatever REGTOOL_RETRIES says.
-const RETRY_BUDGET: Duration = Duration::from_secs(300);
-
 pub struct Upload<'a> {
     http: &'a Http,
     repo: String,
@@ -65,9 +62,9 @@ pub struct Upload<'a> {
     min_chunk: Option<u64>,
     /// The bytes the registry has.
     offset: u64,
-    /// Failed requests so far, against REGTOOL_RETRIES for the whole upload.
-    failures: u32,
-    started: Instant,
+    /// The retry budget: the operation's this upload is part of (a copy), else the upload's
+    /// own (see `transport/retry.rs`).
+    budget: Budget,
     /// A closing PUT was sent: if the session is then gone, the blob may be in place.
     put_sent: bool,
 }
@@ -332,8 +329,7 @@ impl<'a> Upload<'a> {
             chunk_size,
             min_chunk: None,
             offset: 0,
-            failures: 0,
-            started: Instant::now(),
+            budget: Budget::current_or(http.retry_policy()),
             put_sent: false,
         };
         upload.set_min_chunk(min_chunk);
@@ -541,11 +537,9 @@ impl<'a> Upload<'a> {
     /// Counts a failure against the upload's budget and waits before the next request; once
     /// the budget is spent, the failure is the upload's error.
     fn spend(&mut self, failed: Error, retry_after: Option<&str>) -> Result<()> {
-        let wait = backoff(self.failures + 1, retry_after);
-        if self.failures >= self.http.retries() || self.started.elapsed() + wait > RETRY_BUDGET {
+        let Some(wait) = self.budget.next(retry_after, Duration::ZERO) else {
             return Err(failed);
-        }
-        self.failures += 1;
+        };
         std::thread::sleep(wait);
         Ok(())
     }

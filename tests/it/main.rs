@@ -20,6 +20,7 @@ mod images;
 mod layertools;
 mod layout;
 mod outpaths;
+mod retries;
 mod secrets;
 mod signals;
 mod transfers;

@@ -1,5 +1,8 @@
 //! The call to a token endpoint (Docker token spec: GET with optional Basic credentials, or an
-//! OAuth2 form POST), made for the authentication module through the wire.
+//! OAuth2 form POST), made for the authentication module through the wire, and tried again
+//! on transient failures like any request.
+
+use std::time::Instant;
 
 use ureq::SendBody;
 use ureq::http::{self, Method};
@@ -7,8 +10,9 @@ use ureq::http::{self, Method};
 use crate::error::{Error, Kind, Result};
 use crate::registry::auth::TokenCall;
 use crate::registry::errors::from_transport;
-use crate::registry::http::read_limited;
+use crate::registry::http::{header, read_limited};
 use crate::registry::transport::logger::Logger;
+use crate::registry::transport::retry::{Budget, RetryPolicy};
 use crate::registry::transport::wire::Wire;
 use crate::registry::url;
 
@@ -18,6 +22,7 @@ pub struct TokenClient<'a> {
     pub host: &'a str,
     pub trusts_given_certs: bool,
     pub logger: Logger,
+    pub retry: RetryPolicy,
 }
 
 impl TokenClient<'_> {
@@ -33,6 +38,37 @@ impl TokenClient<'_> {
                 ),
             ));
         }
+        // Token calls draw from the operation's budget, like the requests they serve.
+        let budget = Budget::current_or(self.retry);
+        loop {
+            let started = Instant::now();
+            let (wait, failure) = match self.once(call) {
+                Ok((status @ (408 | 429 | 500 | 502 | 503 | 504), retry_after, body)) => {
+                    let wait = budget.next(retry_after.as_deref(), started.elapsed());
+                    (wait, Ok((status, body)))
+                }
+                Ok((status, _, body)) => return Ok((status, body)),
+                Err(e) if e.kind == Kind::Unavailable => {
+                    (budget.next(None, started.elapsed()), Err(e))
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(wait) = wait else {
+                return failure;
+            };
+            self.logger.log(|| {
+                format!(
+                    "token request failed; retry {} of {} in {wait:?}",
+                    budget.used(),
+                    budget.retries()
+                )
+            });
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// One attempt: the status, the `Retry-After` and the body of the answer.
+    fn once(&self, call: &TokenCall) -> Result<(u16, Option<String>, Vec<u8>)> {
         let method = if call.post_form.is_some() {
             Method::POST
         } else {
@@ -66,6 +102,7 @@ impl TokenClient<'_> {
         let status = resp.status().as_u16();
         self.logger
             .log(|| format!("{method} {} -> {status}", url::redact(&call.url)));
-        Ok((status, read_limited(&mut resp, 1 << 20)?))
+        let retry_after = header(&resp, "retry-after");
+        Ok((status, retry_after, read_limited(&mut resp, 1 << 20)?))
     }
 }
