@@ -108,7 +108,7 @@ pub const VARS: &[Var] = &[
         name: "RETRIES",
         dxf: false,
         plain: false,
-        help: "Retries of a failed idempotent request on connection errors, 408, 429 and 5xx (default 5). An upload gets this many failed requests in all; after a lost answer it asks the registry where the upload stands before sending more.",
+        help: "Retries on connection errors, 408, 429 and 5xx (default 5), counted per operation (a blob pulled, pushed or copied; a manifest), whichever layer retries, within 5 minutes of failing. After an upload's lost answer it asks the registry where the upload stands before sending more.",
     },
     Var {
         name: "TIMEOUT",
