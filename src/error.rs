@@ -19,7 +19,7 @@ pub enum Kind {
     Unavailable,
     /// Rate limited after retries.
     RateLimited,
-    /// A bad environment variable.
+    /// Bad configuration: a setting, or a file it names (a credentials file, a helper).
     Config,
     /// Interrupted by a signal.
     Interrupted,

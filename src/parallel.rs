@@ -1,4 +1,4 @@
-//! A bounded parallel map on scoped threads: blob transfers run `REGTOOL_JOBS` at a time, and
+//! A bounded parallel map on scoped threads: blob transfers run a chosen number at a time, and
 //! results come back in input order whatever order they finish in. No async runtime.
 
 use std::sync::Mutex;

@@ -1,5 +1,5 @@
 //! Downloads that survive a broken connection (PROTOCOL.md rule 20): when reading a blob
-//! fails with the registry unavailable (a reset, a stall past REGTOOL_TIMEOUT, a cut), the
+//! fails with the registry unavailable (a reset, a stall past the idle timeout, a cut), the
 //! blob is opened again from the byte reached and reading goes on, so the caller sees one
 //! uninterrupted stream and verifies every byte as before. Bytes already delivered are never
 //! delivered twice (a registry that answers a Range request with the whole blob has its first

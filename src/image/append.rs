@@ -4,7 +4,7 @@
 //! config keeps every field of the old one (order and unknown fields too) with the diff_ids
 //! and a history entry added; the manifest gets the new config and layers in the media types
 //! of its own family (Docker or OCI, never mixed). An index gets this for every platform, or
-//! only REGTOOL_PLATFORM's, and a new index. The destination tag is written last, so any
+//! only the chosen platform's, and a new index. The destination tag is written last, so any
 //! failure leaves it as it was.
 
 use std::io::Read;
@@ -98,7 +98,7 @@ pub fn append(
             Ok(append_one(src, dst, &top_fetched.bytes, &top, &layers, Some(tag), opts)?.0)
         }
         Manifest::Index { manifests, .. } => {
-            // Which children change: those of REGTOOL_PLATFORM, or every image of a platform
+            // Which children change: those of the chosen platform, or every image of a platform
             // (attestations, platform unknown/unknown, stay as they are).
             let chosen: Vec<bool> = manifests
                 .iter()

@@ -1,4 +1,4 @@
-//! Platforms (`os/arch[/variant]`) as `REGTOOL_PLATFORM` names them and index entries carry
+//! Platforms (`os/arch[/variant]`) as users name them and index entries carry
 //! them, with the variant defaults containerd applies (`linux/arm64` is `linux/arm64/v8`).
 
 use std::fmt;
@@ -28,7 +28,7 @@ impl Platform {
     }
 
     /// Checks a platform an index declares before it becomes a printed key: every part must
-    /// be what `REGTOOL_PLATFORM` accepts (letters, digits, `_ . -`), so that a hostile
+    /// be what [`Platform`]'s parser accepts (letters, digits, `_ . -`), so that a hostile
     /// index cannot put terminal escapes, newlines or extra `/` into the output.
     pub fn check(&self) -> Result<()> {
         let parts = std::iter::once(&self.os)

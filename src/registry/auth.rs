@@ -59,9 +59,9 @@ enum Mode {
 
 struct State {
     mode: Mode,
-    /// REGTOOL_TOKEN was refused once: renew with the other credentials from then on.
+    /// The given bearer token was refused once: renew with the other credentials from then on.
     static_refused: bool,
-    /// A refresh token obtained by exchanging REGTOOL_ACCESS_TOKEN.
+    /// A refresh token obtained by exchanging the given access token.
     exchanged: Option<Secret>,
 }
 
@@ -129,7 +129,7 @@ impl Auth {
             cache,
             fetching: Mutex::new(()),
         };
-        // A realm learnt by an earlier process (REGTOOL_AUTH_HOST applies to it too).
+        // A realm learnt by an earlier process (the realm host override applies to it too).
         if let Some(mut realm) = auth.cache.realm(host) {
             realm.realm = auth.replace_auth_host(&realm.realm);
             auth.state
@@ -377,8 +377,8 @@ impl Auth {
         }
     }
 
-    /// The refresh token to use: REGTOOL_REFRESH_TOKEN, a stored identity token, or one
-    /// exchanged for REGTOOL_ACCESS_TOKEN at the registry's /oauth2/exchange (ACR).
+    /// The refresh token to use: the given one, a stored identity token, or one
+    /// exchanged for the given access token at the registry's /oauth2/exchange (ACR).
     fn refresh_token(&self, realm: &Realm, transport: &Transport<'_>) -> Result<Option<Secret>> {
         if let Some(r) = &self.cfg.refresh_token {
             return Ok(Some(r.clone()));
@@ -447,7 +447,7 @@ impl Auth {
                 for s in scope.parts() {
                     target = url::add_query(&target, "scope", s);
                 }
-                // REGTOOL_AUTHORIZATION goes to the realm, as dxf sends DXF_AUTHORIZATION.
+                // A given Authorization value goes to the realm, as dxf sends its own.
                 let basic = self.credentials_header()?;
                 TokenCall {
                     url: target,

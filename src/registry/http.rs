@@ -102,7 +102,7 @@ pub struct Http {
     auth: Auth,
     retry: RetryPolicy,
     log: Logger,
-    /// REGTOOL_TLSVERIFY named certificates (for the hint of a certificate failure).
+    /// Extra CA certificates were given (for the hint of a certificate failure).
     trusts_given_certs: bool,
 }
 
@@ -123,7 +123,7 @@ impl Http {
         &self.host
     }
 
-    /// The retry policy (REGTOOL_RETRIES retries per operation, within a total time).
+    /// The retry policy (`Options::retries` retries per operation, within a total time).
     pub fn retry_policy(&self) -> RetryPolicy {
         self.retry
     }

@@ -427,7 +427,7 @@ impl Store for Registry {
 }
 
 /// A response body whose read failures are reported as the registry being unavailable (69),
-/// not as a local I/O error: a reset, a stall past REGTOOL_TIMEOUT, a truncated body.
+/// not as a local I/O error: a reset, a stall past the idle timeout, a truncated body.
 struct NetReader<R> {
     inner: R,
     host: String,

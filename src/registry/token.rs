@@ -1,5 +1,5 @@
 //! Bearer tokens and their cache: in memory for the process, and on disk (one JSON file in
-//! REGTOOL_CACHE_DIR or the user's cache directory, mode 0600, replaced atomically) so that the
+//! the cache directory the caller gives, mode 0600, replaced atomically) so that the
 //! next process neither asks the token server again nor pays a 401 round trip to learn the
 //! realm (PROTOCOL.md rule 16). Entries are keyed by registry, realm, service, identity and
 //! scope; expired ones are dropped when the file is written. The identity is an HMAC of the

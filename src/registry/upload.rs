@@ -54,9 +54,9 @@ pub struct Upload<'a> {
     repo: String,
     shared: Arc<Shared>,
     _interrupt: cleanup::Guard,
-    /// REGTOOL_CHUNK_SIZE as asked.
+    /// The chunk size as asked.
     asked_chunk: Option<u64>,
-    /// REGTOOL_CHUNK_SIZE raised to the registry's OCI-Chunk-Min-Length (spec v1.1), below
+    /// The chunk size raised to the registry's OCI-Chunk-Min-Length (spec v1.1), below
     /// which it refuses chunks.
     chunk_size: Option<u64>,
     min_chunk: Option<u64>,
@@ -382,7 +382,7 @@ impl<'a> Upload<'a> {
     }
 
     /// Uploads a stream of unknown length, hashing while it goes: one chunked PATCH (or
-    /// PATCHes of REGTOOL_CHUNK_SIZE), then PUT `?digest=` with no body.
+    /// PATCHes of the chunk size), then PUT `?digest=` with no body.
     pub fn finish_stream(
         mut self,
         content: &mut dyn Read,
@@ -494,7 +494,7 @@ impl<'a> Upload<'a> {
     }
 
     /// How much of a stream to hold at a time, or None to send it in one pass: chunks of
-    /// REGTOOL_CHUNK_SIZE up to [`STREAM_CHUNK`], a small stream of known size whole.
+    /// The chunk size up to [`STREAM_CHUNK`], a small stream of known size whole.
     /// A registry whose minimum chunk is larger than we hold gets the stream in one pass.
     fn buffer_size(&self, size: Option<u64>) -> Option<u64> {
         match (self.chunk_size, size) {
