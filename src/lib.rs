@@ -3,7 +3,7 @@
 //! `impl Read` / `impl Write` and returns [`error::Error`] values.
 
 pub mod alias;
-pub mod cleanup;
+pub mod cancel;
 pub mod credentials;
 pub mod error;
 pub mod image;
@@ -18,5 +18,6 @@ pub mod secret;
 pub mod store;
 pub mod text;
 
+pub use cancel::Cancel;
 pub use error::{Error, Kind, Result};
 pub use store::Store;

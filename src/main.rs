@@ -16,33 +16,44 @@ use regtool::error::{Error, Result};
 use settings::{Location, ProcessEnv, Settings};
 
 fn main() {
-    let status = run();
-    regtool::cleanup::stop_if_interrupted();
+    // SIGINT, SIGTERM, SIGHUP cancel this token: open uploads are cancelled, temporary files
+    // being filled removed, then the signal thread exits 128 + the signal.
+    let cancel = regtool::Cancel::new();
+    signals::install(cancel.clone());
+    let status = run(&cancel);
+    wait_if_cancelled(&cancel);
     std::process::exit(status);
 }
 
-fn run() -> i32 {
-    // SIGINT, SIGTERM, SIGHUP: cancel open uploads, remove temporary files being filled, then
-    // exit 128 + the signal.
-    signals::install();
+/// Once the token is cancelled, the signal thread owns the exit status: this thread (whose
+/// outcome may be an error the cleanup caused, such as a removed temporary file) waits for
+/// it to end the process, and reports nothing.
+fn wait_if_cancelled(cancel: &regtool::Cancel) {
+    while cancel.is_cancelled() {
+        std::thread::park();
+    }
+}
+
+fn run(cancel: &regtool::Cancel) -> i32 {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    match execute(cli) {
+    match execute(cli, cancel) {
         Ok(()) => 0,
         Err(e) => {
-            regtool::cleanup::stop_if_interrupted();
+            wait_if_cancelled(cancel);
             exit::report(&e)
         }
     }
 }
 
-fn execute(cli: cli::Cli) -> Result<()> {
+fn execute(cli: cli::Cli, cancel: &regtool::Cancel) -> Result<()> {
     let settings = Settings::from_env(&ProcessEnv)?;
     notices(&settings);
     let mut ctx = commands::Ctx {
-        store: settings.location.open(),
+        store: settings.location.open(cancel),
+        cancel: cancel.clone(),
         out: output::Output::new(settings.format),
         bars: progress::Bars::new(settings.progress),
         settings,

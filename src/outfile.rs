@@ -16,7 +16,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::cleanup;
+use crate::cancel::{self, Cancel};
 use crate::error::{Error, Result};
 
 /// The longest file name Linux and macOS file systems take (NAME_MAX), in bytes.
@@ -37,7 +37,8 @@ enum How {
     InPlace(File),
     Atomic {
         tmp: tempfile::NamedTempFile,
-        _guard: cleanup::Guard,
+        guard: cancel::Guard,
+        cancel: Cancel,
         target: PathBuf,
     },
 }
@@ -54,7 +55,9 @@ enum Plan {
 
 impl OutFile {
     /// Opens `path` for writing. A FIFO's open waits for its reader, as any writer's would.
-    pub fn create(path: &Path) -> Result<OutFile> {
+    /// A temporary file is removed when `cancel` is cancelled, and never renamed into place
+    /// after that.
+    pub fn create(path: &Path, cancel: &Cancel) -> Result<OutFile> {
         let failed = |e: io::Error| Error::io(format!("writing {}", path.display()), &e);
         let how = match plan(path).map_err(failed)? {
             Plan::InPlace => How::InPlace(
@@ -66,7 +69,9 @@ impl OutFile {
                     .open(path)
                     .map_err(failed)?,
             ),
-            Plan::Atomic { target } => atomic(&target, fs::metadata(&target).ok().as_ref())?,
+            Plan::Atomic { target } => {
+                atomic(&target, fs::metadata(&target).ok().as_ref(), cancel)?
+            }
         };
         Ok(OutFile {
             path: path.to_path_buf(),
@@ -88,13 +93,16 @@ impl OutFile {
             How::InPlace(mut f) => f.flush().map_err(failed),
             How::Atomic {
                 tmp,
-                _guard,
+                guard,
+                cancel,
                 target,
             } => {
+                cancel.check()?;
                 // The data first, then the name: a crash after the rename must not leave an
                 // empty or partial file under the final name.
                 tmp.as_file().sync_all().map_err(failed)?;
                 tmp.persist(&target).map_err(|e| failed(e.error))?;
+                drop(guard);
                 sync_dir(parent(&target)).map_err(failed)
             }
         }
@@ -173,10 +181,11 @@ fn parent(path: &Path) -> &Path {
 }
 
 /// A registered temporary file beside `target`, with the mode and owner of `old`.
-fn atomic(target: &Path, old: Option<&Metadata>) -> Result<How> {
+fn atomic(target: &Path, old: Option<&Metadata>, cancel: &Cancel) -> Result<How> {
     let dir = parent(target);
     let name = target.file_name().unwrap_or(OsStr::new("out"));
-    let (tmp, guard) = cleanup::tempfile(temp_prefix(name), dir)
+    let (tmp, guard) = cancel
+        .tempfile(temp_prefix(name), dir)
         .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
     if let Some(old) = old {
         keep_attributes(tmp.as_file(), old)
@@ -184,7 +193,8 @@ fn atomic(target: &Path, old: Option<&Metadata>) -> Result<How> {
     }
     Ok(How::Atomic {
         tmp,
-        _guard: guard,
+        guard,
+        cancel: cancel.clone(),
         target: target.to_path_buf(),
     })
 }
@@ -289,15 +299,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("t");
         fs::write(&target, "old").unwrap();
-        let mut out = OutFile::create(&target).unwrap();
+        let mut out = OutFile::create(&target, &Cancel::new()).unwrap();
         out.write_all(b"new").unwrap();
         drop(out);
         assert_eq!(fs::read(&target).unwrap(), b"old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-        let mut out = OutFile::create(&target).unwrap();
+        let mut out = OutFile::create(&target, &Cancel::new()).unwrap();
         assert!(!out.in_place());
         out.write_all(b"new").unwrap();
         out.commit().unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_cancelled_output_is_removed_and_never_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        fs::write(&target, "old").unwrap();
+        let cancel = Cancel::new();
+        let mut out = OutFile::create(&target, &cancel).unwrap();
+        out.write_all(b"new").unwrap();
+        cancel.cancel(std::time::Duration::from_secs(1));
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temporary left"
+        );
+        let err = out.commit().unwrap_err();
+        assert_eq!(err.kind, crate::error::Kind::Interrupted);
+        assert_eq!(fs::read(&target).unwrap(), b"old");
     }
 }

@@ -9,6 +9,7 @@
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Kind, Result, from_io};
 use crate::oci::Digest;
 use crate::oci::digest::{COPY_BUFFER, Hasher};
@@ -131,12 +132,11 @@ fn write_stage(
 }
 
 /// A reader fed by a thread of its own, for input that may block for ever (stdin, a FIFO).
-/// Once `stop` says so (the interrupt handler has started: [`crate::cleanup::interrupted`]),
-/// a read that would wait ends the input instead: the request carrying it ends, the registry
-/// answers with the upload's newest Location, and the handler cancels the session with it.
-/// (The upload sends nothing after that.)
+/// Once `cancel` is cancelled, a read that would wait ends the input instead: the request
+/// carrying it ends, the registry answers with the upload's newest Location, and the
+/// upload's cancel action cancels the session with it. (The upload sends nothing after that.)
 pub struct Prefetch {
-    stop: fn() -> bool,
+    cancel: Cancel,
     rx: Receiver<io::Result<Vec<u8>>>,
     pending: Vec<u8>,
     pos: usize,
@@ -144,7 +144,7 @@ pub struct Prefetch {
 }
 
 impl Prefetch {
-    pub fn new(mut inner: Box<dyn Read + Send>, stop: fn() -> bool) -> Prefetch {
+    pub fn new(mut inner: Box<dyn Read + Send>, cancel: Cancel) -> Prefetch {
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(2);
         std::thread::spawn(move || {
             loop {
@@ -167,7 +167,7 @@ impl Prefetch {
             }
         });
         Prefetch {
-            stop,
+            cancel,
             rx,
             pending: Vec::new(),
             pos: 0,
@@ -180,7 +180,7 @@ impl Read for Prefetch {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use std::sync::mpsc::RecvTimeoutError;
         while self.pos == self.pending.len() {
-            if self.done || (self.stop)() {
+            if self.done || self.cancel.is_cancelled() {
                 return Ok(0);
             }
             match self.rx.recv_timeout(std::time::Duration::from_millis(50)) {
@@ -205,7 +205,7 @@ mod tests {
     fn prefetch_passes_everything_through_and_its_errors() {
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
         let mut out = Vec::new();
-        Prefetch::new(Box::new(io::Cursor::new(data.clone())), || false)
+        Prefetch::new(Box::new(io::Cursor::new(data.clone())), Cancel::new())
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, data);
@@ -215,10 +215,32 @@ mod tests {
                 Err(io::Error::other("gone"))
             }
         }
-        let err = Prefetch::new(Box::new(Broken), || false)
+        let err = Prefetch::new(Box::new(Broken), Cancel::new())
             .read_to_end(&mut out)
             .unwrap_err();
         assert_eq!(err.to_string(), "gone");
+    }
+
+    #[test]
+    fn a_cancelled_prefetch_ends_its_input_instead_of_waiting() {
+        use std::time::{Duration, Instant};
+        struct Silent;
+        impl Read for Silent {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                std::thread::sleep(Duration::from_secs(30));
+                Ok(0)
+            }
+        }
+        let cancel = Cancel::new();
+        let mut input = Prefetch::new(Box::new(Silent), cancel.clone());
+        let canceller = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            canceller.cancel(Duration::from_secs(1));
+        });
+        let start = Instant::now();
+        assert_eq!(input.read(&mut [0u8; 8]).unwrap(), 0);
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

@@ -318,11 +318,15 @@ pub enum Location {
 }
 
 impl Location {
-    /// Opens the store this names.
-    pub fn open(&self) -> Box<dyn Store> {
+    /// Opens the store this names; its long operations stop when `cancel` is cancelled.
+    pub fn open(&self, cancel: &regtool::Cancel) -> Box<dyn Store> {
         match self {
-            Location::Registry(opts) => Box::new(regtool::registry::Registry::new(opts)),
-            Location::Layout { root, .. } => Box::new(regtool::layout::Layout::new(root.clone())),
+            Location::Registry(opts) => {
+                Box::new(regtool::registry::Registry::new(opts).with_cancel(cancel.clone()))
+            }
+            Location::Layout { root, .. } => {
+                Box::new(regtool::layout::Layout::new(root.clone()).with_cancel(cancel.clone()))
+            }
         }
     }
 }

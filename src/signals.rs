@@ -1,7 +1,8 @@
 //! Signals that end a run early: SIGINT (Ctrl-C), SIGTERM (what `timeout`, CI cancellation,
 //! `docker stop` and Kubernetes send) and SIGHUP (the terminal went away). Each one removes
-//! the temporary files being filled and cancels open upload sessions (`regtool::cleanup`),
-//! then exits with 128 + the signal number, as a shell reports a process killed by it.
+//! the temporary files being filled and cancels open upload sessions (by cancelling the
+//! run's `regtool::Cancel`), then exits with 128 + the signal number, as a shell reports a
+//! process killed by it.
 //!
 //! The signals are read by signal-hook's iterator on a thread of their own: unlike the
 //! `ctrlc` crate, it says which signal arrived, and nothing runs inside a signal handler.
@@ -17,9 +18,9 @@ use signal_hook::iterator::Signals;
 /// may not give them, and someone is waiting for the prompt (or the container to stop).
 pub const CLEANUP_BUDGET: Duration = Duration::from_secs(3);
 
-/// Starts listening. A failure to install the handlers only loses the cleanup: the signals
-/// then end the process as they would any other.
-pub fn install() {
+/// Starts listening; the first signal cancels `cancel`. A failure to install the handlers
+/// only loses the cleanup: the signals then end the process as they would any other.
+pub fn install(cancel: regtool::Cancel) {
     let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
         return;
     };
@@ -32,16 +33,17 @@ pub fn install() {
                     std::process::exit(128 + signal);
                 }
                 cleaning = true;
+                let cancel = cancel.clone();
                 let _ = std::thread::Builder::new()
                     .name("cleanup".into())
-                    .spawn(move || clean_up_and_exit(signal));
+                    .spawn(move || clean_up_and_exit(&cancel, signal));
             }
         });
 }
 
-fn clean_up_and_exit(signal: i32) -> ! {
+fn clean_up_and_exit(cancel: &regtool::Cancel, signal: i32) -> ! {
     eprintln!("regtool: {}", describe(signal));
-    let unfinished = regtool::cleanup::run_all(CLEANUP_BUDGET);
+    let unfinished = cancel.cancel(CLEANUP_BUDGET);
     if unfinished > 0 {
         eprintln!(
             "regtool: gave up cleaning up after {} s: {unfinished} upload session(s) may stay open until the registry expires them",

@@ -41,20 +41,22 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     }
     let platform = ctx.settings.platform.clone();
     let retries = ctx.settings.remote.retries;
+    let cancel = ctx.cancel.clone();
     let located = super::locate(ctx, &args.image)?;
     let mut image = flatten::open(
         located.side(),
         &located.reference.reference(),
         platform.as_ref(),
         retries,
+        &cancel,
     )?;
     // A stdout of its own: `located` borrows the context (its store) while the tar streams.
     let mut out = crate::output::Output::new(ctx.settings.format);
-    super::tar_out::write_to(&mut out, args.output.as_ref(), |w| {
-        merge::merge(&mut image.layers, w).map(|_| ())
+    super::tar_out::write_to(&mut out, args.output.as_ref(), &cancel, |w| {
+        merge::merge(&mut image.layers, w, &cancel).map(|_| ())
     })?;
     if let Some(path) = &args.config {
-        super::tar_out::write_to(&mut out, Some(path), |w| {
+        super::tar_out::write_to(&mut out, Some(path), &cancel, |w| {
             w.write_all(&image.config)
                 .map_err(|e| regtool::error::from_io(format!("writing {}", path.display()), e))
         })?;

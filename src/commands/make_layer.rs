@@ -60,7 +60,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         // A time before 1970 cannot be a tar mtime here; it is taken as 0.
         mtime: ctx.settings.epoch.map_or(0, |e| e.max(0) as u64),
     };
-    super::tar_out::write_to(&mut ctx.out, args.output.as_ref(), |out| {
+    super::tar_out::write_to(&mut ctx.out, args.output.as_ref(), &ctx.cancel, |out| {
         make_layer::make_layer(&inputs, &opts, out).map(|_| ())
     })
 }

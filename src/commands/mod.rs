@@ -35,9 +35,11 @@ use crate::cli::Command;
 use crate::output::Output;
 use crate::progress::Bars;
 
-/// What every command gets: the settings, the store they name, stdout and the progress bars.
+/// What every command gets: the settings, the store they name, stdout, the progress bars and
+/// the run's cancellation token (cancelled by the signal thread).
 pub struct Ctx {
     pub settings: Settings,
+    pub cancel: regtool::Cancel,
     pub store: Box<dyn Store>,
     pub out: Output,
     pub bars: Bars,
@@ -190,7 +192,9 @@ pub fn locate<'a>(ctx: &'a Ctx, text: &str) -> Result<Located<'a>> {
     let owned: Option<Box<dyn Store>> = match &reference.host {
         Some(host) => {
             let opts = ctx.settings.registry_for(host)?;
-            Some(Box::new(regtool::registry::Registry::new(&opts)))
+            Some(Box::new(
+                regtool::registry::Registry::new(&opts).with_cancel(ctx.cancel.clone()),
+            ))
         }
         None => None,
     };

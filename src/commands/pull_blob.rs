@@ -81,7 +81,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let Some(path) = &args.output else {
         return pull_all(ctx, repo, &blobs, None);
     };
-    let mut file = OutFile::create(path)?;
+    let mut file = OutFile::create(path, &ctx.cancel)?;
     // Dropping `file` on an error discards a temporary file; only verified content is
     // renamed into place.
     pull_all(ctx, repo, &blobs, Some(&mut file))?;
@@ -101,6 +101,7 @@ fn pull_all(
         out,
         bars,
         settings,
+        ..
     } = ctx;
     for (digest, known) in blobs {
         let (mut blob, size) = open(

@@ -178,10 +178,7 @@ fn push_stream(
     let bar = ctx.bars.bar(if name == "-" { "stdin" } else { name }, None);
     let result = ctx.store().put_blob_stream(
         repo,
-        &mut bar.wrap_read(regtool::pipe::Prefetch::new(
-            reader,
-            regtool::cleanup::interrupted,
-        )),
+        &mut bar.wrap_read(regtool::pipe::Prefetch::new(reader, ctx.cancel.clone())),
         Algorithm::Sha256,
     );
     bar.finish_and_clear();

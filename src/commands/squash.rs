@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use regtool::Cancel;
 use regtool::error::{Error, Result};
 use regtool::image::merge;
 use regtool::image::source::{self, LayerSource};
@@ -39,14 +40,15 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let mut sources = open_all(&args.layers)?;
-    super::tar_out::write_to(&mut ctx.out, args.output.as_ref(), |out| {
-        merge::merge(&mut sources, out).map(|_| ())
+    let cancel = ctx.cancel.clone();
+    let mut sources = open_all(&args.layers, &cancel)?;
+    super::tar_out::write_to(&mut ctx.out, args.output.as_ref(), &cancel, |out| {
+        merge::merge(&mut sources, out, &cancel).map(|_| ())
     })
 }
 
 /// Opens every layer before anything is written, so a missing one fails first.
-fn open_all(paths: &[PathBuf]) -> Result<Vec<Box<dyn LayerSource>>> {
+fn open_all(paths: &[PathBuf], cancel: &Cancel) -> Result<Vec<Box<dyn LayerSource>>> {
     let stdin = paths.iter().filter(|p| p.as_os_str() == "-").count();
     if stdin > 1 {
         return Err(Error::usage("stdin (-) can be read only once"));
@@ -55,9 +57,9 @@ fn open_all(paths: &[PathBuf]) -> Result<Vec<Box<dyn LayerSource>>> {
         .iter()
         .map(|p| {
             if p.as_os_str() == "-" {
-                Ok(source::stdin())
+                Ok(source::stdin(cancel))
             } else {
-                source::open_path(p)
+                source::open_path(p, cancel)
             }
         })
         .collect()

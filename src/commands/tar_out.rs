@@ -6,15 +6,18 @@
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
+use regtool::Cancel;
 use regtool::error::{Error, Kind, Result};
 use regtool::outfile::OutFile;
 
 use crate::output::Output;
 
-/// Runs `write` against stdout or (with a path) a temporary file that becomes `path`.
+/// Runs `write` against stdout or (with a path) a temporary file that becomes `path`, removed
+/// on `cancel`.
 pub fn write_to(
     stdout: &mut Output,
     path: Option<&PathBuf>,
+    cancel: &Cancel,
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
     let Some(path) = path else {
@@ -27,7 +30,7 @@ pub fn write_to(
     // A regular FILE gets a temporary file that is renamed over it only once the whole tar
     // was written (dropping it on an error removes it); devices and pipes get the tar as it
     // is made (regtool::outfile).
-    let mut file = OutFile::create(path)?;
+    let mut file = OutFile::create(path, cancel)?;
     {
         let mut buffered = BufWriter::with_capacity(256 * 1024, &mut file);
         write(&mut buffered)?;

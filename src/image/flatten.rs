@@ -11,6 +11,7 @@
 use crate::registry::transport::retry::RetryPolicy;
 use std::io::{self, Read};
 
+use crate::cancel::Cancel;
 use crate::error::{Cause, Error, Result};
 use crate::image::copy::{self, Side};
 use crate::image::source::{LayerSource, Spooled};
@@ -26,12 +27,14 @@ pub struct Image<'a> {
     pub layers: Vec<Box<dyn LayerSource + 'a>>,
 }
 
-/// Opens the image `reference` names in `side`; an index needs `platform`.
+/// Opens the image `reference` names in `side`; an index needs `platform`. The layers' spool
+/// files are removed on `cancel`.
 pub fn open<'a>(
     side: Side<'a>,
     reference: &str,
     platform: Option<&Platform>,
     retries: u32,
+    cancel: &Cancel,
 ) -> Result<Image<'a>> {
     let (_, mut manifest) = copy::fetch(side, reference)?;
     if let Manifest::Index { manifests, .. } = &manifest {
@@ -64,9 +67,11 @@ pub fn open<'a>(
                     layer.digest, layer.media_type
                 )));
             }
-            Ok(Box::new(Spooled::new(layer.digest.to_string(), move || {
-                open_verified(side, layer.digest, Some(layer.size), retries)
-            })) as Box<dyn LayerSource + 'a>)
+            Ok(
+                Box::new(Spooled::new(layer.digest.to_string(), cancel, move || {
+                    open_verified(side, layer.digest, Some(layer.size), retries)
+                })) as Box<dyn LayerSource + 'a>,
+            )
         })
         .collect::<Result<_>>()?;
     Ok(Image { config, layers })

@@ -31,6 +31,7 @@ use std::io::{self, Read, Write};
 
 use tar::EntryType;
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::image::source::{LayerSource, read_entries, tar_error};
 use crate::image::tarout::{Kind, Meta, TarWriter, write_error};
@@ -82,13 +83,19 @@ pub struct Summary {
     pub entries: u64,
 }
 
-/// Merges `layers` (bottom first) into one plain tar on `out`.
-pub fn merge(layers: &mut [Box<dyn LayerSource + '_>], out: &mut dyn Write) -> Result<Summary> {
+/// Merges `layers` (bottom first) into one plain tar on `out`, checking `cancel` at every
+/// entry of both passes.
+pub fn merge(
+    layers: &mut [Box<dyn LayerSource + '_>],
+    out: &mut dyn Write,
+    cancel: &Cancel,
+) -> Result<Summary> {
     let mut state = State::default();
     for (l, source) in layers.iter_mut().enumerate() {
         let layer = l as u32;
         let name = source.describe();
         read_entries(source.as_mut(), |i, entry| {
+            cancel.check()?;
             state.visit((layer, i), &name, entry)
         })?;
     }
@@ -99,6 +106,7 @@ pub fn merge(layers: &mut [Box<dyn LayerSource + '_>], out: &mut dyn Write) -> R
         let layer = l as u32;
         let name = source.describe();
         read_entries(source.as_mut(), |i, entry| {
+            cancel.check()?;
             let Some(action) = plan.remove(&(layer, i)) else {
                 return Ok(());
             };
@@ -507,7 +515,7 @@ mod tests {
 
     fn merged(layers: Vec<Mem>) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        merge(&mut boxed(layers), &mut out)?;
+        merge(&mut boxed(layers), &mut out, &Cancel::new())?;
         let mut archive = tar::Archive::new(&out[..]);
         let mut lines = Vec::new();
         for e in archive.entries().unwrap() {
@@ -607,7 +615,7 @@ mod tests {
             Mem(second.finish().unwrap()),
         ];
         let mut out = Vec::new();
-        merge(&mut boxed(layers), &mut out).unwrap();
+        merge(&mut boxed(layers), &mut out, &Cancel::new()).unwrap();
         let mut archive = tar::Archive::new(&out[..]);
         let heads: Vec<(String, u32, u64)> = archive
             .entries()

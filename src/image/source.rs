@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::path::PathBuf;
 
+use crate::cancel::{self, Cancel};
 use crate::error::{Error, Result};
 use crate::image::layer::{Compression, sniff};
 use crate::image::tarcheck::TarCheck;
@@ -52,15 +53,16 @@ type Opener<'a> = Box<dyn FnOnce() -> Result<Box<dyn Read + 'a>> + 'a>;
 
 enum Spool<'a> {
     Fresh(Opener<'a>),
-    Filled(tempfile::NamedTempFile, crate::cleanup::Guard),
+    Filled(tempfile::NamedTempFile, cancel::Guard),
     Gone,
 }
 
 /// A stream read once: the first read copies it to a temporary file, later reads come from
-/// that file. The file is removed when the source is dropped (and on interrupt).
+/// that file. The file is removed when the source is dropped (and on cancel).
 pub struct Spooled<'a> {
     name: String,
     spool: Spool<'a>,
+    cancel: Cancel,
 }
 
 impl<'a> Spooled<'a> {
@@ -68,11 +70,13 @@ impl<'a> Spooled<'a> {
     /// held open while earlier layers are read).
     pub fn new(
         name: impl Into<String>,
+        cancel: &Cancel,
         open: impl FnOnce() -> Result<Box<dyn Read + 'a>> + 'a,
     ) -> Spooled<'a> {
         Spooled {
             name: name.into(),
             spool: Spool::Fresh(Box::new(open)),
+            cancel: cancel.clone(),
         }
     }
 }
@@ -85,7 +89,9 @@ impl LayerSource for Spooled<'_> {
         match std::mem::replace(&mut self.spool, Spool::Gone) {
             Spool::Fresh(opener) => {
                 let dir = std::env::temp_dir();
-                let (tmp, guard) = crate::cleanup::tempfile(".regtool-spool-", &dir)
+                let (tmp, guard) = self
+                    .cancel
+                    .tempfile(".regtool-spool-", &dir)
                     .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
                 let side = tmp
                     .reopen()
@@ -213,8 +219,9 @@ fn visit_all(
 }
 
 /// Opens a layer named on the command line: a regular file is read in place; anything else
-/// (a pipe, `<(...)`, a device) is spooled. A missing file is a not-found error.
-pub fn open_path(path: &std::path::Path) -> Result<Box<dyn LayerSource>> {
+/// (a pipe, `<(...)`, a device) is spooled, the spool removed on `cancel`. A missing file is a
+/// not-found error.
+pub fn open_path(path: &std::path::Path, cancel: &Cancel) -> Result<Box<dyn LayerSource>> {
     let shown = path.display().to_string();
     let file = File::open(path).map_err(|e| Error::io(format!("opening {shown}"), &e))?;
     let meta = file
@@ -226,14 +233,15 @@ pub fn open_path(path: &std::path::Path) -> Result<Box<dyn LayerSource>> {
     if meta.is_file() {
         return Ok(Box::new(FileSource::new(path.to_path_buf(), file)));
     }
-    Ok(Box::new(Spooled::new(shown, move || {
+    Ok(Box::new(Spooled::new(shown, cancel, move || {
         Ok(Box::new(file) as Box<dyn Read>)
     })))
 }
 
-/// Standard input as a layer (spooled: it can be read only once).
-pub fn stdin() -> Box<dyn LayerSource> {
-    Box::new(Spooled::new("stdin", || {
+/// Standard input as a layer (spooled: it can be read only once), the spool removed on
+/// `cancel`.
+pub fn stdin(cancel: &Cancel) -> Box<dyn LayerSource> {
+    Box::new(Spooled::new("stdin", cancel, || {
         Ok(Box::new(io::stdin().lock()) as Box<dyn Read>)
     }))
 }
@@ -246,7 +254,7 @@ mod tests {
     fn a_spooled_stream_reads_the_same_twice() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let copy = data.clone();
-        let mut s = Spooled::new("x", move || {
+        let mut s = Spooled::new("x", &Cancel::new(), move || {
             Ok(Box::new(io::Cursor::new(copy)) as Box<dyn Read>)
         });
         for _ in 0..2 {
@@ -258,15 +266,20 @@ mod tests {
 
     #[test]
     fn missing_and_directory_paths_are_refused() {
-        let e = open_path(std::path::Path::new("/nonexistent/layer.tar"))
-            .err()
-            .unwrap();
+        let e = open_path(
+            std::path::Path::new("/nonexistent/layer.tar"),
+            &Cancel::new(),
+        )
+        .err()
+        .unwrap();
         assert_eq!(e.kind, crate::error::Kind::NotFound);
         assert_eq!(
             e.message,
             "opening /nonexistent/layer.tar: No such file or directory"
         );
-        let e = open_path(std::path::Path::new("/")).err().unwrap();
+        let e = open_path(std::path::Path::new("/"), &Cancel::new())
+            .err()
+            .unwrap();
         assert_eq!(e.kind, crate::error::Kind::Usage);
     }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::cleanup;
+use crate::cancel::{self, Cancel};
 use crate::error::{Error, Result};
 use crate::oci::digest::{copy_hashing, copy_verified, hash_reader};
 use crate::oci::{Algorithm, Descriptor, Digest, media, name};
@@ -46,6 +46,9 @@ pub struct Layout {
     root: PathBuf,
     /// The layouts whose stale temporaries this process has swept already.
     swept: Mutex<HashSet<PathBuf>>,
+    /// Temporary files are removed when it is cancelled; a cancelled write is not renamed
+    /// into place.
+    cancel: Cancel,
 }
 
 fn io_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Error {
@@ -77,7 +80,15 @@ impl Layout {
         Layout {
             root: root.into(),
             swept: Mutex::new(HashSet::new()),
+            cancel: Cancel::new(),
         }
+    }
+
+    /// The same layout, its temporary files removed (and writes stopped) when `cancel` is
+    /// cancelled.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Layout {
+        self.cancel = cancel;
+        self
     }
 
     /// The layout directory of a repository, once its name is known to stay under the root.
@@ -110,14 +121,19 @@ impl Layout {
         if !dir.join("oci-layout").is_file() {
             fs::create_dir_all(dir.join("blobs").join("sha256"))
                 .map_err(io_err(format!("creating {}", dir.display())))?;
-            let _lock = Locked::acquire(&dir)?;
+            let _lock = Locked::acquire(&dir, &self.cancel)?;
             if !dir.join("index.json").exists() {
                 let empty =
                     json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []});
-                write_atomic(&dir, "index.json", &to_vec(&empty))?;
+                write_atomic(&dir, "index.json", &to_vec(&empty), &self.cancel)?;
             }
             if !dir.join("oci-layout").is_file() {
-                write_atomic(&dir, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+                write_atomic(
+                    &dir,
+                    "oci-layout",
+                    br#"{"imageLayoutVersion":"1.0.0"}"#,
+                    &self.cancel,
+                )?;
             }
         }
         self.sweep_once(&dir);
@@ -156,22 +172,33 @@ impl Layout {
         expected: Option<(&Digest, u64)>,
         algorithm: Algorithm,
     ) -> Result<(Digest, u64)> {
-        store_blob(&self.ensure(repo)?, content, expected, algorithm)
+        store_blob(
+            &self.ensure(repo)?,
+            content,
+            expected,
+            algorithm,
+            &self.cancel,
+        )
     }
 }
 
 /// The lock of one layout, held while alive: `index.json` changes only through it.
 struct Locked<'a> {
     dir: &'a Path,
+    cancel: &'a Cancel,
     _file: File,
 }
 
 impl<'a> Locked<'a> {
-    fn acquire(dir: &'a Path) -> Result<Locked<'a>> {
+    fn acquire(dir: &'a Path, cancel: &'a Cancel) -> Result<Locked<'a>> {
         let locking = || format!("locking {}", dir.display());
         let file = File::create(dir.join(LOCK_FILE)).map_err(io_err(locking()))?;
         file.lock().map_err(io_err(locking()))?;
-        Ok(Locked { dir, _file: file })
+        Ok(Locked {
+            dir,
+            cancel,
+            _file: file,
+        })
     }
 
     /// Read-modify-write of `index.json`.
@@ -181,7 +208,7 @@ impl<'a> Locked<'a> {
             return Err(malformed_index(self.dir));
         };
         let result = change(list)?;
-        write_atomic(self.dir, "index.json", &to_vec(&index))?;
+        write_atomic(self.dir, "index.json", &to_vec(&index), self.cancel)?;
         Ok(result)
     }
 }
@@ -209,12 +236,14 @@ fn to_vec(value: &Value) -> Vec<u8> {
 }
 
 /// A temporary file in the layout's `.regtool-tmp/`, locked for as long as it lives so that
-/// a sweep by another process leaves it alone, and removed on interrupt.
-fn temp_file(dir: &Path) -> Result<(tempfile::NamedTempFile, cleanup::Guard)> {
+/// a sweep by another process leaves it alone, and removed on cancel.
+fn temp_file(dir: &Path, cancel: &Cancel) -> Result<(tempfile::NamedTempFile, cancel::Guard)> {
     let tmp = dir.join(TMP_DIR);
     let writing = || format!("writing in {}", tmp.display());
     fs::create_dir_all(&tmp).map_err(io_err(writing()))?;
-    let (file, guard) = cleanup::tempfile(".upload-", &tmp).map_err(io_err(writing()))?;
+    let (file, guard) = cancel
+        .tempfile(".upload-", &tmp)
+        .map_err(io_err(writing()))?;
     file.as_file().lock().map_err(io_err(writing()))?;
     Ok((file, guard))
 }
@@ -238,9 +267,9 @@ fn persist(mut tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
 }
 
 /// Replaces the file `name` of a layout atomically.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8], cancel: &Cancel) -> Result<()> {
     let path = dir.join(name);
-    let (mut tmp, _guard) = temp_file(dir)?;
+    let (mut tmp, _guard) = temp_file(dir, cancel)?;
     tmp.write_all(bytes)
         .map_err(io_err(format!("writing {}", path.display())))?;
     persist(tmp, &path)
@@ -253,8 +282,9 @@ fn store_blob(
     content: &mut dyn Read,
     expected: Option<(&Digest, u64)>,
     algorithm: Algorithm,
+    cancel: &Cancel,
 ) -> Result<(Digest, u64)> {
-    let (mut tmp, _guard) = temp_file(dir)?;
+    let (mut tmp, _guard) = temp_file(dir, cancel)?;
     let (digest, size) = match expected {
         Some((d, size)) => (
             d.clone(),
@@ -262,6 +292,8 @@ fn store_blob(
         ),
         None => copy_hashing(content, tmp.as_file_mut(), algorithm)?,
     };
+    // Cancelled while copying: the temporary file is gone or going, and is not the blob.
+    cancel.check()?;
     let path = blob_file(dir, &digest);
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
@@ -420,7 +452,13 @@ impl Store for Layout {
         if fs::hard_link(&source, &target).is_err() {
             let mut file =
                 File::open(&source).map_err(io_err(format!("reading {}", source.display())))?;
-            store_blob(&dir, &mut file, Some((digest, size)), digest.algorithm())?;
+            store_blob(
+                &dir,
+                &mut file,
+                Some((digest, size)),
+                digest.algorithm(),
+                &self.cancel,
+            )?;
         }
         Ok(())
     }
@@ -508,8 +546,9 @@ impl Store for Layout {
         }
         let wanted = reference.parse::<Digest>().ok();
         let dir = self.ensure(repo)?;
-        let lock = Locked::acquire(&dir)?;
-        let (digest, size) = store_blob(&dir, &mut &bytes[..], None, Algorithm::Sha256)?;
+        let lock = Locked::acquire(&dir, &self.cancel)?;
+        let (digest, size) =
+            store_blob(&dir, &mut &bytes[..], None, Algorithm::Sha256, &self.cancel)?;
         if let Some(wanted) = wanted {
             if wanted != digest {
                 return Err(Error::data(format!(
@@ -536,7 +575,7 @@ impl Store for Layout {
     fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
         let dir = self.require(repo)?;
         let text = digest.to_string();
-        let lock = Locked::acquire(&dir)?;
+        let lock = Locked::acquire(&dir, &self.cancel)?;
         let found = lock.update_index(|list| {
             let before = list.len();
             list.retain(|d| d["digest"] != text.as_str());

@@ -20,6 +20,7 @@ use ::ureq::http::Method;
 use self::http::{Http, Request, header, read_limited};
 pub use self::options::{Log, LogSink, Options};
 use self::scope::Scope;
+use crate::cancel::Cancel;
 use crate::error::{Error, Kind, Result};
 use crate::oci::{Algorithm, Digest, media};
 use crate::store::{BlobStream, Fetched, Store};
@@ -27,6 +28,7 @@ use crate::store::{BlobStream, Fetched, Store};
 pub struct Registry {
     http: Http,
     chunk_size: Option<u64>,
+    cancel: Cancel,
 }
 
 impl Registry {
@@ -34,7 +36,15 @@ impl Registry {
         Registry {
             http: Http::new(opts),
             chunk_size: opts.chunk_size,
+            cancel: Cancel::new(),
         }
+    }
+
+    /// The same registry, its uploads stopping (and their sessions cancelled) when `cancel`
+    /// is cancelled.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Registry {
+        self.cancel = cancel;
+        self
     }
 
     /// GETs every page of a paginated list (PROTOCOL.md rule 8), collecting `field` of each.
@@ -207,7 +217,7 @@ impl Store for Registry {
         size: u64,
         content: &mut dyn Read,
     ) -> Result<()> {
-        upload::Upload::start(&self.http, repo, self.chunk_size)?
+        upload::Upload::start(&self.http, repo, self.chunk_size, &self.cancel)?
             .finish_known(digest, size, content)
     }
 
@@ -218,7 +228,8 @@ impl Store for Registry {
         size: u64,
         file: &dyn crate::store::ReadAt,
     ) -> Result<()> {
-        upload::Upload::start(&self.http, repo, self.chunk_size)?.finish_file(digest, size, file)
+        upload::Upload::start(&self.http, repo, self.chunk_size, &self.cancel)?
+            .finish_file(digest, size, file)
     }
 
     fn put_blob_stream(
@@ -227,7 +238,8 @@ impl Store for Registry {
         content: &mut dyn Read,
         algorithm: Algorithm,
     ) -> Result<(Digest, u64)> {
-        upload::Upload::start(&self.http, repo, self.chunk_size)?.finish_stream(content, algorithm)
+        upload::Upload::start(&self.http, repo, self.chunk_size, &self.cancel)?
+            .finish_stream(content, algorithm)
     }
 
     fn mount_blob(&self, repo: &str, from: &str, digest: &Digest) -> Result<()> {

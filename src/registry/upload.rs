@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use ureq::http::Method;
 
-use crate::cleanup;
+use crate::cancel::{self, Cancel};
 use crate::error::{Error, Kind, Result};
 use crate::oci::digest::Hasher;
 use crate::oci::{Algorithm, Digest};
@@ -45,15 +45,17 @@ pub const STREAM_CHUNK: u64 = 16 << 20;
 /// can be sent again (a config, an alias manifest's blob).
 const SMALL_STREAM: u64 = 1 << 20;
 
-/// How long the interrupt handler waits for the request on the wire to end, so that it
-/// cancels with the Location that request brings back.
+/// How long the cancel action waits for the request on the wire to end, so that it cancels
+/// with the Location that request brings back.
 const SETTLE: Duration = Duration::from_secs(3);
 
 pub struct Upload<'a> {
     http: &'a Http,
     repo: String,
     shared: Arc<Shared>,
-    _interrupt: cleanup::Guard,
+    /// Checked before and after every request; cancelling it cancels the session.
+    cancel: Cancel,
+    _on_cancel: cancel::Guard,
     /// The chunk size as asked.
     asked_chunk: Option<u64>,
     /// The chunk size raised to the registry's OCI-Chunk-Min-Length (spec v1.1), below
@@ -72,7 +74,7 @@ pub struct Upload<'a> {
 /// The status and (the start of) the body of an answer; None when there was none.
 type Answer = Option<(u16, Vec<u8>)>;
 
-/// What the interrupt handler shares with an upload: the newest Location (empty when there is
+/// What the cancel action shares with an upload: the newest Location (empty when there is
 /// no session to cancel) and whether a request is on the wire.
 struct Shared {
     state: Mutex<(String, bool)>,
@@ -93,10 +95,10 @@ impl Shared {
         self.idle.notify_all();
     }
 
-    /// The interrupt handler's action: lets the request on the wire end first (a stream from
-    /// stdin ends its body when interrupted), so that the DELETE carries the Location that
+    /// The cancel action: lets the request on the wire end first (a stream from stdin ends
+    /// its body when cancelled), so that the DELETE carries the Location that
     /// request brought back; distribution answers an older one with 404 and keeps the upload.
-    fn cancel_on_interrupt(&self, repo: &str, delete: &dyn Fn(&str) -> Answer, log: &LogSink) {
+    fn cancel_session(&self, repo: &str, delete: &dyn Fn(&str) -> Answer, log: &LogSink) {
         let Ok(state) = self.state.lock() else { return };
         let Ok((state, _)) = self.idle.wait_timeout_while(state, SETTLE, |s| s.1) else {
             return;
@@ -310,7 +312,14 @@ pub fn cancel(http: &Http, repo: &str, location: &str) {
 impl<'a> Upload<'a> {
     /// Opens an upload session. This request also settles authentication, so that the
     /// streamed requests after it (which cannot be replayed) are sent with credentials.
-    pub fn start(http: &'a Http, repo: &str, chunk_size: Option<u64>) -> Result<Upload<'a>> {
+    /// While it lives, cancelling `cancel` cancels the session.
+    pub fn start(
+        http: &'a Http,
+        repo: &str,
+        chunk_size: Option<u64>,
+        cancel: &Cancel,
+    ) -> Result<Upload<'a>> {
+        cancel.check()?;
         let (location, min_chunk) = open_session(http, repo)?;
         let shared = Arc::new(Shared {
             state: Mutex::new((location, false)),
@@ -318,13 +327,13 @@ impl<'a> Upload<'a> {
         });
         let delete = http.canceller(&Scope::push(repo));
         let (name, handler, log) = (repo.to_string(), shared.clone(), http.sink().clone());
-        let interrupt =
-            cleanup::on_interrupt(move || handler.cancel_on_interrupt(&name, &delete, &log));
+        let on_cancel = cancel.on_cancel(move || handler.cancel_session(&name, &delete, &log));
         let mut upload = Upload {
             http,
             repo: repo.to_string(),
             shared,
-            _interrupt: interrupt,
+            cancel: cancel.clone(),
+            _on_cancel: on_cancel,
             asked_chunk: chunk_size,
             chunk_size,
             min_chunk: None,
@@ -401,8 +410,10 @@ impl<'a> Upload<'a> {
         self.cancel_on_error(result).map(|d| (d, size))
     }
 
+    /// Cancels the session after a failure, unless the upload was cancelled: its cancel
+    /// action has the session in hand.
     fn cancel_on_error<T>(&self, result: Result<T>) -> Result<T> {
-        if result.is_err() {
+        if result.is_err() && !self.cancel.is_cancelled() {
             let location = self.location();
             if !location.is_empty() {
                 cancel(self.http, &self.repo, &location);
@@ -653,7 +664,9 @@ impl<'a> Upload<'a> {
     /// Sends one request of the upload and moves to the Location it brings back, sorting its
     /// failures for the upload loop; the transport sends none of them again by itself.
     fn exchange(&mut self, req: Request<'_>, ok: &[u16], what: &str) -> Step<Response> {
-        cleanup::stop_if_interrupted();
+        if let Err(e) = self.cancel.check() {
+            return Err(Failure::Fatal(e));
+        }
         self.shared.set_busy(true);
         let result = self.http.send(req.retry(Retry::Unsent));
         let outcome = match result {
@@ -678,7 +691,9 @@ impl<'a> Upload<'a> {
             Err(e) => Err(Failure::Fatal(e)),
         };
         self.shared.set_busy(false);
-        cleanup::stop_if_interrupted();
+        if let Err(e) = self.cancel.check() {
+            return Err(Failure::Fatal(e));
+        }
         outcome
     }
 
