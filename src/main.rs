@@ -144,6 +144,62 @@ mod docs_tests;
 
 #[cfg(test)]
 mod tests {
+    /// The files of the library's modules (those `src/lib.rs` declares).
+    fn library_files() -> Vec<std::path::PathBuf> {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+        let mut files = vec![src.join("lib.rs")];
+        let mut dirs = Vec::new();
+        for name in lib.lines().filter_map(|l| l.strip_prefix("pub mod ")) {
+            let name = name.trim_end_matches(';');
+            let file = src.join(format!("{name}.rs"));
+            if file.exists() {
+                files.push(file);
+            }
+            dirs.push(src.join(name));
+        }
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
+    /// The boundary: the library takes typed options, so it never prints and never names a
+    /// variable of the binary's (those live in src/settings.rs and src/exit.rs).
+    #[test]
+    fn the_library_never_prints_nor_names_a_variable() {
+        let files = library_files();
+        assert!(files.len() > 20, "{files:?}");
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let named = ["REGTOOL_", "DXF_"]
+                    .iter()
+                    .any(|p| line.contains(p) && !line.contains("REGTOOL_BLOBS"));
+                let prints = ["eprintln!", "println!", "eprint!(", "print!("]
+                    .iter()
+                    .any(|p| line.contains(p));
+                let reads = line.contains("env::var");
+                assert!(
+                    !named && !prints && !reads,
+                    "{}:{}: {line}",
+                    file.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+
     #[test]
     fn missing_arguments_are_named_with_the_usage_line() {
         let rendered = "error: the following required arguments were not provided:\n  <REPO>\n  <FILES>...\n\nUsage: regtool push-blob <REPO> <FILES>...\n\nFor more information, try '--help'.\n";

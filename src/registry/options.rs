@@ -103,3 +103,39 @@ impl Options {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<String>>);
+
+    impl Log for Recorded {
+        fn debug(&self, line: &str) {
+            self.0.lock().unwrap().push(format!("debug {line}"));
+        }
+        fn warning(&self, line: &str) {
+            self.0.lock().unwrap().push(format!("warning {line}"));
+        }
+    }
+
+    #[test]
+    fn diagnostics_go_to_the_callers_sink_and_nowhere_by_default() {
+        let log = Arc::new(Recorded::default());
+        let sink = LogSink::new(log.clone());
+        sink.debug("GET /v2/ -> 200");
+        sink.warning("cancelling failed");
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            ["debug GET /v2/ -> 200", "warning cancelling failed"]
+        );
+        // The default drops them (and prints nothing: the library never does).
+        LogSink::default().warning("dropped");
+        assert_eq!(format!("{:?}", LogSink::default()), "Silent");
+        assert_eq!(sink.clone(), sink);
+        assert_ne!(sink, LogSink::new(Arc::new(Recorded::default())));
+    }
+}
