@@ -11,11 +11,14 @@ use crate::store::{Fetched, Store};
 /// One value, or one per platform of a multi-platform index (keys `os/arch[/variant]`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum PerPlatform<T> {
+    /// The same for every platform: an image, or the one platform asked for.
     One(T),
+    /// One per platform of an index, keyed `os/arch[/variant]`.
     Many(BTreeMap<String, T>),
 }
 
 impl<T> PerPlatform<T> {
+    /// Applies `f` to each value, keeping the shape; the first error ends it.
     pub fn map<U>(self, mut f: impl FnMut(T) -> Result<U>) -> Result<PerPlatform<U>> {
         Ok(match self {
             PerPlatform::One(t) => PerPlatform::One(f(t)?),
@@ -31,7 +34,9 @@ impl<T> PerPlatform<T> {
 /// A parsed manifest with the bytes and digest it came from.
 #[derive(Debug, Clone)]
 pub struct Resolved {
+    /// The bytes, media type and digest as the store gave them.
     pub fetched: Fetched,
+    /// What the bytes say.
     pub manifest: Manifest,
 }
 
@@ -141,8 +146,11 @@ pub fn config_digest(manifest: &Manifest) -> Result<Digest> {
 
 /// A blob to name in an alias: its digest, its size, and the file name it came from.
 pub struct Member {
+    /// The blob's digest.
     pub digest: Digest,
+    /// The blob's size in bytes.
     pub size: u64,
+    /// The file name it came from, kept as the layer's title annotation.
     pub title: Option<String>,
 }
 

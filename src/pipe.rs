@@ -22,7 +22,9 @@ type Chunk = Result<Vec<u8>>;
 /// Which thread hashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hash {
+    /// The reading thread hashes (the writer is the slower side).
     WhileReading,
+    /// The writing thread hashes (the reader is the slower side).
     WhileWriting,
 }
 
@@ -144,6 +146,7 @@ pub struct Prefetch {
 }
 
 impl Prefetch {
+    /// Starts the reading thread on `inner`; reads stop waiting once `cancel` is cancelled.
     pub fn new(mut inner: Box<dyn Read + Send>, cancel: Cancel) -> Prefetch {
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(2);
         std::thread::spawn(move || {

@@ -13,6 +13,7 @@ use crate::oci::Digest;
 use crate::registry::transport::retry::Budget;
 use crate::store::Store;
 
+/// A blob stream that reopens the blob where it broke off, within a retry budget.
 pub struct Resuming<'a> {
     store: &'a dyn Store,
     repo: String,
@@ -24,6 +25,7 @@ pub struct Resuming<'a> {
 }
 
 impl<'a> Resuming<'a> {
+    /// Wraps `inner`, the blob `digest` of `repo` in `store` opened from its start.
     pub fn new(
         store: &'a dyn Store,
         repo: &str,

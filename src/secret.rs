@@ -5,11 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A string shown as `<redacted>` by `Debug`; read only through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
+    /// Holds `value`.
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }
@@ -19,6 +21,7 @@ impl Secret {
         &self.0
     }
 
+    /// Whether the secret is the empty string.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

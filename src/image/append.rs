@@ -17,12 +17,16 @@ use crate::image::layer::{Compression, Input, Layer};
 use crate::oci::digest::copy_verified;
 use crate::oci::{Digest, Manifest, Platform, media};
 
+/// How append-layer builds the new image.
 pub struct Options {
+    /// How the new layers are compressed.
     pub compression: Compression,
     /// The history entry's `created`, from SOURCE_DATE_EPOCH (none: no timestamp, so that the
     /// same input always gives the same image).
     pub created: Option<String>,
+    /// The platform to take from a multi-platform index (None: every platform).
     pub platform: Option<Platform>,
+    /// How many blobs move at once.
     pub jobs: usize,
 }
 

@@ -12,7 +12,9 @@ use crate::store::{Fetched, Store};
 /// One side of a copy: a store and a repository in it.
 #[derive(Clone, Copy)]
 pub struct Side<'a> {
+    /// The store.
     pub store: &'a dyn Store,
+    /// The repository in it.
     pub repo: &'a str,
 }
 

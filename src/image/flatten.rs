@@ -23,7 +23,9 @@ const MAX_CONFIG: u64 = 16 * 1024 * 1024;
 
 /// An image to flatten: its config bytes and its layers, bottom first.
 pub struct Image<'a> {
+    /// The config blob as stored.
     pub config: Vec<u8>,
+    /// The layers, read twice each by the merge engine.
     pub layers: Vec<Box<dyn LayerSource + 'a>>,
 }
 

@@ -12,14 +12,19 @@ use crate::image::tarcheck::TarCheck;
 use crate::oci::digest::{Algorithm, Digest, Hasher};
 use crate::store::Store;
 
+/// How a layer's tar is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// gzip (`tar+gzip` media types).
     Gzip,
+    /// zstd (`tar+zstd` media types).
     Zstd,
+    /// A plain tar.
     None,
 }
 
 impl Compression {
+    /// `gzip`, `zstd` or `none`; None for anything else.
     pub fn parse(text: &str) -> Option<Compression> {
         match text {
             "gzip" => Some(Compression::Gzip),
@@ -33,9 +38,13 @@ impl Compression {
 /// What an uploaded layer is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layer {
+    /// The digest of the layer as stored (compressed).
     pub digest: Digest,
+    /// Its size as stored.
     pub size: u64,
+    /// The digest of the uncompressed tar (the config's `rootfs.diff_ids`).
     pub diff_id: Digest,
+    /// How it was compressed.
     pub compression: Compression,
 }
 

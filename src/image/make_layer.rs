@@ -21,14 +21,19 @@ use crate::text::sanitize;
 /// One input: a file, directory, symlink or wheel, and where it goes (None: under the prefix
 /// with its own name; a wheel is always installed).
 pub struct Input {
+    /// The file, directory, symlink or wheel on disk.
     pub source: PathBuf,
+    /// Its path in the layer.
     pub dest: Option<String>,
 }
 
+/// How make-layer lays out its inputs.
 pub struct Options {
     /// Where inputs without a destination go, and the root of a wheel's scripts and data.
     pub prefix: String,
+    /// Where a wheel's packages go in the layer, like `/usr/lib/python3/dist-packages`.
     pub site_packages: String,
+    /// Every entry's modification time (seconds since the epoch).
     pub mtime: u64,
 }
 

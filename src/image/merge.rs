@@ -80,6 +80,7 @@ enum Action {
 /// What a merge wrote.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// How many entries the merged tar has.
     pub entries: u64,
 }
 

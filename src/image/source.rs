@@ -32,6 +32,7 @@ pub struct FileSource {
 }
 
 impl FileSource {
+    /// `file` is `path` opened; `path` names it in messages.
     pub fn new(path: PathBuf, file: File) -> FileSource {
         FileSource { path, file }
     }

@@ -11,6 +11,7 @@ const BLOCK: usize = 512;
 /// Longest GNU long name or PAX header we read (the rest is refused).
 const MAX_META: u64 = 64 * 1024;
 
+/// Checks a tar as it streams past: header checksums, sizes, and no path leaving the root.
 #[derive(Default)]
 pub struct TarCheck {
     block: Vec<u8>,
@@ -60,6 +61,7 @@ fn check_path(name: &str) -> Result<()> {
 }
 
 impl TarCheck {
+    /// A check at the start of an archive.
     pub fn new() -> TarCheck {
         TarCheck::default()
     }

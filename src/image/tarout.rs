@@ -14,13 +14,19 @@ use tar::{EntryType, Header};
 /// What an entry is, with what each kind needs beyond the common metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
+    /// A regular file; its bytes follow the header.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link to this target.
     Symlink(Vec<u8>),
     /// A hard link to an earlier entry of the same archive.
     Link(Vec<u8>),
+    /// A character device (major, minor).
     Char(u32, u32),
+    /// A block device (major, minor).
     Block(u32, u32),
+    /// A named pipe.
     Fifo,
 }
 
@@ -29,20 +35,28 @@ pub enum Kind {
 pub struct Meta {
     /// Permission bits (with setuid, setgid and sticky).
     pub mode: u32,
+    /// Owner's user id.
     pub uid: u64,
+    /// Owner's group id.
     pub gid: u64,
+    /// Owner's user name (may be empty).
     pub uname: Vec<u8>,
+    /// Owner's group name (may be empty).
     pub gname: Vec<u8>,
+    /// Modification time, seconds since the epoch.
     pub mtime: u64,
     /// `(name, value)`, in the order they came.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Writes tar entries to `W` the one way the module describes (GNU headers, `L`/`K` long
+/// names, PAX xattrs).
 pub struct TarWriter<W: Write> {
     builder: tar::Builder<W>,
 }
 
 impl<W: Write> TarWriter<W> {
+    /// A writer that starts a new archive on `out`.
     pub fn new(out: W) -> TarWriter<W> {
         TarWriter {
             builder: tar::Builder::new(out),

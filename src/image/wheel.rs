@@ -41,15 +41,22 @@ const MAX_META: u64 = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub enum Content {
     /// The zip member at this index, as it is.
-    Member { index: usize },
+    Member {
+        /// The member's index in the archive.
+        index: usize,
+    },
     /// Bytes made here (a rewritten script, an entry point, RECORD, INSTALLER).
     Bytes(Vec<u8>),
 }
 
+/// One file a wheel installs.
 #[derive(Debug, Clone)]
 pub struct Installed {
+    /// Where its bytes come from.
     pub content: Content,
+    /// Its size in bytes.
     pub size: u64,
+    /// Its permission bits.
     pub mode: u32,
     /// The sha256 of the installed content.
     pub sha256: Vec<u8>,
@@ -58,13 +65,17 @@ pub struct Installed {
 /// A wheel ready to be written: where each file goes (relative to the layer's root) and the
 /// open archive the contents come from.
 pub struct Plan {
+    /// Each installed file by its path.
     pub files: BTreeMap<Vec<u8>, Installed>,
+    /// The wheel, for the members named by [`Content::Member`].
     pub archive: zip::ZipArchive<File>,
 }
 
 /// Where a wheel's files go: both relative to the layer's root, normalised.
 pub struct Dirs<'a> {
+    /// The root of scripts and data (`bin/` goes under it).
     pub prefix: &'a [u8],
+    /// Where packages go (purelib and platlib).
     pub site_packages: &'a [u8],
 }
 

@@ -10,13 +10,17 @@ use sha2::{Digest as _, Sha256, Sha512};
 
 use crate::error::{Error, Result};
 
+/// A digest algorithm (OCI image-spec "Digests": the registered ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
+    /// SHA-256, the default.
     Sha256,
+    /// SHA-512.
     Sha512,
 }
 
 impl Algorithm {
+    /// Its name in a digest: `sha256`, `sha512`.
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
@@ -29,6 +33,7 @@ impl Algorithm {
             Algorithm::Sha512 => 128,
         }
     }
+    /// A fresh running hash.
     pub fn hasher(self) -> Hasher {
         match self {
             Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
@@ -45,9 +50,11 @@ pub struct Digest {
 }
 
 impl Digest {
+    /// The algorithm.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
+    /// The hex part (lower case, the algorithm's length).
     pub fn hex(&self) -> &str {
         &self.hex
     }
@@ -57,6 +64,7 @@ impl Digest {
         h.update(bytes);
         h.finish()
     }
+    /// The SHA-256 digest of a byte slice.
     pub fn sha256(bytes: &[u8]) -> Digest {
         Digest::of(Algorithm::Sha256, bytes)
     }
@@ -112,17 +120,21 @@ impl<'de> serde::Deserialize<'de> for Digest {
 /// A running hash of one of the supported algorithms.
 #[derive(Clone)]
 pub enum Hasher {
+    /// A SHA-256 hash in progress.
     Sha256(Sha256),
+    /// A SHA-512 hash in progress.
     Sha512(Sha512),
 }
 
 impl Hasher {
+    /// Hashes more bytes.
     pub fn update(&mut self, bytes: &[u8]) {
         match self {
             Hasher::Sha256(h) => h.update(bytes),
             Hasher::Sha512(h) => h.update(bytes),
         }
     }
+    /// The digest of everything hashed.
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self {
             Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
@@ -140,6 +152,7 @@ pub struct HashingReader<R> {
 }
 
 impl<R: Read> HashingReader<R> {
+    /// Reads through `inner`, hashing with `algorithm`.
     pub fn new(inner: R, algorithm: Algorithm) -> Self {
         HashingReader {
             inner,
@@ -197,6 +210,7 @@ pub struct Bounded<R> {
 }
 
 impl<R: Read> Bounded<R> {
+    /// Passes through at most `size` bytes of `inner`.
     pub fn new(inner: R, size: u64) -> Bounded<R> {
         Bounded {
             inner,

@@ -16,18 +16,25 @@ use crate::oci::platform::Platform;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
+    /// The media type of the content described.
     pub media_type: String,
+    /// The digest of the content.
     pub digest: Digest,
+    /// Its size in bytes.
     pub size: u64,
+    /// The platform of an image in an index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// The artifact type of an artifact manifest in an index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
+    /// Annotations, sorted by key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
 
 impl Descriptor {
+    /// A descriptor with no platform, artifact type or annotations.
     pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
         Descriptor {
             media_type: media_type.to_string(),
@@ -45,17 +52,25 @@ impl Descriptor {
 pub enum Manifest {
     /// An image (or alias) manifest: a config and layers.
     Image {
+        /// The manifest's media type.
         media_type: String,
+        /// The config blob.
         config: Descriptor,
+        /// The layers (or an alias's blobs), bottom first.
         layers: Vec<Descriptor>,
     },
     /// A multi-platform index / manifest list.
     Index {
+        /// The index's media type.
         media_type: String,
+        /// One per child manifest.
         manifests: Vec<Descriptor>,
     },
     /// Docker schema 1: only the layer digests are of use (oldest first).
-    Schema1 { layers: Vec<Digest> },
+    Schema1 {
+        /// The layer digests, oldest first.
+        layers: Vec<Digest>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -137,6 +152,7 @@ impl Manifest {
         }
     }
 
+    /// The manifest's media type (the signed schema 1 type for schema 1).
     pub fn media_type(&self) -> &str {
         match self {
             Manifest::Image { media_type, .. } | Manifest::Index { media_type, .. } => media_type,

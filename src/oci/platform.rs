@@ -8,10 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// An image's platform (OCI image-spec index "platform").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Platform {
+    /// The operating system, like `linux`.
     pub os: String,
+    /// The CPU architecture, like `amd64`.
     pub architecture: String,
+    /// The CPU variant, like `v8` for arm64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }
