@@ -8,7 +8,6 @@ pub mod http;
 pub mod options;
 pub mod scope;
 pub mod tls;
-pub mod token;
 pub mod transport;
 pub mod upload;
 pub mod url;

@@ -1,22 +1,26 @@
-//! Authentication for one registry (PROTOCOL.md rules 13-18). The first 401 tells the scheme:
-//! `Basic` sends the credentials; `Bearer` names a realm, and from then on every request
-//! carries a token for exactly the scope it needs, fetched once per scope and cached (memory
-//! and disk, see `token.rs`). Credentials come from the environment, else from docker's or
-//! podman's stored credentials, looked up only when a registry asks for them.
+//! Authentication for one registry (docs/registry-notes.md §13-§18), in three parts beside
+//! this one: `credentials.rs` chooses the credentials, `protocol.rs` speaks the token
+//! protocol, `cache.rs` keeps the tokens (memory and disk, keyed by an HMAC of who they are
+//! for, renewed before they expire). This file is the authentication layer itself: the first
+//! 401 tells the scheme; `Basic` sends the credentials; `Bearer` names a realm, and from then
+//! on every request carries a token for exactly the scope it needs, fetched once per scope.
+
+pub mod cache;
+pub mod credentials;
+pub mod protocol;
 
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
-use base64::Engine as _;
-use serde::Deserialize;
-
-use crate::credentials::{SharedSource, Stored};
-use crate::error::{Cause, Error, Kind, Result};
+use crate::credentials::SharedSource;
+use crate::error::Result;
 use crate::registry::headers::Challenge;
 use crate::registry::scope::Scope;
-use crate::registry::token::{Cache, Realm, Token};
-use crate::registry::url;
 use crate::secret::Secret;
+
+use self::cache::{Cache, Realm, Token};
+use self::credentials::{Credentials, Refresh};
+pub use self::protocol::{TokenCall, Transport};
+use self::protocol::{bearer_header, replace_auth_host};
 
 /// What the user configured for authentication.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,18 +42,6 @@ pub struct AuthConfig {
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
-/// A request to a token endpoint, made by the HTTP layer on our behalf. The form of a POST
-/// holds a refresh or access token, so it is a secret as a whole.
-#[derive(Debug)]
-pub struct TokenCall {
-    pub post_form: Option<Secret>,
-    pub url: String,
-    pub basic: Option<Secret>,
-}
-
-/// Sends a [`TokenCall`]; returns the status and body.
-pub type Transport<'a> = dyn Fn(&TokenCall) -> Result<(u16, Vec<u8>)> + 'a;
-
 #[derive(Clone)]
 enum Mode {
     Unknown,
@@ -67,8 +59,7 @@ struct State {
 
 pub struct Auth {
     host: String,
-    cfg: AuthConfig,
-    stored: OnceLock<Result<Option<Stored>>>,
+    creds: Credentials,
     identity: OnceLock<String>,
     state: Mutex<State>,
     cache: Cache,
@@ -76,50 +67,12 @@ pub struct Auth {
     fetching: Mutex<()>,
 }
 
-#[derive(Deserialize)]
-struct TokenAnswer {
-    #[serde(default)]
-    token: Option<Secret>,
-    #[serde(default)]
-    access_token: Option<Secret>,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct ExchangeAnswer {
-    refresh_token: Secret,
-}
-
-fn basic_header(user: &str, pass: &Secret) -> Secret {
-    let pair = format!("{user}:{}", pass.expose());
-    Secret::new(format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    ))
-}
-
-fn bearer_header(token: &Secret) -> Secret {
-    Secret::new(format!("Bearer {}", token.expose()))
-}
-
-fn form(pairs: &[(&str, &str)]) -> Secret {
-    Secret::new(
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={}", url::encode(v)))
-            .collect::<Vec<_>>()
-            .join("&"),
-    )
-}
-
 impl Auth {
     pub fn new(host: &str, cfg: AuthConfig) -> Auth {
         let cache = Cache::new(cfg.cache_dir.clone());
         let mut auth = Auth {
             host: host.to_string(),
-            cfg,
-            stored: OnceLock::new(),
+            creds: Credentials::new(host, cfg),
             identity: OnceLock::new(),
             state: Mutex::new(State {
                 mode: Mode::Unknown,
@@ -129,7 +82,7 @@ impl Auth {
             cache,
             fetching: Mutex::new(()),
         };
-        // A realm learnt by an earlier process (the realm host override applies to it too).
+        // A realm learnt by an earlier process (the auth host applies to it too).
         if let Some(mut realm) = auth.cache.realm(host) {
             realm.realm = auth.replace_auth_host(&realm.realm);
             auth.state
@@ -147,136 +100,44 @@ impl Auth {
         }
     }
 
-    /// Docker's or podman's credentials for this host, looked up once and only when the
-    /// environment has none.
-    fn stored(&self) -> Result<Option<Stored>> {
-        if self.cfg.username.is_some()
-            || self.cfg.authorization.is_some()
-            || self.cfg.refresh_token.is_some()
-            || self.cfg.access_token.is_some()
-        {
-            return Ok(None);
-        }
-        self.stored
-            .get_or_init(|| match &self.cfg.sources {
-                Some(source) => source.0.lookup(&self.host),
-                None => Ok(None),
-            })
-            .clone()
-    }
-
-    /// User name and password, from the environment or stored.
-    fn password_pair(&self) -> Result<Option<(String, Secret)>> {
-        if let Some(user) = &self.cfg.username {
-            return Ok(Some((
-                user.clone(),
-                self.cfg.password.clone().unwrap_or_default(),
-            )));
-        }
-        Ok(self
-            .stored()?
-            .and_then(|s| Some((s.username?, s.password.unwrap_or_default()))))
-    }
-
-    /// What proves who we are to a Basic registry or a token realm: the user name and password
-    /// (dxf gives them precedence), else the given `Authorization` value as is, else stored
-    /// credentials.
-    fn credentials_header(&self) -> Result<Option<Secret>> {
-        if let (None, Some(a)) = (&self.cfg.username, &self.cfg.authorization) {
-            return Ok(Some(a.clone()));
-        }
-        Ok(self.password_pair()?.map(|(u, p)| basic_header(&u, &p)))
-    }
-
-    /// A given `Authorization: Bearer ...` value is a token already: no realm would take it, so
-    /// it goes to the registry as is (and cannot be renewed).
-    fn given_bearer(&self) -> Option<&Secret> {
-        self.cfg.authorization.as_ref().filter(|a| {
-            let a = a.expose();
-            a.get(..7)
-                .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
-        })
-    }
-
     pub fn has_credentials(&self) -> bool {
-        self.cfg.username.is_some()
-            || self.cfg.authorization.is_some()
-            || self.cfg.token.is_some()
-            || self.cfg.refresh_token.is_some()
-            || self.cfg.access_token.is_some()
-            || self.stored().ok().flatten().is_some()
+        self.creds.has_credentials()
     }
 
     /// Who the tokens are for, as part of the cache key: a keyed hash, never the secret itself.
     /// Worked out once: every request's header asks for it.
     fn identity(&self) -> String {
         self.identity
-            .get_or_init(|| self.work_out_identity())
+            .get_or_init(|| match self.creds.who() {
+                Some(who) => self.cache.identity(who.expose().as_bytes()),
+                None => "anonymous".to_string(),
+            })
             .clone()
     }
 
-    fn work_out_identity(&self) -> String {
-        let who = match (
-            &self.cfg.username,
-            &self.cfg.refresh_token,
-            &self.cfg.access_token,
-        ) {
-            // The password is part of who: a wrong one must not reuse the right one's tokens.
-            (Some(u), _, _) => format!(
-                "user:{u}\0{}",
-                self.cfg.password.as_ref().map_or("", Secret::expose)
-            ),
-            (None, Some(r), _) => format!("refresh:{}", r.expose()),
-            (None, None, Some(a)) => format!("aad:{}", a.expose()),
-            (None, None, None) if self.cfg.authorization.is_some() => {
-                format!(
-                    "authorization:{}",
-                    self.cfg.authorization.as_ref().map_or("", Secret::expose)
-                )
-            }
-            (None, None, None) => match self.stored().ok().flatten() {
-                Some(Stored {
-                    username: Some(u),
-                    password,
-                    ..
-                }) => {
-                    format!("user:{u}\0{}", password.unwrap_or_default().expose())
-                }
-                Some(Stored {
-                    identity_token: Some(t),
-                    ..
-                }) => format!("refresh:{}", t.expose()),
-                _ => return "anonymous".to_string(),
-            },
-        };
-        self.cache.identity(who.as_bytes())
+    fn key(&self, realm: &Realm, scope: &Scope) -> String {
+        cache::key(&self.host, realm, &self.identity(), scope)
     }
 
-    fn key(&self, realm: &Realm, scope: &Scope) -> String {
-        format!(
-            "{}|{}|{}|{}|{scope}",
-            self.host,
-            realm.realm,
-            realm.service.as_deref().unwrap_or(""),
-            self.identity()
-        )
+    fn replace_auth_host(&self, realm: &str) -> String {
+        replace_auth_host(realm, self.creds.config().auth_host.as_deref())
     }
 
     /// The `Authorization` value for a request needing `scope`, if any.
     pub fn header(&self, scope: &Scope, transport: &Transport<'_>) -> Result<Option<Secret>> {
-        if let Some(bearer) = self.given_bearer() {
+        if let Some(bearer) = self.creds.given_bearer() {
             return Ok(Some(bearer.clone()));
         }
         let (mode, static_refused) = {
             let s = self.state();
             (s.mode.clone(), s.static_refused)
         };
-        if let (Some(t), false) = (&self.cfg.token, static_refused) {
+        if let (Some(t), false) = (self.creds.static_token(), static_refused) {
             return Ok(Some(bearer_header(t)));
         }
         match mode {
             Mode::Unknown => Ok(None),
-            Mode::Basic => self.credentials_header(),
+            Mode::Basic => self.creds.basic(),
             Mode::Bearer(realm) => Ok(Some(bearer_header(
                 &self.token(&realm, scope, scope, transport)?.token,
             ))),
@@ -292,10 +153,10 @@ impl Auth {
         sent: Option<&str>,
         transport: &Transport<'_>,
     ) -> Result<bool> {
-        if self.given_bearer().is_some() {
+        if self.creds.given_bearer().is_some() {
             return Ok(false);
         }
-        let static_token = self.cfg.token.as_ref().map(bearer_header);
+        let static_token = self.creds.static_token().map(bearer_header);
         if sent.is_some() && sent == static_token.as_ref().map(Secret::expose) {
             self.state().static_refused = true;
         }
@@ -319,7 +180,7 @@ impl Auth {
             return Ok(true);
         }
         if challenges.iter().any(|c| c.scheme == "basic")
-            && let Some(header) = self.credentials_header()?
+            && let Some(header) = self.creds.basic()?
             && sent != Some(header.expose())
         {
             self.state().mode = Mode::Basic;
@@ -364,139 +225,40 @@ impl Auth {
         }
     }
 
-    fn replace_auth_host(&self, realm: &str) -> String {
-        let Some(new_host) = &self.cfg.auth_host else {
-            return realm.to_string();
-        };
-        match realm.split_once("://") {
-            Some((scheme, rest)) => {
-                let path = rest.find('/').map_or("", |i| &rest[i..]);
-                format!("{scheme}://{new_host}{path}")
-            }
-            None => realm.to_string(),
-        }
-    }
-
-    /// The refresh token to use: the given one, a stored identity token, or one
-    /// exchanged for the given access token at the registry's /oauth2/exchange (ACR).
+    /// The refresh token to use, exchanging the given access token for one the first time.
     fn refresh_token(&self, realm: &Realm, transport: &Transport<'_>) -> Result<Option<Secret>> {
-        if let Some(r) = &self.cfg.refresh_token {
-            return Ok(Some(r.clone()));
-        }
-        if let Some(aad) = &self.cfg.access_token {
-            if let Some(r) = self.state().exchanged.clone() {
-                return Ok(Some(r));
+        match self.creds.refresh()? {
+            None => Ok(None),
+            Some(Refresh::Token(r)) => Ok(Some(r)),
+            Some(Refresh::Exchange(aad)) => {
+                if let Some(r) = self.state().exchanged.clone() {
+                    return Ok(Some(r));
+                }
+                let r = protocol::exchange(&self.host, realm, aad, transport)?;
+                self.state().exchanged = Some(r.clone());
+                Ok(Some(r))
             }
-            let scheme = realm.realm.split("://").next().unwrap_or("https");
-            let call = TokenCall {
-                url: format!("{scheme}://{}/oauth2/exchange", self.host),
-                basic: None,
-                post_form: Some(form(&[
-                    ("grant_type", "access_token"),
-                    ("service", &self.host),
-                    ("access_token", aad.expose()),
-                ])),
-            };
-            let (status, body) = transport(&call)?;
-            if status != 200 {
-                return Err(Error::new(
-                    Kind::Denied,
-                    format!("exchanging the access token at {}: HTTP {status}", call.url),
-                )
-                .with_cause(Cause::AccessTokenRefused));
-            }
-            let answer: ExchangeAnswer = serde_json::from_slice(&body).map_err(|e| {
-                Error::new(
-                    Kind::Denied,
-                    format!("the token exchange answered with malformed JSON: {e}"),
-                )
-            })?;
-            self.state().exchanged = Some(answer.refresh_token.clone());
-            return Ok(Some(answer.refresh_token));
         }
-        Ok(self.stored()?.and_then(|s| s.identity_token))
     }
 
-    /// Asks the token server (PROTOCOL.md rule 14): OAuth2 POST with a refresh token, else GET
-    /// with Basic credentials (or none, for anonymous access).
+    /// Asks the token server: OAuth2 POST with a refresh token, else GET with Basic
+    /// credentials (or none, for anonymous access). The given `Authorization` value goes to
+    /// the realm, as dxf sends its own.
     fn fetch(&self, realm: &Realm, scope: &Scope, transport: &Transport<'_>) -> Result<Token> {
-        let service = realm.service.as_deref().unwrap_or("");
-        let call = match self.refresh_token(realm, transport)? {
-            Some(refresh) => {
-                let mut pairs = vec![
-                    ("grant_type", "refresh_token"),
-                    ("service", service),
-                    ("client_id", "regtool"),
-                    ("refresh_token", refresh.expose()),
-                ];
-                let scopes = scope.to_string();
-                if !scope.is_empty() {
-                    pairs.push(("scope", &scopes));
-                }
-                TokenCall {
-                    url: realm.realm.clone(),
-                    basic: None,
-                    post_form: Some(form(&pairs)),
-                }
-            }
-            None => {
-                let mut target = realm.realm.clone();
-                if realm.service.is_some() {
-                    target = url::add_query(&target, "service", service);
-                }
-                for s in scope.parts() {
-                    target = url::add_query(&target, "scope", s);
-                }
-                // A given Authorization value goes to the realm, as dxf sends its own.
-                let basic = self.credentials_header()?;
-                TokenCall {
-                    url: target,
-                    basic,
-                    post_form: None,
-                }
-            }
-        };
-        let (status, body) = transport(&call)?;
-        match status {
-            200 => {}
-            401 | 403 => {
-                return Err(Error::new(
-                    Kind::Denied,
-                    format!("the token server refused the credentials for {scope}"),
-                )
-                .with_cause(Cause::TokenCredentialsRefused));
-            }
-            _ => {
-                return Err(crate::registry::errors::from_status(
-                    status,
-                    &body,
-                    "fetching a token",
-                ));
-            }
+        match self.refresh_token(realm, transport)? {
+            Some(refresh) => protocol::fetch(realm, scope, Some(&refresh), None, transport),
+            None => protocol::fetch(realm, scope, None, self.creds.basic()?, transport),
         }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-            Error::new(
-                Kind::Denied,
-                format!("the token server answered with malformed JSON: {e}"),
-            )
-        })?;
-        let token = answer
-            .token
-            .or(answer.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::new(Kind::Denied, "the token server answered without a token"))?;
-        // The token spec's default lifetime is 60 s.
-        Ok(Token::new(
-            token,
-            Duration::from_secs(answer.expires_in.unwrap_or(60).max(1)),
-        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
+    use crate::registry::auth::protocol::{basic_header, form};
     use crate::registry::headers::parse_challenges;
+    use std::time::Duration;
 
     fn cfg() -> AuthConfig {
         AuthConfig {

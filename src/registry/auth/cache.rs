@@ -1,7 +1,7 @@
 //! Bearer tokens and their cache: in memory for the process, and on disk (one JSON file in
 //! the cache directory the caller gives, mode 0600, replaced atomically) so that the
 //! next process neither asks the token server again nor pays a 401 round trip to learn the
-//! realm (PROTOCOL.md rule 16). Entries are keyed by registry, realm, service, identity and
+//! realm (docs/registry-notes.md §16). Entries are keyed by registry, realm, service, identity and
 //! scope; expired ones are dropped when the file is written. The identity is an HMAC of the
 //! credentials under a random key kept beside the cache (`key`, 0600), so that the file gives
 //! nobody a way to test password guesses offline, as a plain hash of them would.
@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::registry::scope::Scope;
 use crate::secret::Secret;
 
 /// Where a registry sends clients for tokens.
@@ -148,6 +149,16 @@ impl Cache {
             let _ = write_private(path, &bytes);
         }
     }
+}
+
+/// The cache key of the tokens for `scope` at `realm`, for the registry `host` and the
+/// (keyed-hash) `identity` they are for.
+pub fn key(host: &str, realm: &Realm, identity: &str, scope: &Scope) -> String {
+    format!(
+        "{host}|{}|{}|{identity}|{scope}",
+        realm.realm,
+        realm.service.as_deref().unwrap_or("")
+    )
 }
 
 const KEY_LEN: usize = 32;
