@@ -1,5 +1,5 @@
 //! Aliases: reading what an alias names (regtool's alias manifests, dxf's, real images and
-//! multi-platform indexes) and writing alias manifests (CLI.md "Alias manifests").
+//! multi-platform indexes) and writing alias manifests (docs/alias-format.md).
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
-//! The whole command-line surface (CLI.md): one subcommand per verb, each declared by the
-//! `Args` of its module in `commands/`. The environment table of `--help`, the man page and
-//! the README comes from `crate::settings::VARS`.
+//! The whole command-line surface (documented in regtool(1) and the README): one subcommand per
+//! verb, each declared by the `Args` of its module in `commands/`. The environment table of
+//! `--help`, the man page and the README comes from `crate::settings::VARS`.
 
 use clap::{Parser, Subcommand};
 

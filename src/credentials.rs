@@ -1,4 +1,4 @@
-//! Stored credentials, as docker and podman keep them (PROTOCOL.md rule 18): docker's
+//! Stored credentials, as docker and podman keep them (docs/registry-notes.md §18): docker's
 //! `config.json` (`credHelpers[host]` beats `credsStore` beats `auths[host]`), then podman's
 //! `auth.json`. Helpers speak the `docker-credential-<name> get` protocol: the server URL on
 //! stdin, `{"Username","Secret"}` on stdout; the user name `<token>` marks an identity token.

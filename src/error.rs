@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-/// What went wrong, in the categories a script can act on (see CLI.md "Errors and exit status").
+/// What went wrong, in the categories a script can act on (see the README's "Exit status").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Blob, manifest, alias or repository does not exist.

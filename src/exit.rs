@@ -1,5 +1,5 @@
 //! The one place where error kinds become exit statuses and messages become stderr lines
-//! (CLI.md "Errors and exit status").
+//! (the README's "Exit status" and regtool(1)).
 
 use std::io::Write;
 
@@ -8,7 +8,7 @@ use regtool::text::sanitize;
 
 pub const USAGE: i32 = 64;
 
-/// The documented statuses, for `--help`, the man page and the README (CLI.md).
+/// The documented statuses, for `--help`, the man page and the README.
 pub const STATUSES: &[(i32, &str)] = &[
     (
         0,

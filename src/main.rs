@@ -95,7 +95,7 @@ fn notices(settings: &Settings) {
     }
 }
 
-/// clap's errors become one `regtool: usage: ...` line and status 64 (CLI.md: never 2, which
+/// clap's errors become one `regtool: usage: ...` line and status 64 (never 2, which
 /// means not-found); `--help` and `--version` print as usual and exit 0.
 fn usage_error(e: clap::Error) -> i32 {
     use clap::error::ErrorKind;

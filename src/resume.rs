@@ -1,4 +1,4 @@
-//! Downloads that survive a broken connection (PROTOCOL.md rule 20): when reading a blob
+//! Downloads that survive a broken connection (docs/registry-notes.md §20): when reading a blob
 //! fails with the registry unavailable (a reset, a stall past the idle timeout, a cut), the
 //! blob is opened again from the byte reached and reading goes on, so the caller sees one
 //! uninterrupted stream and verifies every byte as before. Bytes already delivered are never

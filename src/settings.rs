@@ -646,7 +646,7 @@ fn insecure_hosts(env: &dyn Env, registry: &str) -> Result<Vec<String>> {
 
 /// Where stored credentials are looked for: `$DOCKER_CONFIG/config.json` (else
 /// `~/.docker/config.json`), then `$REGISTRY_AUTH_FILE`, then
-/// `$XDG_RUNTIME_DIR/containers/auth.json` (PROTOCOL.md rule 18).
+/// `$XDG_RUNTIME_DIR/containers/auth.json` (docs/registry-notes.md §18).
 fn credential_sources(env: &dyn Env, helper_timeout: Duration) -> Sources {
     let docker = match lookup(env, "DOCKER_CONFIG") {
         Some((_, dir)) => Some(PathBuf::from(dir)),

@@ -1,6 +1,6 @@
 //! Manifests as regtool reads them (OCI image manifest and index, Docker schema 2 manifest and
-//! list, Docker schema 1 for old dxf aliases) and the alias manifests it writes (CLI.md "Alias
-//! manifests").
+//! list, Docker schema 1 for old dxf aliases) and the alias manifests it writes
+//! (docs/alias-format.md).
 
 use std::collections::BTreeMap;
 
@@ -173,7 +173,7 @@ pub fn child_for<'a>(
         .ok_or_else(|| Error::not_found(format!("{reference}: no manifest for platform {wanted}")))
 }
 
-/// Builds the manifest of an alias naming `blobs` (CLI.md "Alias manifests").
+/// Builds the manifest of an alias naming `blobs` (docs/alias-format.md).
 /// OCI form: artifact type `application/vnd.regtool.blobs.v1`, the empty config.
 pub fn oci_alias(blobs: &[Descriptor]) -> Vec<u8> {
     let manifest = serde_json::json!({

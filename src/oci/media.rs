@@ -19,7 +19,7 @@ pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.man
 /// Bytes of no stated type: the blobs of an alias.
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
-/// The artifact type of an alias manifest written by regtool (CLI.md "Alias manifests").
+/// The artifact type of an alias manifest written by regtool (docs/alias-format.md).
 pub const REGTOOL_BLOBS: &str = "application/vnd.regtool.blobs.v1";
 /// The layer annotation carrying the file name a blob came from.
 pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
@@ -28,7 +28,7 @@ pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 
 /// The Accept list for every manifest GET/HEAD. distribution 2.8.2 answers 404 for an OCI
 /// manifest requested without the OCI types, and down-converts to schema 1 without any
-/// (PROTOCOL.md rule 1).
+/// (docs/registry-notes.md §1).
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
 application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json, \

@@ -101,7 +101,8 @@ pub enum Target {
 
 impl Target {
     /// `@name` is an alias; a digest-shaped word is a digest; any other valid tag is an alias
-    /// (CLI.md: aliases are accepted with or without `@`); anything else is a usage error.
+    /// (aliases are accepted with or without `@`, as dxf took them); anything else is a usage
+    /// error.
     pub fn parse(arg: &str) -> Result<Target> {
         if let Some(name) = arg.strip_prefix('@') {
             check_tag(name)?;

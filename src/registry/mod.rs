@@ -46,7 +46,7 @@ impl Registry {
         self
     }
 
-    /// GETs every page of a paginated list (PROTOCOL.md rule 8), collecting `field` of each.
+    /// GETs every page of a paginated list (docs/registry-notes.md §8), collecting `field` of each.
     fn paginate(
         &self,
         first: String,
@@ -177,8 +177,8 @@ impl Store for Registry {
         if offset == 0 {
             return self.open_blob(repo, digest);
         }
-        // PROTOCOL.md rule 20: resume with Range only on a 206 whose Content-Range starts where
-        // we are; a 200 is the whole blob again, so its first bytes are dropped.
+        // docs/registry-notes.md §20: resume with Range only on a 206 whose Content-Range starts
+        // where we are; a 200 is the whole blob again, so its first bytes are dropped.
         let what = format!("resuming {digest} from {repo} at byte {offset}");
         let req = Request::new(Method::GET, format!("/v2/{repo}/blobs/{digest}"))
             .scope(Scope::pull(repo))
@@ -256,7 +256,7 @@ impl Store for Registry {
         if resp.status().as_u16() == 201 {
             return Ok(());
         }
-        // 202: the registry opened an ordinary upload session instead (PROTOCOL.md rule 6).
+        // 202: the registry opened an ordinary upload session instead (docs/registry-notes.md §6).
         // Never leave it dangling.
         if let Some(location) = header(&resp, "location") {
             upload::cancel(
@@ -299,7 +299,7 @@ impl Store for Registry {
         let media_type = header(&resp, "content-type");
         let header_digest = content_digest(&resp);
         let bytes = read_limited(&mut resp, media::MAX_MANIFEST).map_err(|e| e.context(&what))?;
-        // Verify against what we asked for, not against the header (PROTOCOL.md rule 2).
+        // Verify against what we asked for, not against the header (docs/registry-notes.md §2).
         let digest = match reference.parse::<Digest>() {
             Ok(wanted) => {
                 let actual = Digest::of(wanted.algorithm(), &bytes);

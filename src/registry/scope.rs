@@ -1,5 +1,5 @@
-//! Token scopes (Docker token-auth spec "Requesting a token"; PROTOCOL.md rule 15): what each
-//! kind of request needs, with the push scope first because some token servers read only the
+//! Token scopes (Docker token-auth spec "Requesting a token"; docs/registry-notes.md §15): what
+//! each kind of request needs, with the push scope first because some token servers read only the
 //! first.
 
 use std::fmt;

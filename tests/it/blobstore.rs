@@ -61,7 +61,7 @@ fn push_alias_pull_round_trip() {
         [b.clone(), b.clone()].concat()
     );
 
-    // The alias manifest is the OCI artifact of CLI.md, with file names as titles.
+    // The alias manifest is the OCI artifact of docs/alias-format.md, with file names as titles.
     let manifest = regtool(&["get-manifest", &repo, "may15"])
         .host(reg)
         .run()
