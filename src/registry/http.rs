@@ -15,6 +15,7 @@ use crate::registry::headers::parse_challenges;
 use crate::registry::options::{LogSink, Options};
 use crate::registry::scope::Scope;
 use crate::registry::transport::logger::Logger;
+use crate::registry::transport::redirect::{Redirects, is_redirect, same_origin};
 use crate::registry::transport::retry::{Budget, RetryPolicy, never_sent};
 use crate::registry::transport::scheme::{
     Scheme, answered_in_plain_text, plain_http_error, tls_mismatch,
@@ -40,7 +41,7 @@ pub enum Body<'a> {
 }
 
 impl Body<'_> {
-    fn replayable(&self) -> bool {
+    pub(crate) fn replayable(&self) -> bool {
         !matches!(self, Body::Stream(..))
     }
 }
@@ -146,8 +147,7 @@ impl Http {
     }
 
     fn same_origin(&self, target: &str) -> bool {
-        let ours = url::origin(&format!("{}://{}/", self.scheme().0, self.host));
-        ours.is_some() && url::origin(target) == ours
+        same_origin(&format!("{}://{}/", self.scheme().0, self.host), target)
     }
 
     fn log(&self, text: impl FnOnce() -> String) {
@@ -172,7 +172,7 @@ impl Http {
         } = req;
         let transport = |call: &TokenCall| self.token_call(call);
         let mut url = self.absolute(&path);
-        let (mut redirects, mut authed) = (0u32, false);
+        let (mut redirects, mut authed) = (Redirects::default(), false);
         // Retries draw from the operation's budget (one of their own for a lone request).
         let budget = Budget::current_or(self.retry);
         loop {
@@ -233,32 +233,11 @@ impl Http {
             let status = resp.status().as_u16();
             self.log(|| format!("{method} {} -> {status}", url::redact(&url)));
             match status {
-                301 | 302 | 303 | 307 | 308 => {
+                s if is_redirect(s) => {
                     let Some(location) = header(&resp, "location") else {
                         return Ok(resp);
                     };
-                    redirects += 1;
-                    if redirects > 10 {
-                        return Err(Error::unavailable(format!(
-                            "{method} {}: more than 10 redirects",
-                            url::redact(&url)
-                        )));
-                    }
-                    // 303, and 301/302 after a POST, turn into a GET without body (RFC 9110 15.4).
-                    if status == 303 || (matches!(status, 301 | 302) && method == Method::POST) {
-                        method = if method == Method::HEAD {
-                            Method::HEAD
-                        } else {
-                            Method::GET
-                        };
-                        body = Body::Empty;
-                    } else if !body.replayable() {
-                        return Err(Error::unavailable(format!(
-                            "{method} {}: redirected after the body was sent",
-                            url::redact(&url)
-                        )));
-                    }
-                    url = url::resolve(&url, &location);
+                    url = redirects.follow(status, &location, &mut method, &mut body, &url)?;
                 }
                 401 if !authed && body.replayable() => {
                     let values = header_all(&resp, "www-authenticate");

@@ -1,11 +1,12 @@
 //! The layers under [`super::http::Http`], one job per file (go-containerregistry's
 //! `pkg/v1/remote/transport` is the model): the wire (one attempt through ureq, and the one
 //! clear-text check for credentials), the scheme (https, or plain HTTP for a loopback registry
-//! that does not speak TLS), retries and their backoff, the debug log, the user agent, the
-//! token endpoint call, and the interrupt canceller.
+//! that does not speak TLS), redirects, the retry policy, the debug log, the user agent, the
+//! token endpoint call, and the interrupt canceller. Authentication on 401 is `auth/`.
 
 pub mod cancel;
 pub mod logger;
+pub mod redirect;
 pub mod retry;
 pub mod scheme;
 pub mod token;
