@@ -5,9 +5,9 @@
 //! 401 tells the scheme; `Basic` sends the credentials; `Bearer` names a realm, and from then
 //! on every request carries a token for exactly the scope it needs, fetched once per scope.
 
-pub mod cache;
-pub mod credentials;
-pub mod protocol;
+pub(crate) mod cache;
+pub(crate) mod credentials;
+pub(crate) mod protocol;
 
 use std::sync::{Mutex, OnceLock};
 
@@ -25,13 +25,16 @@ use self::protocol::{bearer_header, replace_auth_host};
 /// What the user configured for authentication.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuthConfig {
+    /// The user name for Basic authentication (at the registry or the token realm).
     pub username: Option<String>,
+    /// The password that goes with `username`.
     pub password: Option<Secret>,
     /// A whole `Authorization` value, as dxf meant it: what a Basic registry or the token realm
     /// is shown. A `Bearer` value is a token, sent to the registry as is.
     pub authorization: Option<Secret>,
     /// A bearer token used as is until the registry refuses it.
     pub token: Option<Secret>,
+    /// An OAuth2 refresh (or identity) token, sent to the realm by POST.
     pub refresh_token: Option<Secret>,
     /// An Azure AD access token, exchanged for a refresh token.
     pub access_token: Option<Secret>,
@@ -39,6 +42,7 @@ pub struct AuthConfig {
     pub auth_host: Option<String>,
     /// Where stored credentials are looked up, when none are given here.
     pub sources: Option<SharedSource>,
+    /// Where tokens are cached on disk; None: in memory only.
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
@@ -57,6 +61,8 @@ struct State {
     exchanged: Option<Secret>,
 }
 
+/// The authentication layer of one registry: answers its 401s and gives each request the
+/// `Authorization` value its scope needs.
 pub struct Auth {
     host: String,
     creds: Credentials,
@@ -68,6 +74,7 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// The layer for the registry `host` with the credentials of `cfg`.
     pub fn new(host: &str, cfg: AuthConfig) -> Auth {
         let cache = Cache::new(cfg.cache_dir.clone());
         let mut auth = Auth {
@@ -100,6 +107,7 @@ impl Auth {
         }
     }
 
+    /// Whether any credential was given or is stored for this registry.
     pub fn has_credentials(&self) -> bool {
         self.creds.has_credentials()
     }

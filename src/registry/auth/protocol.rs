@@ -19,8 +19,11 @@ use crate::secret::Secret;
 /// holds a refresh or access token, so it is a secret as a whole.
 #[derive(Debug)]
 pub struct TokenCall {
+    /// The form of an OAuth2 POST; None: a GET.
     pub post_form: Option<Secret>,
+    /// The realm, with the query of a GET.
     pub url: String,
+    /// The `Authorization` value of a GET with Basic credentials.
     pub basic: Option<Secret>,
 }
 

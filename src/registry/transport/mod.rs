@@ -4,11 +4,11 @@
 //! that does not speak TLS), redirects, the retry policy, the debug log, the user agent, the
 //! token endpoint call, and the interrupt canceller. Authentication on 401 is `auth/`.
 
-pub mod cancel;
-pub mod logger;
-pub mod redirect;
+pub(crate) mod cancel;
+pub(crate) mod logger;
+pub(crate) mod redirect;
 pub mod retry;
-pub mod scheme;
-pub mod token;
-pub mod useragent;
-pub mod wire;
+pub(crate) mod scheme;
+pub(crate) mod token;
+pub(crate) mod useragent;
+pub(crate) mod wire;
