@@ -13,8 +13,8 @@
 use std::process::ExitCode;
 
 use regtool::Store;
-use regtool::oci::Algorithm;
 use regtool::oci::digest::copy_verified;
+use regtool::oci::{Algorithm, Host, Repository};
 
 const REPO: &str = "examples/push-pull";
 const CONTENT: &[u8] = b"hello from regtool's library\n";
@@ -35,16 +35,20 @@ fn run(host: Option<String>) -> regtool::Result<()> {
     let scratch = tempfile::tempdir().map_err(|e| regtool::Error::io("making a directory", &e))?;
     let store: Box<dyn Store> = match host {
         Some(host) => {
-            let options = regtool::registry::Options::new(&host);
+            // Names are typed: a host or repository is checked once, when it is made.
+            let host = Host::parse(&host)
+                .map_err(|why| regtool::Error::usage(format!("{host:?}: {why}")))?;
+            let options = regtool::registry::Options::new(host);
             Box::new(regtool::registry::Registry::new(&options).with_cancel(cancel.clone()))
         }
         None => Box::new(regtool::layout::Layout::new(scratch.path()).with_cancel(cancel)),
     };
 
-    let (digest, size) = store.put_blob_stream(REPO, &mut &CONTENT[..], Algorithm::Sha256)?;
-    println!("pushed {digest} ({size} bytes) to {}", store.describe());
+    let repo = Repository::new(REPO)?;
+    let (digest, size) = store.put_blob_stream(&repo, &mut &CONTENT[..], Algorithm::Sha256)?;
+    println!("pushed {digest} ({size} bytes) to {}", store.location());
 
-    let blob = store.open_blob(REPO, &digest)?;
+    let blob = store.open_blob(&repo, &digest)?;
     let mut pulled = Vec::new();
     let mut reader = blob.reader;
     copy_verified(&mut reader, &mut pulled, &digest, Some(size))?;

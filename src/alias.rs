@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Kind, Result};
 use crate::oci::manifest::{alias_layer, docker_alias, oci_alias};
-use crate::oci::{Descriptor, Digest, Manifest, Platform, media};
+use crate::oci::{Descriptor, Digest, Manifest, Platform, Reference, Repository, Tag, media};
 use crate::store::{Fetched, Store};
 
 /// One value, or one per platform of a multi-platform index (keys `os/arch[/variant]`).
@@ -40,19 +40,26 @@ pub struct Resolved {
     pub manifest: Manifest,
 }
 
-fn fetch(store: &dyn Store, repo: &str, reference: &str) -> Result<Resolved> {
-    let fetched = store.get_manifest(repo, reference)?;
-    let manifest = Manifest::parse(&fetched.bytes, fetched.media_type.as_deref())
-        .map_err(|e| e.context(reference))?;
-    Ok(Resolved { fetched, manifest })
+impl Resolved {
+    /// Fetches the manifest `reference` names and parses it.
+    pub fn fetch(store: &dyn Store, repo: &Repository, reference: &Reference) -> Result<Resolved> {
+        let fetched = store.get_manifest(repo, reference)?;
+        let manifest = Manifest::parse(&fetched.bytes, fetched.media_type.as_deref())
+            .map_err(|e| e.context(reference))?;
+        Ok(Resolved { fetched, manifest })
+    }
+}
+
+fn fetch(store: &dyn Store, repo: &Repository, reference: &Reference) -> Result<Resolved> {
+    Resolved::fetch(store, repo, reference)
 }
 
 /// Reads the manifest `reference` names. An index becomes the child for `platform` or, with
 /// no platform, every child that declares one.
 pub fn read(
     store: &dyn Store,
-    repo: &str,
-    reference: &str,
+    repo: &Repository,
+    reference: &Reference,
     platform: Option<&Platform>,
 ) -> Result<PerPlatform<Resolved>> {
     let top = fetch(store, repo, reference)?;
@@ -67,10 +74,7 @@ pub fn read(
         if let Some(p) = &child.platform {
             // The key is printed: it must be a plain os/arch[/variant].
             p.check().map_err(|e| e.context(reference))?;
-            out.insert(
-                p.to_string(),
-                fetch(store, repo, &child.digest.to_string())?,
-            );
+            out.insert(p.to_string(), fetch(store, repo, &(&child.digest).into())?);
         }
     }
     Ok(PerPlatform::Many(out))
@@ -80,8 +84,8 @@ pub fn read(
 /// child for that platform.
 pub fn read_for(
     store: &dyn Store,
-    repo: &str,
-    reference: &str,
+    repo: &Repository,
+    reference: &Reference,
     wanted: &Platform,
 ) -> Result<Resolved> {
     let top = fetch(store, repo, reference)?;
@@ -90,8 +94,8 @@ pub fn read_for(
 
 fn pick(
     store: &dyn Store,
-    repo: &str,
-    reference: &str,
+    repo: &Repository,
+    reference: &Reference,
     top: Resolved,
     wanted: &Platform,
 ) -> Result<Resolved> {
@@ -99,12 +103,16 @@ fn pick(
         return Ok(top);
     };
     let child = crate::oci::manifest::child_for(manifests, wanted, reference)?;
-    fetch(store, repo, &child.digest.to_string())
+    fetch(store, repo, &(&child.digest).into())
 }
 
 /// The blobs (digest and size) an image or alias manifest names. Schema 1 carries no sizes,
 /// so those are asked of the store.
-pub fn blobs(store: &dyn Store, repo: &str, manifest: &Manifest) -> Result<Vec<(Digest, u64)>> {
+pub fn blobs(
+    store: &dyn Store,
+    repo: &Repository,
+    manifest: &Manifest,
+) -> Result<Vec<(Digest, u64)>> {
     match manifest {
         Manifest::Image { layers, .. } => {
             Ok(layers.iter().map(|l| (l.digest.clone(), l.size)).collect())
@@ -157,7 +165,13 @@ pub struct Member {
 /// Writes an alias naming `members` in order and returns the manifest digest. The OCI form
 /// first (with the empty config blob, which registries require to exist); dxf's Docker form
 /// when the registry refuses OCI manifests.
-pub fn write(store: &dyn Store, repo: &str, alias: &str, members: &[Member]) -> Result<Digest> {
+pub fn write(
+    store: &dyn Store,
+    repo: &Repository,
+    alias: &Tag,
+    members: &[Member],
+) -> Result<Digest> {
+    let alias = Reference::from(alias);
     if members.is_empty() {
         return Err(Error::usage("an alias needs at least one blob"));
     }
@@ -174,12 +188,12 @@ pub fn write(store: &dyn Store, repo: &str, alias: &str, members: &[Member]) -> 
             &mut &media::EMPTY_JSON[..],
         )?;
     }
-    match store.put_manifest(repo, alias, &oci_alias(&layers), media::OCI_MANIFEST) {
+    match store.put_manifest(repo, &alias, &oci_alias(&layers), media::OCI_MANIFEST) {
         Ok(d) => Ok(d),
         Err(e) if matches!(e.kind, Kind::Data | Kind::Other | Kind::Usage) => {
             let docker = docker_alias(&layers)?;
             store
-                .put_manifest(repo, alias, &docker, media::DOCKER_MANIFEST)
+                .put_manifest(repo, &alias, &docker, media::DOCKER_MANIFEST)
                 .map_err(|_| e)
         }
         Err(e) => Err(e),
@@ -192,19 +206,25 @@ pub fn write(store: &dyn Store, repo: &str, alias: &str, members: &[Member]) -> 
 /// (one request each); a tag that vanishes meanwhile is skipped.
 pub fn tags_naming(
     store: &dyn Store,
-    repo: &str,
+    repo: &Repository,
     digests: &[Digest],
-    named: &[String],
+    named: &[Tag],
     jobs: usize,
-) -> Result<BTreeMap<Digest, Vec<String>>> {
+) -> Result<BTreeMap<Digest, Vec<Tag>>> {
     let others: Vec<String> = store
         .list_tags(repo)?
         .into_iter()
-        .filter(|t| !named.contains(t))
+        .filter(|t| !named.iter().any(|n| n.as_str() == t))
         .collect();
-    crate::oci::name::check_listed(&others, crate::oci::name::check_tag)?;
-    let resolved = crate::parallel::map(jobs, others, |_, tag| (store.resolve(repo, &tag), tag));
-    let mut out: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    // A listed name outside the grammar is the store's fault: a data error.
+    let others = others
+        .iter()
+        .map(|t| Tag::new(t).map_err(|e| Error::data(e.message)))
+        .collect::<Result<Vec<_>>>()?;
+    let resolved = crate::parallel::map(jobs, others, |_, tag| {
+        (store.resolve(repo, &Reference::from(&tag)), tag)
+    });
+    let mut out: BTreeMap<Digest, Vec<Tag>> = BTreeMap::new();
     for (digest, tag) in resolved {
         match digest {
             Ok(d) if digests.contains(&d) => out.entry(d).or_default().push(tag),

@@ -169,9 +169,27 @@ pub fn from_io(what: impl fmt::Display, err: std::io::Error) -> Error {
     }
 }
 
+/// A failed write to an output: a broken pipe is the reader's choice (`| head`), reported as
+/// [`Kind::Closed`] (not a failure); anything else is [`from_io`] with `what`.
+pub fn from_write(what: impl fmt::Display, err: std::io::Error) -> Error {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        return Error::new(Kind::Closed, "output closed");
+    }
+    from_io(what, err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_pipe_is_a_closed_output() {
+        let closed = from_write("writing", std::io::ErrorKind::BrokenPipe.into());
+        assert_eq!(closed.kind, Kind::Closed);
+        let full = from_write("writing x", std::io::Error::from_raw_os_error(28));
+        assert_eq!(full.kind, Kind::Other);
+        assert!(full.message.starts_with("writing x: "), "{}", full.message);
+    }
 
     #[test]
     fn io_errors_are_classified_and_trimmed() {

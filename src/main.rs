@@ -84,7 +84,7 @@ fn notices(settings: &Settings) {
             let has_credentials = r.auth.username.is_some()
                 || r.auth.authorization.is_some()
                 || r.auth.token.is_some();
-            if r.insecure && has_credentials && !regtool::registry::http::is_loopback(&r.host) {
+            if r.insecure && has_credentials && !r.host.is_loopback() {
                 eprintln!(
                     "regtool: warning: REGTOOL_INSECURE: credentials go to {} in clear text",
                     r.host

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::settings::Format;
-use regtool::error::{Error, Kind, Result};
+use regtool::error::{Error, Result};
 use serde_json::Value;
 
 pub struct Output {
@@ -72,11 +72,7 @@ impl Write for Stdout {
 
 /// Maps a stdout write error: a broken pipe is the reader's choice, not our failure.
 pub fn write_error(e: io::Error) -> Error {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        Error::new(Kind::Closed, "stdout closed")
-    } else {
-        regtool::error::from_io("writing to stdout", e)
-    }
+    regtool::error::from_write("writing to stdout", e)
 }
 
 impl Output {

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::cancel::Cancel;
-use crate::error::{Error, Kind, Result, from_io};
+use crate::error::{Error, Result, from_io};
 use crate::oci::Digest;
 use crate::oci::digest::{COPY_BUFFER, Hasher};
 
@@ -122,10 +122,9 @@ fn write_stage(
         if let Some(h) = &mut hasher {
             h.update(&buf);
         }
-        writer.write_all(&buf).map_err(|e| match e.kind() {
-            io::ErrorKind::BrokenPipe => Error::new(Kind::Closed, "output closed"),
-            _ => from_io("writing", e),
-        })?;
+        writer
+            .write_all(&buf)
+            .map_err(|e| crate::error::from_write("writing", e))?;
         count += buf.len() as u64;
         // The reader may be gone already; the buffer is then simply dropped.
         let _ = free.send(buf);
@@ -203,6 +202,7 @@ impl Read for Prefetch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
 
     #[test]
     fn prefetch_passes_everything_through_and_its_errors() {

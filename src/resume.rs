@@ -9,14 +9,14 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 use crate::error::{Error, Kind};
-use crate::oci::Digest;
+use crate::oci::{Digest, Repository};
 use crate::registry::transport::retry::Budget;
 use crate::store::Store;
 
 /// A blob stream that reopens the blob where it broke off, within a retry budget.
 pub struct Resuming<'a> {
     store: &'a dyn Store,
-    repo: String,
+    repo: Repository,
     digest: Digest,
     offset: u64,
     inner: Box<dyn Read + Send + 'a>,
@@ -28,14 +28,14 @@ impl<'a> Resuming<'a> {
     /// Wraps `inner`, the blob `digest` of `repo` in `store` opened from its start.
     pub fn new(
         store: &'a dyn Store,
-        repo: &str,
+        repo: &Repository,
         digest: &Digest,
         inner: Box<dyn Read + Send + 'a>,
         budget: Budget,
     ) -> Resuming<'a> {
         Resuming {
             store,
-            repo: repo.to_string(),
+            repo: repo.clone(),
             digest: digest.clone(),
             offset: 0,
             inner,

@@ -11,7 +11,8 @@ use std::time::Duration;
 use regtool::credentials::{SharedSource, Sources};
 use regtool::error::{Error, Result};
 use regtool::image::layer::Compression;
-use regtool::oci::Platform;
+use regtool::oci::host::HostError;
+use regtool::oci::{Host, Platform};
 use regtool::registry::auth::AuthConfig;
 use regtool::registry::tls::{Material, TlsOptions};
 use regtool::registry::{Log, LogSink, Options};
@@ -447,50 +448,21 @@ pub struct Settings {
     pub format: Format,
 }
 
-/// Checks `host[:port]`: a DNS name, an IPv4 address or a bracketed IPv6 address, and a port.
-fn check_host(var: &str, host: &str) -> Result<()> {
-    let refuse = |why: &str, hint: &str| {
-        Err(Error::config(
+/// Parses the `host[:port]` a variable gives (see [`Host`]), refused with a hint.
+fn check_host(var: &str, host: &str) -> Result<Host> {
+    Host::parse(host).map_err(|why| {
+        let hint = match why {
+            HostError::UnbracketedIpv6 => {
+                "write it in brackets, with the port after them: [::1]:5000"
+            }
+            _ => "for a local store use oci:PATH",
+        };
+        Error::config(
             var,
             format!("{why} in {host:?}: expected host[:port], like registry.example:5000"),
         )
-        .with_hint(hint))
-    };
-    let bad = |why: &str| refuse(why, "for a local store use oci:PATH");
-    if host.contains("://") {
-        return bad("a URL scheme");
-    }
-    // `::1` would otherwise read as host `:` and port `1`; URLs need IPv6 in brackets (RFC 3986 3.2.2).
-    if !host.starts_with('[') && host.matches(':').count() > 1 {
-        return refuse(
-            "an IPv6 address without brackets",
-            "write it in brackets, with the port after them: [::1]:5000",
-        );
-    }
-    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
-        let Some(end) = rest.find(']') else {
-            return bad("an unclosed [");
-        };
-        (&rest[..end], rest[end + 1..].strip_prefix(':'))
-    } else {
-        match host.rsplit_once(':') {
-            Some((n, p)) => (n, Some(p)),
-            None => (host, None),
-        }
-    };
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
-    {
-        return bad("a bad host name");
-    }
-    if let Some(p) = port
-        && p.parse::<u16>().map_or(true, |p| p == 0)
-    {
-        return bad("a bad port");
-    }
-    Ok(())
+        .with_hint(hint)
+    })
 }
 
 /// REGTOOL_HOST (else DXF_HOST). Set but empty is refused: it is what a CI job whose secret did
@@ -527,7 +499,7 @@ fn tls_files(env: &dyn Env) -> Result<TlsFiles> {
 }
 
 /// Everything that says how to talk to a registry, for `host`, but TLS.
-fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Options> {
+fn registry_options(env: &dyn Env, host: Option<&Host>, jobs: usize) -> Result<Options> {
     let password = match (lookup(env, "PASSWORD"), lookup(env, "PASSWORD_FILE")) {
         (Some((_, p)), _) => Some(Secret::from(p)),
         (None, Some((n, path))) => {
@@ -559,14 +531,14 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Options>
             }
         }),
     };
-    let insecure_hosts = insecure_hosts(env, &host)?;
-    let insecure = regtool::registry::http::listed(&insecure_hosts, &host);
+    let insecure_hosts = insecure_hosts(env, host)?;
+    let insecure = host.is_some_and(|h| h.listed_in(&insecure_hosts, 80));
     let path = |name: &str| lookup(env, name).map(|(_, v)| PathBuf::from(v));
     let timeout = Duration::from_secs(number(env, "TIMEOUT", 60, 1, 86_400)?);
-    let auth_host = lookup(env, "AUTH_HOST");
-    if let Some((n, h)) = &auth_host {
-        check_host(n, h)?;
-    }
+    let auth_host = match lookup(env, "AUTH_HOST") {
+        Some((n, h)) => Some(check_host(&n, &h)?),
+        None => None,
+    };
     let username = lookup(env, "USERNAME").map(|(_, v)| v);
     if password.is_some() && username.is_none() {
         let given = lookup(env, "PASSWORD")
@@ -585,7 +557,7 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Options>
         token: header_value(env, "TOKEN")?,
         refresh_token: lookup(env, "REFRESH_TOKEN").map(|(_, v)| v.into()),
         access_token: lookup(env, "ACCESS_TOKEN").map(|(_, v)| v.into()),
-        auth_host: auth_host.map(|(_, v)| v),
+        auth_host,
         sources: Some(SharedSource::new(credential_sources(env, timeout))),
         cache_dir: match path("CACHE_DIR") {
             Some(p) => Some(p),
@@ -594,7 +566,8 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Options>
         },
     };
     Ok(Options {
-        host,
+        // The template's host is never used: registry_for gives each registry its own.
+        host: host.cloned().unwrap_or_else(Host::localhost),
         insecure,
         insecure_hosts,
         auth,
@@ -610,16 +583,12 @@ fn registry_options(env: &dyn Env, host: String, jobs: usize) -> Result<Options>
 
 /// REGTOOL_INSECURE: a yes/no for `registry` (REGTOOL_HOST) alone, or the list of
 /// `host[:port]` allowed plain HTTP.
-fn insecure_hosts(env: &dyn Env, registry: &str) -> Result<Vec<String>> {
+fn insecure_hosts(env: &dyn Env, registry: Option<&Host>) -> Result<Vec<Host>> {
     let Some((name, value)) = lookup(env, "INSECURE") else {
         return Ok(Vec::new());
     };
     if let Ok(on) = flag(env, "INSECURE") {
-        let only_registry = on && !registry.is_empty();
-        return Ok(only_registry
-            .then(|| registry.to_string())
-            .into_iter()
-            .collect());
+        return Ok(registry.filter(|_| on).cloned().into_iter().collect());
     }
     let bad = || {
         Error::config(
@@ -638,8 +607,7 @@ fn insecure_hosts(env: &dyn Env, registry: &str) -> Result<Vec<String>> {
             if WORDS.iter().any(|w| w.eq_ignore_ascii_case(host)) {
                 return Err(bad());
             }
-            check_host(&name, host).map_err(|_| bad())?;
-            Ok(host.to_ascii_lowercase())
+            check_host(&name, host).map_err(|_| bad())
         })
         .collect()
 }
@@ -685,12 +653,11 @@ impl Settings {
     pub fn from_env(env: &dyn Env) -> Result<Settings> {
         let jobs = number(env, "JOBS", 4, 1, 64)? as usize;
         let host_setting = host_var(env)?;
-        let host = host_setting
-            .as_ref()
-            .map(|(_, v)| v.clone())
-            .filter(|v| !v.starts_with("oci:"))
-            .unwrap_or_default();
-        let remote = Box::new(registry_options(env, host, jobs)?);
+        let host = match &host_setting {
+            Some((n, v)) if !v.starts_with("oci:") => Some(check_host(n, v)?),
+            _ => None,
+        };
+        let remote = Box::new(registry_options(env, host.as_ref(), jobs)?);
         let tls = tls_files(env)?;
         let location = match host_setting {
             None => Location::Layout {
@@ -710,14 +677,10 @@ impl Settings {
                     implicit: false,
                 }
             }
-            Some((n, host)) => {
-                check_host(&n, &host)?;
-                Location::Registry(Box::new(Options {
-                    host,
-                    tls: tls.load()?,
-                    ..(*remote).clone()
-                }))
-            }
+            Some(_) => Location::Registry(Box::new(Options {
+                tls: tls.load()?,
+                ..(*remote).clone()
+            })),
         };
         let platform = match lookup(env, "PLATFORM") {
             None => None,
@@ -777,16 +740,18 @@ impl Settings {
     /// (a client certificate too), REGTOOL_AUTH_HOST, REGTOOL_SKIPTLSVERIFY and plain HTTP
     /// never follow the user to another registry; REGTOOL_INSECURE's list names the hosts
     /// allowed plain HTTP.
-    pub fn registry_for(&self, host: &str) -> Result<Options> {
+    pub fn registry_for(&self, host: &Host) -> Result<Options> {
         let ours = &self.remote;
-        if host.eq_ignore_ascii_case(&ours.host) {
+        if let Location::Registry(r) = &self.location
+            && r.host == *host
+        {
             return Ok(Options {
                 tls: self.tls.load()?,
                 ..(**ours).clone()
             });
         }
         Ok(Options {
-            insecure: regtool::registry::http::listed(&ours.insecure_hosts, host),
+            insecure: host.listed_in(&ours.insecure_hosts, 80),
             insecure_hosts: ours.insecure_hosts.clone(),
             auth: AuthConfig {
                 sources: ours.auth.sources.clone(),
@@ -800,7 +765,7 @@ impl Settings {
             debug: ours.debug,
             jobs: ours.jobs,
             log: ours.log.clone(),
-            ..Options::new(host)
+            ..Options::new(host.clone())
         })
     }
 }
@@ -824,6 +789,9 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect())
     }
+    fn h(s: &str) -> Host {
+        Host::parse(s).unwrap()
+    }
     fn registry(s: &Settings) -> &Options {
         match &s.location {
             Location::Registry(r) => r,
@@ -839,10 +807,10 @@ mod tests {
             ("DXF_USERNAME", "u"),
         ]))
         .unwrap();
-        assert_eq!(registry(&s).host, "b:5000");
+        assert_eq!(registry(&s).host.as_str(), "b:5000");
         assert_eq!(registry(&s).auth.username.as_deref(), Some("u"));
         let s = Settings::from_env(&env(&[("DXF_HOST", "a:5000")])).unwrap();
-        assert_eq!(registry(&s).host, "a:5000");
+        assert_eq!(registry(&s).host.as_str(), "a:5000");
     }
 
     #[test]
@@ -934,8 +902,8 @@ mod tests {
             assert!(e.hint.unwrap().contains("[::1]:5000"));
         }
         let s = Settings::from_env(&env(&[("REGTOOL_HOST", "reg.example:5000/")])).unwrap();
-        assert_eq!(registry(&s).host, "reg.example:5000");
-        assert_eq!(s.remote.host, "reg.example:5000");
+        assert_eq!(registry(&s).host.as_str(), "reg.example:5000");
+        assert_eq!(s.remote.host.as_str(), "reg.example:5000");
     }
 
     #[test]
@@ -1018,7 +986,7 @@ mod tests {
         let text = format!(
             "{s:?} {:?} {:?}",
             s.remote,
-            s.registry_for("other").unwrap()
+            s.registry_for(&h("other")).unwrap()
         );
         assert!(text.contains("fred"), "{text}");
         assert!(!text.contains("secret-"), "{text}");
@@ -1032,7 +1000,7 @@ mod tests {
                 ("REGTOOL_INSECURE", value),
             ]))
             .unwrap();
-            s.registry_for(host).unwrap().insecure
+            s.registry_for(&h(host)).unwrap().insecure
         };
         for on in ["1", "true"] {
             assert!(insecure(on, "reg.example:5000"), "{on}");
@@ -1082,14 +1050,14 @@ mod tests {
             ("DOCKER_CONFIG", "/d"),
         ]))
         .unwrap();
-        let ours = s.registry_for("reg.example").unwrap();
+        let ours = s.registry_for(&h("reg.example")).unwrap();
         assert_eq!(&ours, registry(&s));
         // Host names are case-insensitive (RFC 3986 section 3.2.2).
-        assert_eq!(s.registry_for("REG.example").unwrap().auth, ours.auth);
+        assert_eq!(s.registry_for(&h("REG.example")).unwrap().auth, ours.auth);
         assert!(ours.insecure && ours.tls.skip_verify);
-        let other = s.registry_for("other.example").unwrap();
-        let mut expected = Options::new("other.example");
-        expected.insecure_hosts = vec!["reg.example".into()];
+        let other = s.registry_for(&h("other.example")).unwrap();
+        let mut expected = Options::new(h("other.example"));
+        expected.insecure_hosts = vec![h("reg.example")];
         expected.auth.sources = ours.auth.sources.clone();
         expected.auth.cache_dir = Some("/c".into());
         expected.tls.extra_roots = ours.tls.extra_roots.clone();

@@ -1,11 +1,13 @@
 //! The storage trait every command works through, with two backends: a registry
 //! ([`crate::registry::Registry`]) and a local OCI image layout ([`crate::layout::Layout`]).
-//! Commands never ask which one they hold.
+//! Commands never ask which one they hold (only `auth`, through [`Store::registry`]).
 
+use std::fmt;
 use std::io::Read;
+use std::path::PathBuf;
 
 use crate::error::Result;
-use crate::oci::{Algorithm, Digest};
+use crate::oci::{Algorithm, Digest, Host, Reference, Repository};
 
 /// A manifest as fetched: its bytes, the media type the store reported, and its digest
 /// (computed locally from the bytes, never taken on trust).
@@ -23,26 +25,61 @@ pub struct BlobStream<'a> {
     pub reader: Box<dyn Read + Send + 'a>,
 }
 
+/// Where a store is: its identity (two stores at one location are the same store) and, as
+/// text, how messages name it: `registry 127.0.0.1:5000`, `local store /srv/x`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Registry(Host),
+    Layout(PathBuf),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Registry(host) => write!(f, "registry {host}"),
+            Location::Layout(root) => write!(f, "local store {}", root.display()),
+        }
+    }
+}
+
+/// What became of a cross-repository mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mount {
+    /// The blob is in the target repository now.
+    Mounted,
+    /// The store did not mount it although the source has it (a registry may answer a mount
+    /// request with an ordinary upload session: distribution spec, "Mounting a blob from
+    /// another repository"); the bytes have to be copied.
+    Declined,
+}
+
+/// A blob and manifest store. Names are typed and valid by construction, so no backend checks
+/// a repository name's grammar or decides whether a reference is a tag or a digest.
 pub trait Store: Send + Sync {
-    /// Where the store is, for messages: `registry 127.0.0.1:5000`, `local store /srv/x`.
-    fn describe(&self) -> String;
+    /// Where the store is (see [`Location`]).
+    fn location(&self) -> Location;
 
     /// The size of a blob, or None when the repository does not have it.
-    fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>>;
+    fn blob_size(&self, repo: &Repository, digest: &Digest) -> Result<Option<u64>>;
 
     /// Whether the repository holds this blob whole, so that a push can skip it. A registry
     /// is trusted on the size (it verified the digest when the blob was uploaded); the local
     /// store hashes its file.
-    fn has_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<bool> {
+    fn has_blob(&self, repo: &Repository, digest: &Digest, size: u64) -> Result<bool> {
         Ok(self.blob_size(repo, digest)? == Some(size))
     }
 
     /// Opens a blob for reading. Not-found is an error of kind NotFound.
-    fn open_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream<'_>>;
+    fn open_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobStream<'_>>;
 
     /// Opens a blob to read from byte `offset` on (resuming a broken download). The default
     /// reads and drops the first `offset` bytes.
-    fn open_blob_at(&self, repo: &str, digest: &Digest, offset: u64) -> Result<BlobStream<'_>> {
+    fn open_blob_at(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<BlobStream<'_>> {
         let mut blob = self.open_blob(repo, digest)?;
         skip(&mut blob.reader, offset)?;
         blob.size = blob.size.map(|s| s.saturating_sub(offset));
@@ -53,7 +90,7 @@ pub trait Store: Send + Sync {
     /// `content` must yield exactly `size` bytes.
     fn put_blob(
         &self,
-        repo: &str,
+        repo: &Repository,
         digest: &Digest,
         size: u64,
         content: &mut dyn Read,
@@ -64,7 +101,7 @@ pub trait Store: Send + Sync {
     /// reads at positions, never through the file's own offset.
     fn put_blob_file(
         &self,
-        repo: &str,
+        repo: &Repository,
         digest: &Digest,
         size: u64,
         file: &dyn ReadAt,
@@ -75,36 +112,41 @@ pub trait Store: Send + Sync {
     /// Stores a blob of unknown length and digest in one pass, hashing while it streams.
     fn put_blob_stream(
         &self,
-        repo: &str,
+        repo: &Repository,
         content: &mut dyn Read,
         algorithm: Algorithm,
     ) -> Result<(Digest, u64)>;
 
     /// Makes a blob of `from` available in `repo` without moving its bytes through us.
-    fn mount_blob(&self, repo: &str, from: &str, digest: &Digest) -> Result<()>;
+    /// A source without the blob is an error of kind NotFound.
+    fn mount_blob(&self, repo: &Repository, from: &Repository, digest: &Digest) -> Result<Mount>;
 
-    fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()>;
+    fn delete_blob(&self, repo: &Repository, digest: &Digest) -> Result<()>;
 
     /// Fetches a manifest by tag or digest. By digest, the bytes are verified.
-    fn get_manifest(&self, repo: &str, reference: &str) -> Result<Fetched>;
+    fn get_manifest(&self, repo: &Repository, reference: &Reference) -> Result<Fetched>;
 
     /// The digest of the manifest a tag (or digest) names, without fetching it if possible.
-    fn resolve(&self, repo: &str, reference: &str) -> Result<Digest>;
+    fn resolve(&self, repo: &Repository, reference: &Reference) -> Result<Digest>;
 
-    /// Stores a manifest under a tag (or under its digest) and returns its digest.
+    /// Stores a manifest under a tag (or under its digest, which must be the bytes') and
+    /// returns its digest.
     fn put_manifest(
         &self,
-        repo: &str,
-        reference: &str,
+        repo: &Repository,
+        reference: &Reference,
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Digest>;
 
     /// Deletes a manifest by digest (every tag pointing at it goes with it).
-    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()>;
+    fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<()>;
 
-    fn list_tags(&self, repo: &str) -> Result<Vec<String>>;
+    /// The tags of a repository, as the store lists them (unchecked: see
+    /// [`crate::oci::name::check_listed`]).
+    fn list_tags(&self, repo: &Repository) -> Result<Vec<String>>;
 
+    /// The repositories, as the store lists them (unchecked, like [`Store::list_tags`]).
     fn list_repos(&self) -> Result<Vec<String>>;
 
     /// How operations on this store are tried again after a transient failure; None for a
@@ -113,10 +155,10 @@ pub trait Store: Send + Sync {
         None
     }
 
-    /// A bearer token for `scope`; None when the store does not use tokens.
-    fn mint_token(&self, scope: &crate::registry::scope::Scope) -> Result<Option<String>> {
-        let _ = scope;
-        Ok(None)
+    /// The registry behind this store, for what only a registry does (minting a token);
+    /// None for other stores.
+    fn registry(&self) -> Option<&crate::registry::Registry> {
+        None
     }
 }
 

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use regtool::image::tarcheck::TarCheck;
-use regtool::oci::{Digest, Manifest, Platform, Reference, Target};
+use regtool::oci::{Digest, Host, ImageRef as Reference, Manifest, Platform, Target};
 use regtool::registry::headers::{content_range_start, next_link, parse_challenges};
 use regtool::registry::scope::Scope;
 use regtool::registry::upload::range_end;
@@ -24,6 +24,16 @@ proptest! {
         if let Ok(r) = Reference::parse(&g) {
             // What parses prints back to something that parses to the same.
             prop_assert_eq!(Reference::parse(&r.to_string()).ok(), Some(r));
+        }
+    }
+
+    #[test]
+    fn hosts_never_panic(s in "\\PC*", g in grammar("a0.-_:[]1/?@", 40)) {
+        let _ = Host::parse(&s);
+        if let Ok(h) = Host::parse(&g) {
+            // A host prints back to itself, and has nothing a URL would read as more.
+            prop_assert_eq!(Host::parse(&h.to_string()).ok(), Some(h));
+            prop_assert!(!g.contains(['/', '?', '@']));
         }
     }
 

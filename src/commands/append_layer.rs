@@ -8,7 +8,7 @@ use std::path::Path;
 
 use regtool::error::{Error, Result};
 use regtool::image::append::{self, Options};
-use regtool::oci::name;
+use regtool::oci::{Tag, name};
 use serde_json::json;
 
 use super::Ctx;
@@ -45,11 +45,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         None => (args.src.clone(), args.dst.clone(), args.tarballs.clone()),
     };
     let (src, dst) = super::locate_pair(ctx, &src_text, &dst_text)?;
-    let tag = dst
-        .reference
-        .tag
-        .clone()
-        .unwrap_or_else(|| "latest".to_string());
+    let tag = dst.reference.tag.clone().unwrap_or_else(Tag::latest);
     if files.iter().filter(|f| *f == "-").count() > 1 {
         return Err(Error::usage("stdin (-) can be appended only once"));
     }

@@ -22,9 +22,13 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
-    let scope = Scope::from_words(repo, &args.actions)?;
-    if let Some(token) = ctx.store().mint_token(&scope)? {
+    let repo = &super::repo(&args.repo)?;
+    let scope = Scope::from_words(repo.as_str(), &args.actions)?;
+    // Only a registry mints tokens; a local store prints nothing.
+    let Some(registry) = ctx.store().registry() else {
+        return Ok(());
+    };
+    if let Some(token) = registry.mint_token(&scope)? {
         // A token belongs in an Authorization header, so it is visible ASCII (RFC 6750's
         // b64token is a subset); anything else could write escapes to the terminal. The
         // message never shows the token: it is a secret.

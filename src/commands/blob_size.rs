@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
+    let repo = &super::repo(&args.repo)?;
     let sized: Vec<(String, PerPlatform<u64>)> = if args.targets.is_empty() {
         let m = super::stdin_manifest()?;
         vec![(
@@ -38,10 +38,12 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
                         .ok_or_else(|| Error::not_found(format!("{repo}: no blob {d}")))?,
                 ),
                 Target::Alias(a) => {
-                    alias::read(ctx.store(), repo, a, ctx.settings.platform.as_ref())?.map(|r| {
-                        alias::total_size(&alias::blobs(ctx.store(), repo, &r.manifest)?)
-                            .map_err(|e| e.context(format!("@{a}")))
-                    })?
+                    alias::read(ctx.store(), repo, &a.into(), ctx.settings.platform.as_ref())?.map(
+                        |r| {
+                            alias::total_size(&alias::blobs(ctx.store(), repo, &r.manifest)?)
+                                .map_err(|e| e.context(format!("@{a}")))
+                        },
+                    )?
                 }
             };
             out.push((target.to_string(), size));

@@ -28,7 +28,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         src.side(),
         &src.reference.reference(),
         dst.side(),
-        tag.as_deref(),
+        tag.as_ref(),
         ctx.settings.platform.as_ref(),
         ctx.settings.jobs,
     )?;

@@ -5,7 +5,7 @@
 
 use regtool::alias::{self, PerPlatform};
 use regtool::error::Result;
-use regtool::oci::Digest;
+use regtool::oci::{Digest, Repository, Tag};
 use serde_json::json;
 
 use super::Ctx;
@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
+    let repo = &super::repo(&args.repo)?;
     let names = super::aliases(&args.aliases)?;
     // Every alias is read first: a missing one fails before anything is deleted.
     let mut plans = Vec::new();
@@ -47,7 +47,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         super::print_per_platform(
             &mut ctx.out,
             "alias",
-            name,
+            name.as_str(),
             digests,
             |d: &Vec<String>| d.clone(),
             |d| json!(d),
@@ -58,16 +58,11 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
 
 /// The manifest an alias names now, and what get-alias prints for it (read by digest, so
 /// that what is printed is what is deleted).
-fn read(ctx: &Ctx, repo: &str, name: &str) -> Result<(Digest, PerPlatform<Vec<String>>)> {
+fn read(ctx: &Ctx, repo: &Repository, name: &Tag) -> Result<(Digest, PerPlatform<Vec<String>>)> {
     let store = ctx.store();
-    let top = store.get_manifest(repo, name)?.digest;
-    let value = alias::read(
-        store,
-        repo,
-        &top.to_string(),
-        ctx.settings.platform.as_ref(),
-    )
-    .map_err(|e| e.context(format!("@{name}")))?;
+    let top = store.get_manifest(repo, &name.into())?.digest;
+    let value = alias::read(store, repo, &(&top).into(), ctx.settings.platform.as_ref())
+        .map_err(|e| e.context(format!("@{name}")))?;
     let digests = value.map(|r| {
         Ok(alias::blobs(store, repo, &r.manifest)?
             .into_iter()
@@ -82,9 +77,9 @@ fn read(ctx: &Ctx, repo: &str, name: &str) -> Result<(Digest, PerPlatform<Vec<St
 /// When the tags cannot be checked, says that instead: never a silent removal.
 pub(super) fn note_removed(
     ctx: &Ctx,
-    repo: &str,
-    alias: &str,
-    named: &[String],
+    repo: &Repository,
+    alias: &Tag,
+    named: &[Tag],
     manifests: &[(Digest, &str)],
 ) {
     let digests: Vec<Digest> = manifests.iter().map(|(d, _)| d.clone()).collect();
@@ -93,7 +88,10 @@ pub(super) fn note_removed(
         Ok(found) => {
             for (digest, relation) in manifests {
                 if let Some(tags) = found.get(digest) {
-                    let tags: Vec<String> = tags.iter().map(|t| format!("@{}", clean(t))).collect();
+                    let tags: Vec<String> = tags
+                        .iter()
+                        .map(|t| format!("@{}", clean(t.as_str())))
+                        .collect();
                     eprintln!(
                         "regtool: note: deleting @{alias} also removes {} ({relation} {digest})",
                         tags.join(", ")

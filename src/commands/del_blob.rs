@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use regtool::alias::{self, PerPlatform};
 use regtool::error::Result;
-use regtool::oci::{Digest, Target};
+use regtool::oci::{Digest, Repository, Tag, Target};
 
 use super::Ctx;
 use super::del_alias::note_removed;
@@ -30,9 +30,9 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
+    let repo = &super::repo(&args.repo)?;
     let targets = super::targets(&args.targets)?;
-    let named: Vec<String> = targets
+    let named: Vec<Tag> = targets
         .iter()
         .filter_map(|t| match t {
             Target::Alias(a) => Some(a.clone()),
@@ -43,7 +43,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let mut tops = Vec::new();
     for target in &targets {
         if let Target::Alias(a) = target {
-            tops.push(ctx.store().get_manifest(repo, a)?.digest);
+            tops.push(ctx.store().get_manifest(repo, &a.into())?.digest);
         }
     }
     let mut tops = tops.into_iter();
@@ -77,16 +77,16 @@ struct Deleted {
 /// they name (but none this run deleted already).
 fn delete_alias(
     ctx: &Ctx,
-    repo: &str,
-    alias_name: &str,
+    repo: &Repository,
+    alias_name: &Tag,
     top: &Digest,
-    named: &[String],
+    named: &[Tag],
     done: &mut Deleted,
 ) -> Result<()> {
     let store = ctx.store();
     let mut blobs = BTreeSet::new();
     let mut manifests: Vec<(Digest, &str)> = vec![(top.clone(), "same manifest")];
-    match alias::read(store, repo, &top.to_string(), None)
+    match alias::read(store, repo, &top.into(), None)
         .map_err(|e| e.context(format!("@{alias_name}")))?
     {
         PerPlatform::One(r) => blobs.extend(

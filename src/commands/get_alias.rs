@@ -23,7 +23,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
+    let repo = &super::repo(&args.repo)?;
     for (name, value) in super::alias_manifests(ctx, repo, &args.aliases)? {
         let digests = value.map(|r| {
             Ok(alias::blobs(ctx.store(), repo, &r.manifest)?

@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
+    let repo = &super::repo(&args.repo)?;
     for (name, value) in super::alias_manifests(ctx, repo, &args.aliases)? {
         let digest = value.map(|r| Ok(alias::config_digest(&r.manifest)?.to_string()))?;
         super::print_per_platform(

@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
+    let repo = &super::repo(&args.repo)?;
     for target in super::targets(&args.targets)? {
         let reference = target.reference();
         let fetched = match &ctx.settings.platform {

@@ -21,13 +21,13 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
+    let repo = &super::repo(&args.repo)?;
     let tags = ctx.store().list_tags(repo)?;
     // All or nothing: a listing with a name outside the spec's grammar is refused whole.
     name::check_listed(&tags, name::check_tag).map_err(|e| {
         e.context(format!(
             "listing aliases of {repo}: {} sent",
-            ctx.store().describe()
+            ctx.store().location()
         ))
     })?;
     for tag in tags {

@@ -25,7 +25,7 @@ pub fn run(ctx: &mut Ctx, _args: Args) -> Result<()> {
     name::check_listed(&repos, name::check_repo).map_err(|e| {
         e.context(format!(
             "listing repositories: {} sent",
-            ctx.store().describe()
+            ctx.store().location()
         ))
     })?;
     for repo in repos {

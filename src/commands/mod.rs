@@ -27,7 +27,7 @@ use std::io::Read;
 use crate::settings::Settings;
 use regtool::alias::{self, PerPlatform, Resolved};
 use regtool::error::{Error, Result};
-use regtool::oci::{Manifest, Target, media, name};
+use regtool::oci::{ImageRef, Manifest, Repository, Tag, Target, media, name};
 use regtool::store::{Fetched, Store};
 use serde_json::{Value, json};
 
@@ -76,9 +76,8 @@ pub fn run(ctx: &mut Ctx, command: Command) -> Result<()> {
 }
 
 /// Validates a repository argument before any request.
-pub fn repo(arg: &str) -> Result<&str> {
-    name::check_repo(arg)?;
-    Ok(arg)
+pub fn repo(arg: &str) -> Result<Repository> {
+    Repository::new(arg)
 }
 
 /// Validates every `digest|@alias` argument up front, so that a typo in the last one does not
@@ -88,10 +87,8 @@ pub fn targets(args: &[String]) -> Result<Vec<Target>> {
 }
 
 /// Validates alias arguments (with or without `@`).
-pub fn aliases(args: &[String]) -> Result<Vec<String>> {
-    args.iter()
-        .map(|a| name::alias_name(a).map(str::to_string))
-        .collect()
+pub fn aliases(args: &[String]) -> Result<Vec<Tag>> {
+    args.iter().map(|a| name::alias_name(a)).collect()
 }
 
 /// dxf reads a manifest from stdin when a command that takes aliases is given none.
@@ -124,7 +121,7 @@ pub fn stdin_manifest() -> Result<PerPlatform<Resolved>> {
 /// The manifests named by alias arguments, or by the manifest on stdin when there are none.
 pub fn alias_manifests(
     ctx: &Ctx,
-    repo: &str,
+    repo: &Repository,
     args: &[String],
 ) -> Result<Vec<(String, PerPlatform<Resolved>)>> {
     if args.is_empty() {
@@ -134,7 +131,12 @@ pub fn alias_manifests(
     let platform = ctx.settings.platform.as_ref();
     names
         .into_iter()
-        .map(|a| Ok((a.clone(), alias::read(ctx.store(), repo, &a, platform)?)))
+        .map(|a| {
+            Ok((
+                a.to_string(),
+                alias::read(ctx.store(), repo, &a.into(), platform)?,
+            ))
+        })
         .collect()
 }
 
@@ -162,7 +164,7 @@ pub fn print_per_platform<T>(
 /// An image reference and the store it lives in: the registry it names, or (no host) the
 /// store of REGTOOL_HOST.
 pub struct Located<'a> {
-    pub reference: regtool::oci::Reference,
+    pub reference: ImageRef,
     owned: Option<Box<dyn Store>>,
     shared: &'a dyn Store,
 }
@@ -188,7 +190,7 @@ impl Located<'_> {
 
 /// Parses an image reference and opens the store it names.
 pub fn locate<'a>(ctx: &'a Ctx, text: &str) -> Result<Located<'a>> {
-    let reference = regtool::oci::Reference::parse(text)?;
+    let reference = ImageRef::parse(text)?;
     let owned: Option<Box<dyn Store>> = match &reference.host {
         Some(host) => {
             let opts = ctx.settings.registry_for(host)?;

@@ -5,6 +5,7 @@
 use regtool::alias::{self, Member};
 use regtool::error::{Error, Result};
 use regtool::oci::{Digest, name};
+use regtool::store::Mount;
 use serde_json::json;
 
 use super::Ctx;
@@ -28,12 +29,19 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
-    let from = super::repo(&args.from_repo)?;
+    let repo = &super::repo(&args.repo)?;
+    let from = &super::repo(&args.from_repo)?;
     let digest: Digest = args.digest.parse()?;
     let alias_name = args.alias.as_deref().map(name::alias_name).transpose()?;
-    ctx.store().mount_blob(repo, from, &digest)?;
-    if let Some(a) = alias_name {
+    if ctx.store().mount_blob(repo, from, &digest)? == Mount::Declined {
+        return Err(Error::other(format!(
+            "mounting {digest} from {from} into {repo}: the registry did not mount the blob (it answered 202)"
+        ))
+        .with_hint(
+            "push the blob instead: regtool pull-blob FROM DIGEST | regtool push-blob REPO -",
+        ));
+    }
+    if let Some(a) = &alias_name {
         let size = ctx
             .store()
             .blob_size(repo, &digest)?

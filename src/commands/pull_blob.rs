@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use regtool::alias::{self, PerPlatform};
 use regtool::error::{Error, Result};
 
-use regtool::oci::{Digest, Target};
+use regtool::oci::{Digest, Repository, Target};
 use regtool::outfile::OutFile;
 use regtool::pipe::{self, Hash};
 use regtool::store::BlobStream;
@@ -46,7 +46,7 @@ pub struct Args {
 }
 
 /// The blobs to pull, in order, with their sizes when a manifest told them.
-fn plan(ctx: &Ctx, repo: &str, args: &Args) -> Result<Vec<(Digest, Option<u64>)>> {
+fn plan(ctx: &Ctx, repo: &Repository, args: &Args) -> Result<Vec<(Digest, Option<u64>)>> {
     let of_manifest = |label: &str,
                        value: PerPlatform<alias::Resolved>|
      -> Result<Vec<(Digest, Option<u64>)>> {
@@ -68,7 +68,7 @@ fn plan(ctx: &Ctx, repo: &str, args: &Args) -> Result<Vec<(Digest, Option<u64>)>
             Target::Digest(d) => blobs.push((d, None)),
             Target::Alias(a) => blobs.extend(of_manifest(
                 &format!("@{a}"),
-                alias::read(ctx.store(), repo, &a, ctx.settings.platform.as_ref())?,
+                alias::read(ctx.store(), repo, &a.into(), ctx.settings.platform.as_ref())?,
             )?),
         }
     }
@@ -76,7 +76,7 @@ fn plan(ctx: &Ctx, repo: &str, args: &Args) -> Result<Vec<(Digest, Option<u64>)>
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
+    let repo = &super::repo(&args.repo)?;
     let blobs = plan(ctx, repo, &args)?;
     let Some(path) = &args.output else {
         return pull_all(ctx, repo, &blobs, None);
@@ -92,7 +92,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
 /// `<digest> <size>` line on stdout before each.
 fn pull_all(
     ctx: &mut Ctx,
-    repo: &str,
+    repo: &Repository,
     blobs: &[(Digest, Option<u64>)],
     mut file: Option<&mut OutFile>,
 ) -> Result<()> {
@@ -136,7 +136,7 @@ enum Sink<'a> {
 /// The stream resumes by itself after a broken connection (`regtool::resume`).
 fn open<'a>(
     store: &'a dyn regtool::Store,
-    repo: &str,
+    repo: &Repository,
     digest: &Digest,
     known: Option<u64>,
     retries: u32,

@@ -11,7 +11,7 @@ use std::path::Path;
 use regtool::alias::{self, Member};
 use regtool::error::{Error, Result};
 use regtool::oci::digest::hash_reader;
-use regtool::oci::{Algorithm, Digest, name};
+use regtool::oci::{Algorithm, Digest, Repository, Tag};
 use regtool::store::{FileRange, ReadAt};
 use serde_json::json;
 
@@ -38,19 +38,15 @@ pub struct Args {
 
 /// Splits off the alias: a last argument starting with `@`. Without its `@` the last argument
 /// is a file like the others, so a mistyped file name is a not-found error, never an alias.
-fn split_alias(items: &[String]) -> Result<(&[String], Option<String>)> {
+fn split_alias(items: &[String]) -> Result<(&[String], Option<Tag>)> {
     match items.split_last() {
-        Some((last, rest)) if last.starts_with('@') => {
-            let a = &last[1..];
-            name::check_tag(a)?;
-            Ok((rest, Some(a.to_string())))
-        }
+        Some((last, rest)) if last.starts_with('@') => Ok((rest, Some(Tag::new(&last[1..])?))),
         _ => Ok((items, None)),
     }
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
+    let repo = &super::repo(&args.repo)?;
     let (files, alias_name) = split_alias(&args.files)?;
     if files.is_empty() {
         return Err(Error::usage("push-blob needs at least one file"));
@@ -118,7 +114,7 @@ fn open_input(f: &str) -> Result<Input> {
 /// Pushes every input with up to `REGTOOL_JOBS` at once; results in input order.
 fn push_all(
     ctx: &Ctx,
-    repo: &str,
+    repo: &Repository,
     names: &[String],
     inputs: Vec<Input>,
 ) -> Vec<Result<(Digest, u64)>> {
@@ -133,7 +129,13 @@ fn push_all(
     })
 }
 
-fn push_file(ctx: &Ctx, repo: &str, path: &str, file: &File, size: u64) -> Result<(Digest, u64)> {
+fn push_file(
+    ctx: &Ctx,
+    repo: &Repository,
+    path: &str,
+    file: &File,
+    size: u64,
+) -> Result<(Digest, u64)> {
     let hashing = ctx.bars.bar(&format!("hash {path}"), Some(size));
     let (digest, hashed) = hash_reader(
         &mut hashing.wrap_read(FileRange::new(file, 0, u64::MAX)),
@@ -171,7 +173,7 @@ impl ReadAt for Progress<'_> {
 /// ends the upload's body even while the input has nothing to give.
 fn push_stream(
     ctx: &Ctx,
-    repo: &str,
+    repo: &Repository,
     name: &str,
     reader: Box<dyn Read + Send>,
 ) -> Result<(Digest, u64)> {
@@ -198,7 +200,7 @@ mod tests {
         let items = v(&["Cargo.toml", "@may15"]);
         assert_eq!(
             split_alias(&items).unwrap(),
-            (&items[..1], Some("may15".into()))
+            (&items[..1], Some(Tag::new("may15").unwrap()))
         );
         // Without `@`, even a name that is no file is a file (a typo fails as not found).
         let items = v(&["Cargo.toml", "may15"]);

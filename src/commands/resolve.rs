@@ -17,12 +17,12 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
+    let repo = &super::repo(&args.repo)?;
     for name in super::aliases(&args.aliases)? {
-        let digest = ctx.store().resolve(repo, &name)?;
+        let digest = ctx.store().resolve(repo, &(&name).into())?;
         ctx.out.result(
             &digest.to_string(),
-            json!({"alias": name, "digest": digest}),
+            json!({"alias": name.as_str(), "digest": digest}),
         )?;
     }
     Ok(())

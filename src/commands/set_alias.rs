@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let repo = super::repo(&args.repo)?;
+    let repo = &super::repo(&args.repo)?;
     let alias_name = name::alias_name(&args.alias)?;
     let mut members = Vec::new();
     for arg in &args.blobs {
@@ -61,9 +61,9 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
             title,
         });
     }
-    let digest = alias::write(ctx.store(), repo, alias_name, &resolved)?;
+    let digest = alias::write(ctx.store(), repo, &alias_name, &resolved)?;
     ctx.out.result(
         &digest.to_string(),
-        json!({"alias": alias_name, "digest": digest}),
+        json!({"alias": alias_name.as_str(), "digest": digest}),
     )
 }

@@ -15,7 +15,7 @@ use crate::error::{Cause, Error, Result};
 use crate::image::copy::{self, Side};
 use crate::image::layer::{Compression, Input, Layer};
 use crate::oci::digest::copy_verified;
-use crate::oci::{Digest, Manifest, Platform, media};
+use crate::oci::{Digest, Manifest, Platform, Reference, Tag, media};
 
 /// How append-layer builds the new image.
 pub struct Options {
@@ -89,9 +89,9 @@ pub fn rfc3339(secs: i64) -> String {
 /// `tag`. Returns the digest of the new manifest (or index).
 pub fn append(
     src: Side<'_>,
-    src_ref: &str,
+    src_ref: &Reference,
     dst: Side<'_>,
-    tag: &str,
+    tag: &Tag,
     inputs: Vec<&mut dyn Read>,
     opts: &Options,
 ) -> Result<Digest> {
@@ -119,7 +119,7 @@ pub fn append(
             }
             let mut children = Vec::new();
             for d in manifests {
-                children.push(copy::fetch(src, &d.digest.to_string())?);
+                children.push(copy::fetch(src, &(&d.digest).into())?);
             }
             let families: Vec<Family> = children
                 .iter()
@@ -140,7 +140,7 @@ pub fn append(
                     copy::ensure_blobs(src, dst, copy::image_blobs(manifest), opts.jobs)?;
                     dst.store.put_manifest(
                         dst.repo,
-                        &fetched.digest.to_string(),
+                        &(&fetched.digest).into(),
                         &fetched.bytes,
                         manifest.media_type(),
                     )?;
@@ -148,7 +148,7 @@ pub fn append(
             }
             let bytes = serde_json::to_vec(&index).map_err(|e| Error::other(e.to_string()))?;
             dst.store
-                .put_manifest(dst.repo, tag, &bytes, top.media_type())
+                .put_manifest(dst.repo, &tag.into(), &bytes, top.media_type())
         }
         Manifest::Schema1 { .. } => Err(Error::data(format!(
             "{src_ref}: Docker schema 1 images cannot be edited"
@@ -183,11 +183,11 @@ fn append_one(
     bytes: &[u8],
     manifest: &Manifest,
     layers: &[Layer],
-    tag: Option<&str>,
+    tag: Option<&Tag>,
     opts: &Options,
 ) -> Result<(Digest, u64)> {
     let new = build(src, dst, bytes, manifest, layers, opts)?;
-    let reference = tag.map_or_else(|| Digest::sha256(&new).to_string(), str::to_string);
+    let reference = tag.map_or_else(|| Digest::sha256(&new).into(), Reference::from);
     let digest = dst
         .store
         .put_manifest(dst.repo, &reference, &new, manifest.media_type())?;
@@ -216,11 +216,7 @@ fn build(
         return Err(Error::data("not an image manifest"));
     };
     let family = Family::of(manifest);
-    let base: Vec<_> = base
-        .iter()
-        .filter(|l| !l.media_type.contains("foreign"))
-        .cloned()
-        .collect();
+    let base: Vec<_> = copy::distributable(base).cloned().collect();
     copy::ensure_blobs(src, dst, base, opts.jobs)?;
 
     // The old config, verified, then extended in place so that every field survives.

@@ -4,10 +4,11 @@
 //! are copied byte for byte, children before the index that names them, so a digest
 //! reference stays valid.
 
-use crate::error::{Error, Kind, Result};
-use crate::oci::{Descriptor, Digest, Manifest, Platform};
+use crate::alias::Resolved;
+use crate::error::{Error, Result};
+use crate::oci::{Descriptor, Digest, Manifest, Platform, Reference, Repository, Tag};
 use crate::registry::transport::retry::RetryPolicy;
-use crate::store::{Fetched, Store};
+use crate::store::{Fetched, Mount, Store};
 
 /// One side of a copy: a store and a repository in it.
 #[derive(Clone, Copy)]
@@ -15,12 +16,12 @@ pub struct Side<'a> {
     /// The store.
     pub store: &'a dyn Store,
     /// The repository in it.
-    pub repo: &'a str,
+    pub repo: &'a Repository,
 }
 
 impl Side<'_> {
     fn same_store(&self, other: &Side<'_>) -> bool {
-        self.store.describe() == other.store.describe()
+        self.store.location() == other.store.location()
     }
 }
 
@@ -37,11 +38,10 @@ pub fn ensure_blobs(
             return Ok(());
         }
         if same_store {
-            match dst.store.mount_blob(dst.repo, src.repo, &blob.digest) {
-                Ok(()) => return Ok(()),
+            match dst.store.mount_blob(dst.repo, src.repo, &blob.digest)? {
+                Mount::Mounted => return Ok(()),
                 // The registry declined (202): stream it instead.
-                Err(e) if e.kind == Kind::Other => {}
-                Err(e) => return Err(e),
+                Mount::Declined => {}
             }
         }
         // A broken upload starts over from a new session; a broken download resumes. The
@@ -72,27 +72,27 @@ fn retry_policy(src: Side<'_>, dst: Side<'_>) -> RetryPolicy {
         .unwrap_or(RetryPolicy::new(0))
 }
 
-/// The blobs an image manifest needs: its config and its layers (foreign layers, which carry
-/// URLs and live elsewhere, excepted).
+/// The layers that move with an image: all but foreign (non-distributable) layers, which
+/// carry URLs and live elsewhere (image-spec "Image Layer Filesystem Changeset",
+/// non-distributable layers; Docker's `foreign` layer media types).
+pub fn distributable(layers: &[Descriptor]) -> impl Iterator<Item = &Descriptor> {
+    layers.iter().filter(|l| !l.media_type.contains("foreign"))
+}
+
+/// The blobs an image manifest needs: its config and its distributable layers.
 pub fn image_blobs(manifest: &Manifest) -> Vec<Descriptor> {
     match manifest {
-        Manifest::Image { config, layers, .. } => std::iter::once(config.clone())
-            .chain(
-                layers
-                    .iter()
-                    .filter(|l| !l.media_type.contains("foreign"))
-                    .cloned(),
-            )
+        Manifest::Image { config, layers, .. } => std::iter::once(config)
+            .chain(distributable(layers))
+            .cloned()
             .collect(),
         _ => Vec::new(),
     }
 }
 
-/// Fetches and parses a manifest.
-pub fn fetch(side: Side<'_>, reference: &str) -> Result<(Fetched, Manifest)> {
-    let fetched = side.store.get_manifest(side.repo, reference)?;
-    let manifest = Manifest::parse(&fetched.bytes, fetched.media_type.as_deref())
-        .map_err(|e| e.context(reference))?;
+/// Fetches and parses a manifest that can be copied or edited (not schema 1).
+pub fn fetch(side: Side<'_>, reference: &Reference) -> Result<(Fetched, Manifest)> {
+    let Resolved { fetched, manifest } = Resolved::fetch(side.store, side.repo, reference)?;
     if let Manifest::Schema1 { .. } = manifest {
         return Err(Error::data(format!(
             "{reference}: Docker schema 1 images cannot be copied or edited"
@@ -107,11 +107,11 @@ fn copy_image(
     dst: Side<'_>,
     fetched: &Fetched,
     manifest: &Manifest,
-    tag: Option<&str>,
+    tag: Option<&Tag>,
     jobs: usize,
 ) -> Result<Digest> {
     ensure_blobs(src, dst, image_blobs(manifest), jobs)?;
-    let reference = tag.map_or_else(|| fetched.digest.to_string(), str::to_string);
+    let reference = stored_as(fetched, tag);
     dst.store
         .put_manifest(dst.repo, &reference, &fetched.bytes, manifest.media_type())
 }
@@ -120,9 +120,9 @@ fn copy_image(
 /// platform, an index gives just that platform's image.
 pub fn copy(
     src: Side<'_>,
-    reference: &str,
+    reference: &Reference,
     dst: Side<'_>,
-    tag: Option<&str>,
+    tag: Option<&Tag>,
     platform: Option<&Platform>,
     jobs: usize,
 ) -> Result<Digest> {
@@ -132,11 +132,11 @@ pub fn copy(
     };
     if let Some(wanted) = platform {
         let child = crate::oci::manifest::child_for(manifests, wanted, reference)?;
-        let (cf, cm) = fetch(src, &child.digest.to_string())?;
+        let (cf, cm) = fetch(src, &(&child.digest).into())?;
         return copy_image(src, dst, &cf, &cm, tag, jobs);
     }
     for child in manifests {
-        let (cf, cm) = fetch(src, &child.digest.to_string())?;
+        let (cf, cm) = fetch(src, &(&child.digest).into())?;
         match cm {
             Manifest::Index { .. } => {
                 return Err(Error::data(format!(
@@ -148,7 +148,12 @@ pub fn copy(
             }
         }
     }
-    let reference = tag.map_or_else(|| fetched.digest.to_string(), str::to_string);
+    let reference = stored_as(&fetched, tag);
     dst.store
         .put_manifest(dst.repo, &reference, &fetched.bytes, manifest.media_type())
+}
+
+/// What a copied manifest is stored under: the tag, else its digest.
+fn stored_as(fetched: &Fetched, tag: Option<&Tag>) -> Reference {
+    tag.map_or_else(|| (&fetched.digest).into(), Reference::from)
 }

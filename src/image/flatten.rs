@@ -16,7 +16,7 @@ use crate::error::{Cause, Error, Result};
 use crate::image::copy::{self, Side};
 use crate::image::source::{LayerSource, Spooled};
 use crate::oci::digest::{HashingReader, check};
-use crate::oci::{Descriptor, Digest, Manifest, Platform};
+use crate::oci::{Descriptor, Digest, Manifest, Platform, Reference};
 
 /// The largest config read (they are small JSON documents).
 const MAX_CONFIG: u64 = 16 * 1024 * 1024;
@@ -33,7 +33,7 @@ pub struct Image<'a> {
 /// files are removed on `cancel`.
 pub fn open<'a>(
     side: Side<'a>,
-    reference: &str,
+    reference: &Reference,
     platform: Option<&Platform>,
     retries: u32,
     cancel: &Cancel,
@@ -47,7 +47,7 @@ pub fn open<'a>(
             );
         };
         let child = crate::oci::manifest::child_for(manifests, wanted, reference)?;
-        manifest = copy::fetch(side, &child.digest.to_string())?.1;
+        manifest = copy::fetch(side, &(&child.digest).into())?.1;
     }
     let Manifest::Image { config, layers, .. } = manifest else {
         return Err(Error::data(format!(

@@ -9,6 +9,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 
 use crate::error::{Error, Result};
 use crate::image::tarcheck::TarCheck;
+use crate::oci::Repository;
 use crate::oci::digest::{Algorithm, Digest, Hasher};
 use crate::store::Store;
 
@@ -128,7 +129,12 @@ impl<'a> Input<'a> {
     }
 
     /// Uploads the layer to `repo` in one pass.
-    pub fn upload(self, store: &dyn Store, repo: &str, wanted: Compression) -> Result<Layer> {
+    pub fn upload(
+        self,
+        store: &dyn Store,
+        repo: &Repository,
+        wanted: Compression,
+    ) -> Result<Layer> {
         let Input {
             reader,
             precompressed,

@@ -13,8 +13,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::error::from_write as write_error;
 use crate::error::{Error, Result};
-use crate::image::tarout::{Kind, Meta, TarWriter, write_error};
+use crate::image::tarout::{Kind, Meta, TarWriter};
 use crate::image::wheel;
 use crate::text::sanitize;
 
@@ -290,7 +291,7 @@ fn write(mut layer: Layer, mtime: u64, out: &mut dyn Write) -> Result<u64> {
                 }
             },
         };
-        result.map_err(|e| write_error(&what(), e))?;
+        result.map_err(|e| write_error(what(), e))?;
         count += 1;
     }
     writer

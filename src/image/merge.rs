@@ -32,9 +32,10 @@ use std::io::{self, Read, Write};
 use tar::EntryType;
 
 use crate::cancel::Cancel;
+use crate::error::from_write as write_error;
 use crate::error::{Error, Result};
 use crate::image::source::{LayerSource, read_entries, tar_error};
-use crate::image::tarout::{Kind, Meta, TarWriter, write_error};
+use crate::image::tarout::{Kind, Meta, TarWriter};
 use crate::text::sanitize;
 
 /// An entry: its layer and its ordinal in that layer.

@@ -131,15 +131,6 @@ impl<W: Write> TarWriter<W> {
     }
 }
 
-/// A failure to write a tar: a reader that went away (`| head`) is not a failure of ours
-/// (kind Closed, status 0); our own errors keep their kind; the rest are I/O errors.
-pub fn write_error(what: &str, e: io::Error) -> crate::error::Error {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        return crate::error::Error::new(crate::error::Kind::Closed, "output closed");
-    }
-    crate::error::from_io(what, e)
-}
-
 fn header(kind: &Kind, meta: &Meta) -> io::Result<Header> {
     let mut h = Header::new_gnu();
     h.set_entry_type(match kind {

@@ -279,10 +279,9 @@ pub fn copy_hashing(
             Err(e) => return Err(crate::error::from_io("reading", e)),
         };
         hasher.update(&buf[..n]);
-        writer.write_all(&buf[..n]).map_err(|e| match e.kind() {
-            io::ErrorKind::BrokenPipe => Error::new(crate::error::Kind::Closed, "output closed"),
-            _ => crate::error::from_io("writing", e),
-        })?;
+        writer
+            .write_all(&buf[..n])
+            .map_err(|e| crate::error::from_write("writing", e))?;
         count += n as u64;
     }
     Ok((hasher.finish(), count))

@@ -165,7 +165,7 @@ impl Manifest {
 pub fn child_for<'a>(
     manifests: &'a [Descriptor],
     wanted: &Platform,
-    reference: &str,
+    reference: &crate::oci::Reference,
 ) -> Result<&'a Descriptor> {
     manifests
         .iter()

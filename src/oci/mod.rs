@@ -1,6 +1,7 @@
-//! The OCI data model: digests, names, platforms, media types and manifests.
+//! The OCI data model: digests, hosts, names, platforms, media types and manifests.
 
 pub mod digest;
+pub mod host;
 pub mod manifest;
 pub mod media;
 pub mod name;
@@ -8,7 +9,8 @@ pub mod platform;
 pub mod reference;
 
 pub use digest::{Algorithm, Digest};
+pub use host::Host;
 pub use manifest::{Descriptor, Manifest};
-pub use name::Target;
+pub use name::{Reference, Repository, Tag, Target};
 pub use platform::Platform;
-pub use reference::Reference;
+pub use reference::ImageRef;

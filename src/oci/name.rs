@@ -75,6 +75,138 @@ pub fn check_tag(tag: &str) -> Result<()> {
     Ok(())
 }
 
+/// A repository name, valid by construction (see [`check_repo`]): a relative `/`-separated
+/// path of lower-case words that no backend has to check again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Repository(String);
+
+impl Repository {
+    /// Validates `name`; a bad one is a usage error.
+    pub fn new(name: &str) -> Result<Repository> {
+        check_repo(name)?;
+        Ok(Repository(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The `/`-separated parts, each a non-empty word (never `.` or `..`).
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Repository {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Repository> {
+        Repository::new(s)
+    }
+}
+
+/// A tag (what the CLI calls an alias), valid by construction (see [`check_tag`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag(String);
+
+impl Tag {
+    /// Validates `name`; a bad one is a usage error.
+    pub fn new(name: &str) -> Result<Tag> {
+        check_tag(name)?;
+        Ok(Tag(name.to_string()))
+    }
+
+    /// `latest`, what an image reference without tag or digest names.
+    pub fn latest() -> Tag {
+        Tag("latest".to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Tag {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Tag> {
+        Tag::new(s)
+    }
+}
+
+/// What a manifest is named by in a repository: a tag or a digest (the `<reference>` of the
+/// distribution spec's `/v2/<name>/manifests/<reference>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    Tag(Tag),
+    Digest(Digest),
+}
+
+impl Reference {
+    /// The digest, when the reference is one.
+    pub fn digest(&self) -> Option<&Digest> {
+        match self {
+            Reference::Digest(d) => Some(d),
+            Reference::Tag(_) => None,
+        }
+    }
+}
+
+/// A digest-shaped text (`sha256:…`, `sha512:…`) is a digest, anything else a tag.
+impl std::str::FromStr for Reference {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Reference> {
+        if s.starts_with("sha256:") || s.starts_with("sha512:") {
+            return Ok(Reference::Digest(s.parse()?));
+        }
+        Ok(Reference::Tag(Tag::new(s)?))
+    }
+}
+
+impl From<Tag> for Reference {
+    fn from(t: Tag) -> Reference {
+        Reference::Tag(t)
+    }
+}
+
+impl From<Digest> for Reference {
+    fn from(d: Digest) -> Reference {
+        Reference::Digest(d)
+    }
+}
+
+impl From<&Tag> for Reference {
+    fn from(t: &Tag) -> Reference {
+        Reference::Tag(t.clone())
+    }
+}
+
+impl From<&Digest> for Reference {
+    fn from(d: &Digest) -> Reference {
+        Reference::Digest(d.clone())
+    }
+}
+
+/// The tag or the digest, as it goes in a manifest URL.
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Tag(t) => write!(f, "{t}"),
+            Reference::Digest(d) => write!(f, "{d}"),
+        }
+    }
+}
+
 /// Checks names a registry or store listed (tags, repositories) with `check`, the grammar an
 /// argument must follow, before anything prints them: a name outside it could carry terminal
 /// escapes or newlines to the user's screen, and could not be given back to regtool. Such a
@@ -86,17 +218,15 @@ pub fn check_listed(names: &[String], check: fn(&str) -> Result<()>) -> Result<(
 }
 
 /// The name of an alias given with or without its `@`.
-pub fn alias_name(arg: &str) -> Result<&str> {
-    let name = arg.strip_prefix('@').unwrap_or(arg);
-    check_tag(name)?;
-    Ok(name)
+pub fn alias_name(arg: &str) -> Result<Tag> {
+    Tag::new(arg.strip_prefix('@').unwrap_or(arg))
 }
 
 /// A `digest|@alias` argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Digest(Digest),
-    Alias(String),
+    Alias(Tag),
 }
 
 impl Target {
@@ -105,25 +235,24 @@ impl Target {
     /// error.
     pub fn parse(arg: &str) -> Result<Target> {
         if let Some(name) = arg.strip_prefix('@') {
-            check_tag(name)?;
-            return Ok(Target::Alias(name.to_string()));
+            return Ok(Target::Alias(Tag::new(name)?));
         }
         if arg.starts_with("sha256:") || arg.starts_with("sha512:") {
             return Ok(Target::Digest(arg.parse()?));
         }
-        if check_tag(arg).is_ok() {
-            return Ok(Target::Alias(arg.to_string()));
+        if let Ok(tag) = Tag::new(arg) {
+            return Ok(Target::Alias(tag));
         }
         Err(Error::usage(format!(
             "{arg:?} is neither a digest (sha256:<64 hex>) nor an alias"
         )))
     }
 
-    /// The reference to put in a manifest URL: the tag or the digest.
-    pub fn reference(&self) -> String {
+    /// The manifest reference: the tag or the digest.
+    pub fn reference(&self) -> Reference {
         match self {
-            Target::Digest(d) => d.to_string(),
-            Target::Alias(a) => a.clone(),
+            Target::Digest(d) => Reference::Digest(d.clone()),
+            Target::Alias(a) => Reference::Tag(a.clone()),
         }
     }
 }
@@ -197,11 +326,11 @@ mod tests {
         assert_eq!(Target::parse(&d.to_string()).unwrap(), Target::Digest(d));
         assert_eq!(
             Target::parse("@may15").unwrap(),
-            Target::Alias("may15".into())
+            Target::Alias(Tag::new("may15").unwrap())
         );
         assert_eq!(
             Target::parse("may15").unwrap(),
-            Target::Alias("may15".into())
+            Target::Alias(Tag::new("may15").unwrap())
         );
         for bad in ["sha256:abc", "@", "@a/b", "a/b", "sha1:abc", "md5:00"] {
             assert_eq!(

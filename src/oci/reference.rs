@@ -6,21 +6,23 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::oci::digest::Digest;
-use crate::oci::name::{check_repo, check_tag};
+use crate::oci::host::Host;
+use crate::oci::name::{Reference, Repository, Tag};
 
+/// An image reference: where (host and repository) and which manifest (tag, digest, or both).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reference {
+pub struct ImageRef {
     /// The registry host, when the reference names one (already mapped for Docker Hub).
-    pub host: Option<String>,
-    pub repo: String,
-    pub tag: Option<String>,
+    pub host: Option<Host>,
+    pub repo: Repository,
+    pub tag: Option<Tag>,
     pub digest: Option<Digest>,
 }
 
 const DOCKER_HUB: &str = "registry-1.docker.io";
 
-impl Reference {
-    pub fn parse(text: &str) -> Result<Reference> {
+impl ImageRef {
+    pub fn parse(text: &str) -> Result<ImageRef> {
         let bad = |why: &str| Error::usage(format!("invalid image reference {text:?}: {why}"));
         if text.is_empty() {
             return Err(bad("empty"));
@@ -48,31 +50,32 @@ impl Reference {
             Some((r, t)) => (r, Some(t)),
             None => (path, None),
         };
-        if let Some(t) = tag {
-            check_tag(t).map_err(|_| bad("bad tag"))?;
-        }
+        let tag = tag
+            .map(|t| Tag::new(t).map_err(|_| bad("bad tag")))
+            .transpose()?;
         let (host, repo) = match host {
-            Some("docker.io" | "index.docker.io") => {
-                (Some(DOCKER_HUB.to_string()), docker_hub_repo(repo))
-            }
-            Some(h) => (Some(h.to_string()), repo.to_string()),
+            Some("docker.io" | "index.docker.io") => (Some(DOCKER_HUB), docker_hub_repo(repo)),
+            Some(h) => (Some(h), repo.to_string()),
             None => (None, repo.to_string()),
         };
-        check_repo(&repo).map_err(|e| bad(&e.message))?;
-        Ok(Reference {
+        let host = host
+            .map(|h| Host::parse(h).map_err(|why| bad(&format!("{why} in the host {h:?}"))))
+            .transpose()?;
+        let repo = Repository::new(&repo).map_err(|e| bad(&e.message))?;
+        Ok(ImageRef {
             host,
             repo,
-            tag: tag.map(str::to_string),
+            tag,
             digest,
         })
     }
 
     /// What to ask the manifest endpoint for: the digest if given, else the tag, else `latest`.
-    pub fn reference(&self) -> String {
+    pub fn reference(&self) -> Reference {
         match (&self.digest, &self.tag) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.clone(),
-            (None, None) => "latest".to_string(),
+            (Some(d), _) => Reference::Digest(d.clone()),
+            (None, Some(t)) => Reference::Tag(t.clone()),
+            (None, None) => Reference::Tag(Tag::latest()),
         }
     }
 }
@@ -85,12 +88,12 @@ fn docker_hub_repo(repo: &str) -> String {
     }
 }
 
-impl fmt::Display for Reference {
+impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(h) = &self.host {
             write!(f, "{h}/")?;
         }
-        f.write_str(&self.repo)?;
+        write!(f, "{}", self.repo)?;
         if let Some(t) = &self.tag {
             write!(f, ":{t}")?;
         }
@@ -105,8 +108,12 @@ impl fmt::Display for Reference {
 mod tests {
     use super::*;
 
-    fn r(s: &str) -> Reference {
-        Reference::parse(s).unwrap()
+    fn r(s: &str) -> ImageRef {
+        ImageRef::parse(s).unwrap()
+    }
+
+    fn host(s: &str) -> Option<Host> {
+        Some(Host::parse(s).unwrap())
     }
 
     #[test]
@@ -114,23 +121,26 @@ mod tests {
         let d = Digest::sha256(b"x");
         assert_eq!(
             r("fred/logs"),
-            Reference {
+            ImageRef {
                 host: None,
-                repo: "fred/logs".into(),
+                repo: Repository::new("fred/logs").unwrap(),
                 tag: None,
                 digest: None
             }
         );
-        assert_eq!(r("fred/logs:v1").tag.as_deref(), Some("v1"));
+        assert_eq!(r("fred/logs:v1").tag, Some(Tag::new("v1").unwrap()));
         let full = r(&format!("127.0.0.1:5000/fred/logs:v1@{d}"));
-        assert_eq!(full.host.as_deref(), Some("127.0.0.1:5000"));
-        assert_eq!(full.reference(), d.to_string());
-        assert_eq!(r("localhost/x").host.as_deref(), Some("localhost"));
-        assert_eq!(r("reg.example/a/b").repo, "a/b");
-        assert_eq!(r("docker.io/ubuntu").repo, "library/ubuntu");
-        assert_eq!(r("docker.io/ubuntu").host.as_deref(), Some(DOCKER_HUB));
-        assert_eq!(r("docker.io/apache/airflow:2").repo, "apache/airflow");
-        assert_eq!(r("fred/logs").reference(), "latest");
+        assert_eq!(full.host, host("127.0.0.1:5000"));
+        assert_eq!(full.reference(), Reference::Digest(d));
+        assert_eq!(r("localhost/x").host, host("localhost"));
+        assert_eq!(r("reg.example/a/b").repo.as_str(), "a/b");
+        assert_eq!(r("docker.io/ubuntu").repo.as_str(), "library/ubuntu");
+        assert_eq!(r("docker.io/ubuntu").host, host(DOCKER_HUB));
+        assert_eq!(
+            r("docker.io/apache/airflow:2").repo.as_str(),
+            "apache/airflow"
+        );
+        assert_eq!(r("fred/logs").reference().to_string(), "latest");
         assert_eq!(
             r("reg.example:5000/a:b").to_string(),
             "reg.example:5000/a:b"
@@ -148,9 +158,13 @@ mod tests {
             "reg.example:5000/",
             ":tag",
             "a:b:c",
+            "x.y?z/repo:t",
+            "x.y#z/repo",
+            "reg.example:0/repo",
+            "[::1/repo",
         ] {
             assert_eq!(
-                Reference::parse(bad).unwrap_err().kind,
+                ImageRef::parse(bad).unwrap_err().kind,
                 crate::error::Kind::Usage,
                 "{bad}"
             );

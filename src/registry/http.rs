@@ -9,6 +9,7 @@ use std::time::Instant;
 use ureq::http::{self, Method};
 
 use crate::error::{Cause, Error, Kind, Result};
+use crate::oci::Host;
 use crate::registry::auth::{Auth, TokenCall};
 use crate::registry::errors::{from_status, from_transport};
 use crate::registry::headers::parse_challenges;
@@ -22,7 +23,6 @@ use crate::registry::transport::scheme::{
 };
 use crate::registry::transport::token::TokenClient;
 use crate::registry::transport::wire::Wire;
-pub use crate::registry::transport::wire::{is_loopback, listed};
 use crate::registry::url;
 use crate::secret::Secret;
 
@@ -98,7 +98,7 @@ impl<'a> Request<'a> {
 
 pub struct Http {
     wire: Wire,
-    host: String,
+    host: Host,
     scheme: Scheme,
     auth: Auth,
     retry: RetryPolicy,
@@ -113,14 +113,14 @@ impl Http {
             wire: Wire::new(opts),
             host: opts.host.clone(),
             scheme: Scheme::new(opts),
-            auth: Auth::new(&opts.host, opts.auth.clone()),
+            auth: Auth::new(opts.host.as_str(), opts.auth.clone()),
             retry: RetryPolicy::new(opts.retries),
             log: Logger::new(opts.debug, opts.log.clone()),
             trusts_given_certs: !opts.tls.extra_roots.is_empty(),
         }
     }
 
-    pub fn host(&self) -> &str {
+    pub fn host(&self) -> &Host {
         &self.host
     }
 
@@ -209,7 +209,7 @@ impl Http {
                     }
                     // Not a failure that waiting cures: the server speaks plain HTTP.
                     if tried_https && answered_in_plain_text(&e) {
-                        return Err(plain_http_error(&self.host));
+                        return Err(plain_http_error(self.host.as_str()));
                     }
                     let unsent = never_sent(&e);
                     let err = self.transport_error(e);
@@ -300,7 +300,7 @@ impl Http {
     fn token_call(&self, call: &TokenCall) -> Result<(u16, Vec<u8>)> {
         TokenClient {
             wire: &self.wire,
-            host: &self.host,
+            host: self.host.as_str(),
             trusts_given_certs: self.trusts_given_certs,
             logger: self.log.clone(),
             retry: self.retry,
@@ -329,7 +329,7 @@ impl Http {
     }
 
     fn transport_error(&self, e: ureq::Error) -> Error {
-        from_transport(e, &self.host, self.trusts_given_certs)
+        from_transport(e, self.host.as_str(), self.trusts_given_certs)
     }
 
     /// Sends a request and fails unless the status is one of `ok`. `what` names the operation.

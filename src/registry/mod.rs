@@ -21,8 +21,8 @@ pub use self::options::{Log, LogSink, Options};
 use self::scope::Scope;
 use crate::cancel::Cancel;
 use crate::error::{Error, Kind, Result};
-use crate::oci::{Algorithm, Digest, media};
-use crate::store::{BlobStream, Fetched, Store};
+use crate::oci::{Algorithm, Digest, Reference, Repository, media};
+use crate::store::{BlobStream, Fetched, Location, Mount, Store};
 
 pub struct Registry {
     http: Http,
@@ -44,6 +44,11 @@ impl Registry {
     pub fn with_cancel(mut self, cancel: Cancel) -> Registry {
         self.cancel = cancel;
         self
+    }
+
+    /// A bearer token for `scope`; None when the registry does not use tokens.
+    pub fn mint_token(&self, scope: &Scope) -> Result<Option<String>> {
+        self.http.mint(scope)
     }
 
     /// GETs every page of a paginated list (docs/registry-notes.md §8), collecting `field` of each.
@@ -120,7 +125,7 @@ impl Registry {
 /// The most a paginated list (tags, catalog) may take, all pages together.
 const MAX_LISTING: u64 = 64 << 20;
 
-fn manifest_request<'a>(method: Method, repo: &str, reference: &str) -> Request<'a> {
+fn manifest_request<'a>(method: Method, repo: &str, reference: &Reference) -> Request<'a> {
     Request::new(method, format!("/v2/{repo}/manifests/{reference}"))
         .scope(Scope::pull(repo))
         .header("accept", media::MANIFEST_ACCEPT)
@@ -132,11 +137,16 @@ fn content_digest(resp: &http::Response) -> Option<Digest> {
 }
 
 impl Store for Registry {
-    fn describe(&self) -> String {
-        format!("registry {}", self.http.host())
+    fn location(&self) -> Location {
+        Location::Registry(self.http.host().clone())
     }
 
-    fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+    fn registry(&self) -> Option<&Registry> {
+        Some(self)
+    }
+
+    fn blob_size(&self, repo: &Repository, digest: &Digest) -> Result<Option<u64>> {
+        let repo = repo.as_str();
         let what = format!("checking {digest} in {repo}");
         let req = Request::new(Method::HEAD, format!("/v2/{repo}/blobs/{digest}"))
             .scope(Scope::pull(repo));
@@ -153,7 +163,8 @@ impl Store for Registry {
         }
     }
 
-    fn open_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream<'_>> {
+    fn open_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobStream<'_>> {
+        let repo = repo.as_str();
         let what = format!("pulling {digest} from {repo}");
         let resp = self.http.call(
             Request::new(Method::GET, format!("/v2/{repo}/blobs/{digest}"))
@@ -173,7 +184,12 @@ impl Store for Registry {
         })
     }
 
-    fn open_blob_at(&self, repo: &str, digest: &Digest, offset: u64) -> Result<BlobStream<'_>> {
+    fn open_blob_at(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<BlobStream<'_>> {
         if offset == 0 {
             return self.open_blob(repo, digest);
         }
@@ -181,7 +197,7 @@ impl Store for Registry {
         // where we are; a 200 is the whole blob again, so its first bytes are dropped.
         let what = format!("resuming {digest} from {repo} at byte {offset}");
         let req = Request::new(Method::GET, format!("/v2/{repo}/blobs/{digest}"))
-            .scope(Scope::pull(repo))
+            .scope(Scope::pull(repo.as_str()))
             .header("range", format!("bytes={offset}-"));
         let resp = self.http.call(req, &[200, 206], &what)?;
         let partial = resp.status().as_u16() == 206;
@@ -211,50 +227,54 @@ impl Store for Registry {
 
     fn put_blob(
         &self,
-        repo: &str,
+        repo: &Repository,
         digest: &Digest,
         size: u64,
         content: &mut dyn Read,
     ) -> Result<()> {
+        let repo = repo.as_str();
         upload::Upload::start(&self.http, repo, self.chunk_size, &self.cancel)?
             .finish_known(digest, size, content)
     }
 
     fn put_blob_file(
         &self,
-        repo: &str,
+        repo: &Repository,
         digest: &Digest,
         size: u64,
         file: &dyn crate::store::ReadAt,
     ) -> Result<()> {
+        let repo = repo.as_str();
         upload::Upload::start(&self.http, repo, self.chunk_size, &self.cancel)?
             .finish_file(digest, size, file)
     }
 
     fn put_blob_stream(
         &self,
-        repo: &str,
+        repo: &Repository,
         content: &mut dyn Read,
         algorithm: Algorithm,
     ) -> Result<(Digest, u64)> {
+        let repo = repo.as_str();
         upload::Upload::start(&self.http, repo, self.chunk_size, &self.cancel)?
             .finish_stream(content, algorithm)
     }
 
-    fn mount_blob(&self, repo: &str, from: &str, digest: &Digest) -> Result<()> {
+    fn mount_blob(&self, repo: &Repository, from: &Repository, digest: &Digest) -> Result<Mount> {
+        let (repo, from_name) = (repo.as_str(), from.as_str());
         let what = format!("mounting {digest} from {from} into {repo}");
         let url = format!(
             "/v2/{repo}/blobs/uploads/?mount={}&from={}",
             url::encode(&digest.to_string()),
-            url::encode(from)
+            url::encode(from_name)
         );
         let resp = self.http.call(
-            Request::new(Method::POST, url).scope(Scope::mount(repo, from)),
+            Request::new(Method::POST, url).scope(Scope::mount(repo, from_name)),
             &[201, 202],
             &what,
         )?;
         if resp.status().as_u16() == 201 {
-            return Ok(());
+            return Ok(Mount::Mounted);
         }
         // 202: the registry opened an ordinary upload session instead (docs/registry-notes.md §6).
         // Never leave it dangling.
@@ -270,15 +290,11 @@ impl Store for Registry {
                 "{what}: {from} has no blob {digest}"
             )));
         }
-        Err(Error::other(format!(
-            "{what}: the registry did not mount the blob (it answered 202)"
-        ))
-        .with_hint(
-            "push the blob instead: regtool pull-blob FROM DIGEST | regtool push-blob REPO -",
-        ))
+        Ok(Mount::Declined)
     }
 
-    fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
+    fn delete_blob(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        let repo = repo.as_str();
         let what = format!("deleting {digest} from {repo}");
         self.http.call(
             Request::new(Method::DELETE, format!("/v2/{repo}/blobs/{digest}"))
@@ -289,7 +305,8 @@ impl Store for Registry {
         Ok(())
     }
 
-    fn get_manifest(&self, repo: &str, reference: &str) -> Result<Fetched> {
+    fn get_manifest(&self, repo: &Repository, reference: &Reference) -> Result<Fetched> {
+        let repo = repo.as_str();
         let what = format!("getting manifest {reference} from {repo}");
         let mut resp = self.http.call(
             manifest_request(Method::GET, repo, reference),
@@ -300,17 +317,17 @@ impl Store for Registry {
         let header_digest = content_digest(&resp);
         let bytes = read_limited(&mut resp, media::MAX_MANIFEST).map_err(|e| e.context(&what))?;
         // Verify against what we asked for, not against the header (docs/registry-notes.md §2).
-        let digest = match reference.parse::<Digest>() {
-            Ok(wanted) => {
+        let digest = match reference {
+            Reference::Digest(wanted) => {
                 let actual = Digest::of(wanted.algorithm(), &bytes);
-                if actual != wanted {
+                if actual != *wanted {
                     return Err(Error::data(format!(
                         "{what}: digest mismatch: content is {actual}"
                     )));
                 }
-                wanted
+                wanted.clone()
             }
-            Err(_) => Digest::sha256(&bytes),
+            Reference::Tag(_) => Digest::sha256(&bytes),
         };
         if let Some(h) = header_digest
             && h.algorithm() == digest.algorithm()
@@ -327,15 +344,15 @@ impl Store for Registry {
         })
     }
 
-    fn resolve(&self, repo: &str, reference: &str) -> Result<Digest> {
+    fn resolve(&self, repo: &Repository, reference: &Reference) -> Result<Digest> {
         let what = format!("resolving {reference} in {repo}");
         let resp = self
             .http
-            .send(manifest_request(Method::HEAD, repo, reference))?;
+            .send(manifest_request(Method::HEAD, repo.as_str(), reference))?;
         match resp.status().as_u16() {
             200 => {
-                if let Ok(d) = reference.parse::<Digest>() {
-                    return Ok(d);
+                if let Reference::Digest(d) = reference {
+                    return Ok(d.clone());
                 }
                 if let Some(d) =
                     content_digest(&resp).filter(|d| d.algorithm() == Algorithm::Sha256)
@@ -353,11 +370,12 @@ impl Store for Registry {
 
     fn put_manifest(
         &self,
-        repo: &str,
-        reference: &str,
+        repo: &Repository,
+        reference: &Reference,
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Digest> {
+        let repo = repo.as_str();
         let what = format!("putting manifest {reference} in {repo}");
         if bytes.len() as u64 > media::MAX_MANIFEST {
             return Err(Error::data(format!(
@@ -381,7 +399,8 @@ impl Store for Registry {
         Ok(digest)
     }
 
-    fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
+    fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<()> {
+        let repo = repo.as_str();
         let what = format!("deleting manifest {digest} from {repo}");
         self.http.call(
             Request::new(Method::DELETE, format!("/v2/{repo}/manifests/{digest}"))
@@ -392,7 +411,8 @@ impl Store for Registry {
         Ok(())
     }
 
-    fn list_tags(&self, repo: &str) -> Result<Vec<String>> {
+    fn list_tags(&self, repo: &Repository) -> Result<Vec<String>> {
+        let repo = repo.as_str();
         self.paginate(
             format!("/v2/{repo}/tags/list"),
             "tags",
@@ -403,10 +423,6 @@ impl Store for Registry {
 
     fn retry_policy(&self) -> Option<transport::retry::RetryPolicy> {
         Some(self.http.retry_policy())
-    }
-
-    fn mint_token(&self, scope: &Scope) -> Result<Option<String>> {
-        self.http.mint(scope)
     }
 
     fn list_repos(&self) -> Result<Vec<String>> {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::oci::Host;
 use crate::registry::auth::AuthConfig;
 use crate::registry::tls::TlsOptions;
 
@@ -62,13 +63,13 @@ impl PartialEq for LogSink {
 /// How to talk to a registry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
-    /// `host[:port]` of the registry.
-    pub host: String,
+    /// The registry.
+    pub host: Host,
     /// Plain HTTP to this registry, credentials included.
     pub insecure: bool,
     /// Other `host[:port]`s allowed plain HTTP with credentials (an http token realm); an
     /// entry without a port allows the host on any port.
-    pub insecure_hosts: Vec<String>,
+    pub insecure_hosts: Vec<Host>,
     pub auth: AuthConfig,
     pub tls: TlsOptions,
     /// Upload in chunks of this many bytes; None: one request per blob.
@@ -87,9 +88,9 @@ pub struct Options {
 impl Options {
     /// Defaults for a host: HTTPS (loopback may fall back to HTTP), no credentials, 5
     /// retries, a 60 s idle timeout, 4 jobs, nothing logged.
-    pub fn new(host: &str) -> Options {
+    pub fn new(host: Host) -> Options {
         Options {
-            host: host.to_string(),
+            host,
             insecure: false,
             insecure_hosts: Vec::new(),
             auth: AuthConfig::default(),

@@ -297,11 +297,13 @@ fn bad_layers_are_refused_before_the_destination_changes() {
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[]}}"#
     );
-    let store = regtool::registry::Registry::new(&regtool::registry::Options::new(&reg.host));
+    let store = regtool::registry::Registry::new(&regtool::registry::Options::new(
+        reg.host.parse().unwrap(),
+    ));
     regtool::Store::put_manifest(
         &store,
-        "t/badlayer",
-        "base",
+        &"t/badlayer".parse().unwrap(),
+        &"base".parse().unwrap(),
         manifest.as_bytes(),
         "application/vnd.oci.image.manifest.v1+json",
     )
@@ -391,4 +393,32 @@ fn a_bad_dxf_ca_bundle_is_named_as_given() {
             Some(format!("regtool: DXF_TLSVERIFY: {why}").as_str())
         );
     }
+}
+
+/// The host of an image reference is checked like REGTOOL_HOST's: text a URL would read as a
+/// query or a fragment (`127.0.0.1:PORT?x` once became the URL
+/// `https://127.0.0.1:PORT?x/v2/…`, a request to that server) is a usage error before any
+/// request.
+#[test]
+fn a_reference_host_that_is_no_host_is_a_usage_error_before_any_request() {
+    let server = Server::start(|_| Response::new(200).body("{}"));
+    let dir = tempdir();
+    let local = format!("oci:{}", dir.path().display());
+    for bad in ["?x", "#x", "?"] {
+        let src = format!("{}{bad}/repo:t", server.host);
+        let out = regtool(&["copy", &src, "fred/y"])
+            .env("REGTOOL_HOST", &local)
+            .run();
+        let err = out.fails(64);
+        assert!(err.contains("invalid image reference"), "{err}");
+        assert!(
+            err.contains(&format!("in the host \"{}{bad}\"", server.host)),
+            "{err}"
+        );
+    }
+    let out = regtool(&["copy", "x.y?z/repo:t", "fred/y"])
+        .env("REGTOOL_HOST", &local)
+        .run();
+    assert!(out.fails(64).contains("invalid image reference"));
+    assert!(server.seen().is_empty(), "{:?}", server.seen().len());
 }

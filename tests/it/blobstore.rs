@@ -473,12 +473,12 @@ fn multi_platform_indexes() {
         ]
     })
     .to_string();
-    let opts = regtool::registry::Options::new(&reg.host);
+    let opts = regtool::registry::Options::new(reg.host.parse().unwrap());
     let store = regtool::registry::Registry::new(&opts);
     regtool::Store::put_manifest(
         &store,
-        &repo,
-        "multi",
+        &repo.parse().unwrap(),
+        &"multi".parse().unwrap(),
         index.as_bytes(),
         "application/vnd.oci.image.index.v1+json",
     )

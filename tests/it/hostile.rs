@@ -323,7 +323,9 @@ fn platforms_and_manifests_from_the_server_never_carry_escapes() {
 /// Where the delete tests run: the real registry and the local OCI-layout store.
 fn delete_backends() -> Vec<(String, Box<dyn regtool::Store>, Option<tempfile::TempDir>)> {
     let reg = plain();
-    let registry = regtool::registry::Registry::new(&regtool::registry::Options::new(&reg.host));
+    let registry = regtool::registry::Registry::new(&regtool::registry::Options::new(
+        reg.host.parse().unwrap(),
+    ));
     let dir = tempdir();
     let layout = regtool::layout::Layout::new(dir.path());
     let local = format!("oci:{}", dir.path().display());
@@ -364,8 +366,8 @@ fn index_of(store: &dyn regtool::Store, repo: &str, tag: &str, amd: &str, arm: &
     .to_string();
     store
         .put_manifest(
-            repo,
-            tag,
+            &repo.parse().unwrap(),
+            &tag.parse().unwrap(),
             index.as_bytes(),
             "application/vnd.oci.image.index.v1+json",
         )

@@ -73,8 +73,8 @@ pub(crate) fn base() -> &'static Base {
             ]
         })
         .to_string();
-        let store = regtool::registry::Registry::new(&regtool::registry::Options::new(&reg.host));
-        regtool::Store::put_manifest(&store, "t/base", "multi", index.as_bytes(), "application/vnd.oci.image.index.v1+json").unwrap();
+        let store = regtool::registry::Registry::new(&regtool::registry::Options::new(reg.host.parse().unwrap()));
+        regtool::Store::put_manifest(&store, &"t/base".parse().unwrap(), &"multi".parse().unwrap(), index.as_bytes(), "application/vnd.oci.image.index.v1+json").unwrap();
         Base { layout: dir }
     })
 }

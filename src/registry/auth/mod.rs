@@ -39,7 +39,7 @@ pub struct AuthConfig {
     /// An Azure AD access token, exchanged for a refresh token.
     pub access_token: Option<Secret>,
     /// Replaces the host of the token realm.
-    pub auth_host: Option<String>,
+    pub auth_host: Option<crate::oci::Host>,
     /// Where stored credentials are looked up, when none are given here.
     pub sources: Option<SharedSource>,
     /// Where tokens are cached on disk; None: in memory only.
@@ -421,7 +421,7 @@ mod tests {
             "h",
             AuthConfig {
                 refresh_token: Some("rt".into()),
-                auth_host: Some("127.0.0.1:9".into()),
+                auth_host: Some(crate::oci::Host::parse("127.0.0.1:9").unwrap()),
                 ..AuthConfig::default()
             },
         );

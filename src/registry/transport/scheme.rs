@@ -6,7 +6,6 @@ use std::sync::Mutex;
 
 use crate::error::{Cause, Error};
 use crate::registry::options::Options;
-use crate::registry::transport::wire::is_loopback;
 
 /// The scheme in use for one registry: settled from the start (https; http when asked), or,
 /// for a loopback registry, by the first answer.
@@ -18,7 +17,7 @@ impl Scheme {
     pub fn new(opts: &Options) -> Scheme {
         let scheme = if opts.insecure {
             Some("http")
-        } else if is_loopback(&opts.host) {
+        } else if opts.host.is_loopback() {
             None
         } else {
             Some("https")

@@ -8,6 +8,7 @@ use ureq::http::{self, Method};
 use ureq::{Agent, SendBody};
 
 use crate::error::{Cause, Error, Kind, Result};
+use crate::oci::Host;
 use crate::registry::http::{Body, Response};
 use crate::registry::options::Options;
 use crate::registry::transport::useragent::USER_AGENT;
@@ -20,8 +21,8 @@ use crate::registry::url;
 #[derive(Clone)]
 pub struct Wire {
     agent: Agent,
-    /// `host[:port]` entries allowed plain HTTP (see [`listed`]).
-    plain_http: std::sync::Arc<[String]>,
+    /// The hosts allowed plain HTTP (see [`Host::listed_in`]).
+    plain_http: std::sync::Arc<[Host]>,
 }
 
 impl Wire {
@@ -117,7 +118,7 @@ impl Wire {
 
 /// Credentials may cross the network only encrypted, unless they stay on this machine or the
 /// user allowed plain HTTP for the host they go to.
-fn cleartext_check(target: &str, plain_http: &[String]) -> Result<()> {
+fn cleartext_check(target: &str, plain_http: &[Host]) -> Result<()> {
     let Some((scheme, authority)) = url::origin(target) else {
         return Err(Error::new(
             Kind::Denied,
@@ -127,7 +128,10 @@ fn cleartext_check(target: &str, plain_http: &[String]) -> Result<()> {
             ),
         ));
     };
-    if scheme == "https" || is_loopback(&authority) || listed(plain_http, &authority) {
+    // The authority of a URL that parsed is a host (a bad one, as from `x.y?z`, is allowed
+    // nothing: it cannot be on this machine nor in the list).
+    let allowed = |h: &Host| h.is_loopback() || h.listed_in(plain_http, 80);
+    if scheme == "https" || Host::parse(&authority).is_ok_and(|h| allowed(&h)) {
         return Ok(());
     }
     let host = authority.strip_suffix(":80").unwrap_or(&authority);
@@ -141,42 +145,6 @@ fn cleartext_check(target: &str, plain_http: &[String]) -> Result<()> {
     .with_cause(Cause::PlainHttpRefused {
         host: crate::text::sanitize(host, 100),
     }))
-}
-
-/// `(host, port)` of a `host[:port]` (IPv6 in brackets).
-fn split_authority(authority: &str) -> (&str, Option<&str>) {
-    if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => (&authority[..=end], authority[end + 1..].strip_prefix(':')),
-            None => (authority, None),
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    }
-}
-
-/// Whether `authority` (`host[:port]`; no port means 80, plain HTTP's) is one of `hosts`:
-/// an entry with a port names that port only, an entry without one the host on any port.
-pub fn listed(hosts: &[String], authority: &str) -> bool {
-    let (name, port) = split_authority(authority);
-    hosts.iter().any(|entry| {
-        let (e_name, e_port) = split_authority(entry);
-        e_name.eq_ignore_ascii_case(name) && e_port.is_none_or(|p| p == port.unwrap_or("80"))
-    })
-}
-
-/// Whether a `host[:port]` is on this machine (loopback may fall back to plain HTTP).
-pub fn is_loopback(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Yields exactly `remaining` bytes of `inner`, and fails (instead of letting the HTTP client
@@ -212,30 +180,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_hosts_are_recognised() {
-        for h in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1:5000",
-            "127.1.2.3",
-            "[::1]:5000",
-            "[::1]",
-        ] {
-            assert!(is_loopback(h), "{h}");
-        }
-        for h in [
-            "registry.example",
-            "10.0.0.1:5000",
-            "[::2]:1",
-            "localhost.example",
-        ] {
-            assert!(!is_loopback(h), "{h}");
-        }
-    }
-
-    #[test]
     fn credentials_go_in_clear_text_only_where_allowed() {
-        let allowed = ["auth.example".to_string(), "reg.example:5000".to_string()];
+        let allowed = [
+            Host::parse("auth.example").unwrap(),
+            Host::parse("reg.example:5000").unwrap(),
+        ];
         for ok in [
             "https://anywhere.example/token",
             "http://127.0.0.1:9/token",
