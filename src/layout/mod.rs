@@ -61,8 +61,9 @@ fn io_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Error {
 pub fn check_repo(repo: &Repository) -> Result<()> {
     if let Some(part) = repo.components().find(|p| LAYOUT_NAMES.contains(p)) {
         return Err(Error::usage(format!(
-            "invalid repository name {repo:?}: a local store cannot use {part:?} as a part of \
-             a name (blobs, index.json and oci-layout are the files of an OCI layout)"
+            "invalid repository name {:?}: a local store cannot use {part:?} as a part of \
+             a name (blobs, index.json and oci-layout are the files of an OCI layout)",
+            repo.as_str()
         )));
     }
     Ok(())
