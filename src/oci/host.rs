@@ -1,4 +1,4 @@
-//! A registry host, `host[:port]`, parsed in this one place: from `REGTOOL_HOST`, from the
+//! A registry host, `host[:port]`, parsed in this one place: from the registry setting, from the
 //! first component of an image reference, from a token realm's replacement host, from the
 //! list of hosts allowed plain HTTP, and from the authority of a URL a registry sent.
 //!
