@@ -13,6 +13,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::credentials::SharedSource;
 use crate::error::Result;
+use crate::oci::Host;
 use crate::registry::headers::Challenge;
 use crate::registry::scope::Scope;
 use crate::secret::Secret;
@@ -39,7 +40,7 @@ pub struct AuthConfig {
     /// An Azure AD access token, exchanged for a refresh token.
     pub access_token: Option<Secret>,
     /// Replaces the host of the token realm.
-    pub auth_host: Option<crate::oci::Host>,
+    pub auth_host: Option<Host>,
     /// Where stored credentials are looked up, when none are given here.
     pub sources: Option<SharedSource>,
     /// Where tokens are cached on disk; None: in memory only.
@@ -128,7 +129,10 @@ impl Auth {
     }
 
     fn replace_auth_host(&self, realm: &str) -> String {
-        replace_auth_host(realm, self.creds.config().auth_host.as_deref())
+        replace_auth_host(
+            realm,
+            self.creds.config().auth_host.as_ref().map(Host::as_str),
+        )
     }
 
     /// The `Authorization` value for a request needing `scope`, if any.
