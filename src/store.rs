@@ -29,7 +29,9 @@ pub struct BlobStream<'a> {
 /// text, how messages name it: `registry 127.0.0.1:5000`, `local store /srv/x`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    /// A registry, by its host.
     Registry(Host),
+    /// A local store, by its root directory.
     Layout(PathBuf),
 }
 

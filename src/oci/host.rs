@@ -120,6 +120,7 @@ impl Host {
         &self.name
     }
 
+    /// The port, when the text names one.
     pub fn port(&self) -> Option<u16> {
         self.port
     }

@@ -87,6 +87,7 @@ impl Repository {
         Ok(Repository(name.to_string()))
     }
 
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -126,6 +127,7 @@ impl Tag {
         Tag("latest".to_string())
     }
 
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -148,7 +150,9 @@ impl std::str::FromStr for Tag {
 /// distribution spec's `/v2/<name>/manifests/<reference>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reference {
+    /// A tag, which the store resolves.
     Tag(Tag),
+    /// A digest, which names the content itself.
     Digest(Digest),
 }
 

@@ -14,14 +14,18 @@ use crate::oci::name::{Reference, Repository, Tag};
 pub struct ImageRef {
     /// The registry host, when the reference names one (already mapped for Docker Hub).
     pub host: Option<Host>,
+    /// The repository.
     pub repo: Repository,
+    /// The tag, when given.
     pub tag: Option<Tag>,
+    /// The digest, when given (it wins over the tag).
     pub digest: Option<Digest>,
 }
 
 const DOCKER_HUB: &str = "registry-1.docker.io";
 
 impl ImageRef {
+    /// Parses `[host[:port]/]repo[:tag][@digest]`; anything else is a usage error.
     pub fn parse(text: &str) -> Result<ImageRef> {
         let bad = |why: &str| Error::usage(format!("invalid image reference {text:?}: {why}"));
         if text.is_empty() {
