@@ -2,6 +2,8 @@
 //! `Location` or `Link` target against the URL of the response that carried it (RFC 3986
 //! section 5, reduced to the forms registries send), and adding a query parameter.
 
+use crate::oci::Host;
+
 /// `(scheme, authority)` of an absolute http(s) URL, with the authority lower-cased and the
 /// default port made explicit so that `https://h` and `https://h:443` compare equal.
 pub fn origin(url: &str) -> Option<(String, String)> {
@@ -12,15 +14,16 @@ pub fn origin(url: &str) -> Option<(String, String)> {
     if let Some(at) = authority.rfind('@') {
         authority = authority[at + 1..].to_string();
     }
-    let has_port = match authority.rfind(':') {
-        Some(i) => !authority[i..].contains(']'),
-        None => false,
+    // An authority that is no host has no origin (and so is the same as nothing).
+    let host = Host::parse(&authority).ok()?;
+    let port = host
+        .port()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let name = match host.name().contains(':') {
+        true => format!("[{}]", host.name()),
+        false => host.name().to_string(),
     };
-    if !has_port {
-        let port = if scheme == "https" { 443 } else { 80 };
-        authority = format!("{authority}:{port}");
-    }
-    Some((scheme, authority))
+    Some((scheme, format!("{name}:{port}")))
 }
 
 /// Resolves `target` (absolute, scheme-relative, absolute-path or relative-path) against `base`.
@@ -99,6 +102,9 @@ mod tests {
             Some(("https".into(), "h:8443".into()))
         );
         assert_eq!(origin("/v2/"), None);
+        assert_eq!(origin("https://a b/v2/"), None);
+        assert_eq!(origin("https://[::1/v2/"), None);
+        assert_eq!(origin("https://h:0/v2/"), None);
     }
 
     #[test]
