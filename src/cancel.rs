@@ -112,6 +112,19 @@ impl Cancel {
         Ok((file, guard))
     }
 
+    /// [`Cancel::tempfile`], locked (`flock`) for as long as it is open, so that
+    /// [`sweep_stale`] in another process leaves it alone while its writer lives. A SIGKILL
+    /// cannot be caught to remove the file; the lock tells the next writer that it is stale.
+    pub fn locked_tempfile(
+        &self,
+        prefix: impl AsRef<std::ffi::OsStr>,
+        dir: &Path,
+    ) -> std::io::Result<(tempfile::NamedTempFile, Guard)> {
+        let (file, guard) = self.tempfile(prefix, dir)?;
+        file.as_file().lock()?;
+        Ok((file, guard))
+    }
+
     /// Cancels: removes every registered file, then runs every registered action, all at
     /// once, waiting for them at most `budget` (an action may be a request to a registry that
     /// does not answer). Returns how many actions had not finished by then. Anything
@@ -156,6 +169,35 @@ impl Cancel {
                 .into_iter()
                 .map(|(_, e)| e),
         )
+    }
+}
+
+/// A temporary file younger than this is never swept: its writer may not have locked it yet.
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// Removes the files of `dir` whose names `pick` accepts, once `age` old and, with `locked`,
+/// only when no writer holds their lock ([`Cancel::locked_tempfile`]): the temporaries of a
+/// writer that was killed. Best effort: a file that cannot be removed now is left for later.
+pub fn sweep_stale(dir: &Path, pick: impl Fn(&str) -> bool, age: Duration, locked: bool) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let old = entry.metadata().is_ok_and(|m| {
+            m.is_file()
+                && m.modified().is_ok_and(|t| {
+                    std::time::SystemTime::now()
+                        .duration_since(t)
+                        .unwrap_or_default()
+                        >= age
+                })
+        });
+        if !old || !entry.file_name().to_str().is_some_and(&pick) {
+            continue;
+        }
+        // A writer holds the lock of its file until it is renamed into place or dropped.
+        if locked && !std::fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok()) {
+            continue;
+        }
+        let _ = std::fs::remove_file(&path);
     }
 }
 

@@ -3,11 +3,19 @@
 //! - a regular file, or nothing yet: a temporary file beside it, fsynced, renamed over it only
 //!   by [`OutFile::commit`] (so it is never partial or unverified), then the directory
 //!   fsynced. An existing file keeps its permission bits and, where allowed, its owner;
-//! - a symlink: resolved, and its final target treated as above (the link stays a link);
+//! - a symlink: resolved, and its final target treated as above (the link stays a link). A
+//!   link in a sticky world-writable directory (/tmp) is followed only when it is ours or the
+//!   directory owner's, as the kernel's `fs.protected_symlinks` decides for its own lookups;
+//!   otherwise another user could plant one to have a file of ours replaced or created;
 //! - anything else (a character device like /dev/null, a FIFO, a terminal, a descriptor
 //!   reached through /dev/fd/N, /dev/stdout or /proc/self/fd/N): opened and written in place.
 //!   Renaming over those would replace the device or the pipe its reader waits on. Bytes
 //!   reach them before the end is verified, as on stdout, and the caller reports a mismatch.
+//!
+//! A failure here is the output path's (a missing or read-only directory), never a missing
+//! blob: it is never of kind [`Kind::NotFound`], which scripts read as "no such blob".
+//! Temporary files are locked while their writer lives; one left by a killed writer is
+//! removed by the next write to the same target.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
@@ -16,8 +24,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::cancel::{self, Cancel};
-use crate::error::{Error, Result};
+use crate::cancel::{self, Cancel, STALE_AFTER, sweep_stale};
+use crate::error::{Error, Kind, Result};
 
 /// The longest file name Linux and macOS file systems take (NAME_MAX), in bytes.
 const NAME_MAX: usize = 255;
@@ -58,7 +66,7 @@ impl OutFile {
     /// A temporary file is removed when `cancel` is cancelled, and never renamed into place
     /// after that.
     pub fn create(path: &Path, cancel: &Cancel) -> Result<OutFile> {
-        let failed = |e: io::Error| Error::io(format!("writing {}", path.display()), &e);
+        let failed = |e: io::Error| output_error(format!("writing {}", path.display()), &e);
         let how = match plan(path).map_err(failed)? {
             Plan::InPlace => How::InPlace(
                 // Appending: a regular file reached through a descriptor (`-o /dev/stdout
@@ -88,7 +96,7 @@ impl OutFile {
     /// Finishes the output: a temporary file is synced to disk and renamed over its target.
     /// Dropping an `OutFile` without committing discards a temporary file.
     pub fn commit(self) -> Result<()> {
-        let failed = |e: io::Error| Error::io(format!("writing {}", self.path.display()), &e);
+        let failed = |e: io::Error| output_error(format!("writing {}", self.path.display()), &e);
         match self.how {
             How::InPlace(mut f) => f.flush().map_err(failed),
             How::Atomic {
@@ -152,6 +160,7 @@ fn resolve(path: &Path) -> io::Result<Option<PathBuf>> {
                 if is_descriptor_link(&current) {
                     return Ok(None);
                 }
+                may_follow(&current, &m)?;
                 let link = fs::read_link(&current)?;
                 // A relative link is relative to the directory holding it; join keeps an
                 // absolute one as it is.
@@ -163,6 +172,39 @@ fn resolve(path: &Path) -> io::Result<Option<PathBuf>> {
         }
     }
     Err(io::Error::other("too many levels of symbolic links"))
+}
+
+/// The rule of Linux's `fs.protected_symlinks` (proc_sys_fs(5)), applied here because the
+/// link is read in user space and the kernel never sees it followed: in a sticky
+/// world-writable directory, a link is followed only when it belongs to us (the effective
+/// user) or to the directory's owner.
+fn may_follow(link: &Path, meta: &Metadata) -> io::Result<()> {
+    let dir = fs::metadata(parent(link))?;
+    let shared = dir.mode() & 0o1002 == 0o1002;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if !shared || meta.uid() == euid || meta.uid() == dir.uid() {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "not following the symlink {}: it belongs to another user (uid {}) in the sticky \
+             world-writable directory {}",
+            link.display(),
+            meta.uid(),
+            parent(link).display()
+        ),
+    ))
+}
+
+/// An error of the output path: a missing directory is the user's path, not a missing blob.
+fn output_error(what: impl std::fmt::Display, err: &io::Error) -> Error {
+    let mut error = Error::io(what, err);
+    if error.kind == Kind::NotFound {
+        error.kind = Kind::Other;
+    }
+    error
 }
 
 fn is_descriptor_link(link: &Path) -> bool {
@@ -184,12 +226,14 @@ fn parent(path: &Path) -> &Path {
 fn atomic(target: &Path, old: Option<&Metadata>, cancel: &Cancel) -> Result<How> {
     let dir = parent(target);
     let name = target.file_name().unwrap_or(OsStr::new("out"));
+    let prefix = temp_prefix(name);
+    sweep_stale(dir, |n| is_temp_of(n, &prefix), STALE_AFTER, true);
     let (tmp, guard) = cancel
-        .tempfile(temp_prefix(name), dir)
-        .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
+        .locked_tempfile(&prefix, dir)
+        .map_err(|e| cannot_create(dir, target, &e))?;
     if let Some(old) = old {
         keep_attributes(tmp.as_file(), old)
-            .map_err(|e| Error::io(format!("writing {}", target.display()), &e))?;
+            .map_err(|e| output_error(format!("writing {}", target.display()), &e))?;
     }
     Ok(How::Atomic {
         tmp,
@@ -197,6 +241,28 @@ fn atomic(target: &Path, old: Option<&Metadata>, cancel: &Cancel) -> Result<How>
         cancel: cancel.clone(),
         target: target.to_path_buf(),
     })
+}
+
+/// Whether `name` is a temporary file made with `prefix`: the prefix and the 6 random
+/// characters tempfile adds.
+fn is_temp_of(name: &str, prefix: &OsStr) -> bool {
+    name.as_bytes()
+        .strip_prefix(prefix.as_bytes())
+        .is_some_and(|rest| rest.len() == 6 && rest.iter().all(u8::is_ascii_alphanumeric))
+}
+
+/// The temporary file beside `target` could not be made. A writable file in a read-only
+/// directory cannot be replaced by a rename: writing it in place instead would leave a
+/// partial or unverified file on failure, so the user is told what to change.
+fn cannot_create(dir: &Path, target: &Path, err: &io::Error) -> Error {
+    let error = output_error(format!("creating a file in {}", dir.display()), err);
+    if err.kind() != io::ErrorKind::PermissionDenied {
+        return error;
+    }
+    error.with_hint(format!(
+        "{} is replaced by renaming a verified file over it, so its directory must be writable",
+        target.display()
+    ))
 }
 
 /// `.<name>.regtool-`, with `name` shortened so that the whole temporary name (the random
@@ -328,5 +394,57 @@ mod tests {
         let err = out.commit().unwrap_err();
         assert_eq!(err.kind, crate::error::Kind::Interrupted);
         assert_eq!(fs::read(&target).unwrap(), b"old");
+    }
+
+    /// Ages `path` by `ago`, as a file left by an earlier run.
+    fn age(path: &Path, ago: u64) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(ago))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_write_removes_the_target_s_temporaries_no_writer_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        let file = |name: &str, ago: u64| {
+            let path = dir.path().join(name);
+            fs::write(&path, "partial").unwrap();
+            age(&path, ago);
+            path
+        };
+        let dead = file(".out.bin.regtool-Ab12cd", 120);
+        let young = file(".out.bin.regtool-young1", 5);
+        let held = file(".out.bin.regtool-held12", 120);
+        let holder = File::open(&held).unwrap();
+        holder.lock().unwrap();
+        let other = file(".other.bin.regtool-Ab12cd", 120);
+        let longer = file(".out.bin.regtool-Ab12cd.keep", 120);
+        let mut out = OutFile::create(&target, &Cancel::new()).unwrap();
+        for (path, kept) in [
+            (&dead, false),
+            (&young, true),
+            (&held, true),
+            (&other, true),
+            (&longer, true),
+        ] {
+            assert_eq!(path.exists(), kept, "{}", path.display());
+        }
+        // Our own temporary is held while we write: another writer's sweep leaves it.
+        let ours: Vec<PathBuf> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| ![&young, &held, &other, &longer].contains(&p))
+            .collect();
+        assert_eq!(ours.len(), 1);
+        age(&ours[0], 120);
+        crate::cancel::sweep_stale(dir.path(), |_| true, STALE_AFTER, true);
+        assert!(ours[0].exists());
+        out.write_all(b"new").unwrap();
+        out.commit().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
     }
 }

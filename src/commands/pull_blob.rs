@@ -30,6 +30,14 @@ use super::Ctx;
 /// shell's >(command) gives) is written directly, as stdout is: a mismatch exits 65 after
 /// the bytes were written. A directory is refused.
 ///
+/// FILE's directory must be writable, for the rename. A symlink in a sticky world-writable
+/// directory (/tmp) is followed only when it belongs to the user running regtool or to the
+/// directory's owner, the rule of the kernel's fs.protected_symlinks; another user's link is
+/// refused with status 1, so nobody can plant one to have a file replaced or created. Any
+/// problem with the output path (a missing directory, a refused permission) exits 1, never 2
+/// (which means a missing blob). A temporary file left by a killed pull (SIGKILL) is removed
+/// by the next write to the same FILE.
+///
 /// Every blob is read up to its size and no further: the size an alias's manifest declares,
 /// else the registry's Content-Length. A registry that announces another length than the
 /// manifest, or keeps sending past the size, fails with status 65 (nothing past the size is

@@ -21,11 +21,11 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::cancel::{self, Cancel};
+use crate::cancel::{self, Cancel, STALE_AFTER, sweep_stale};
 use crate::error::{Error, Result};
 use crate::oci::digest::{copy_hashing, copy_verified, hash_reader};
 use crate::oci::{Algorithm, Descriptor, Digest, Reference, Repository, Tag, media};
@@ -37,8 +37,6 @@ const LAYOUT_NAMES: [&str; 3] = ["blobs", "index.json", "oci-layout"];
 const LOCK_FILE: &str = ".regtool.lock";
 /// Where writes are prepared, outside `blobs/` and apart from repository names.
 const TMP_DIR: &str = ".regtool-tmp";
-/// A temporary file younger than this is never swept: its writer may not have locked it yet.
-const STALE_AFTER: Duration = Duration::from_secs(60);
 /// Earlier versions left unlocked temporaries in `blobs/<alg>/` and beside `index.json`:
 /// swept once they are this old, when no writer can plausibly still be filling them.
 const LEGACY_STALE_AFTER: Duration = Duration::from_secs(3600);
@@ -241,11 +239,9 @@ fn temp_file(dir: &Path, cancel: &Cancel) -> Result<(tempfile::NamedTempFile, ca
     let tmp = dir.join(TMP_DIR);
     let writing = || format!("writing in {}", tmp.display());
     fs::create_dir_all(&tmp).map_err(io_err(writing()))?;
-    let (file, guard) = cancel
-        .tempfile(".upload-", &tmp)
-        .map_err(io_err(writing()))?;
-    file.as_file().lock().map_err(io_err(writing()))?;
-    Ok((file, guard))
+    cancel
+        .locked_tempfile(".upload-", &tmp)
+        .map_err(io_err(writing()))
 }
 
 /// Makes a filled temporary file durable, then renames it to `path` (replacing what is there)
@@ -312,38 +308,19 @@ fn intact(mut file: &File, digest: &Digest, size: u64) -> Result<bool> {
 /// once unlocked (their writer died), and the unlocked ones of earlier versions once old.
 /// Best effort: a file that cannot be removed now is left for a later sweep.
 fn sweep(dir: &Path) {
-    sweep_dir(&dir.join(TMP_DIR), |_| true, STALE_AFTER, true);
-    sweep_dir(dir, |n| n.starts_with(".tmp-"), LEGACY_STALE_AFTER, false);
+    sweep_stale(&dir.join(TMP_DIR), |_| true, STALE_AFTER, true);
+    sweep_stale(dir, |n| n.starts_with(".tmp-"), LEGACY_STALE_AFTER, false);
     for alg in fs::read_dir(dir.join("blobs"))
         .into_iter()
         .flatten()
         .flatten()
     {
-        sweep_dir(
+        sweep_stale(
             &alg.path(),
             |n| n.starts_with('.'),
             LEGACY_STALE_AFTER,
             false,
         );
-    }
-}
-
-fn sweep_dir(dir: &Path, pick: impl Fn(&str) -> bool, age: Duration, locked: bool) {
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        let old = entry.metadata().is_ok_and(|m| {
-            m.is_file()
-                && m.modified()
-                    .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() >= age)
-        });
-        if !old || !entry.file_name().to_str().is_some_and(&pick) {
-            continue;
-        }
-        // A writer holds the lock of its file until it is renamed into place or dropped.
-        if locked && !File::open(&path).is_ok_and(|f| f.try_lock().is_ok()) {
-            continue;
-        }
-        let _ = fs::remove_file(&path);
     }
 }
 
@@ -656,6 +633,8 @@ fn walk(dir: &Path, prefix: &str, ancestors: &mut Vec<PathBuf>, out: &mut Vec<St
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
 
     fn r(name: &str) -> Repository {

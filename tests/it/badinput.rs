@@ -253,8 +253,9 @@ fn bad_input_gets_a_clear_line_and_the_right_status() {
                 "-o",
                 "/nonexistent/dir/out",
             ],
-            2,
-            "No such file",
+            // The output path's problem, not a missing blob (which is 2).
+            1,
+            "creating a file in /nonexistent/dir: No such file",
         )
         .env("REGTOOL_HOST", &reg),
     ];

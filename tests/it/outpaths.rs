@@ -358,3 +358,110 @@ fn tar_commands_follow_the_same_rules() {
     assert_eq!(std::fs::metadata(&real).unwrap().mode() & 0o777, 0o600);
     assert_eq!(names(&out), ["fifo", "link.tar", "real.tar"]);
 }
+
+/// Sets the mode bits of `path`, sticky bit included.
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_symlink_planted_in_a_sticky_world_writable_directory_is_not_followed() {
+    let repo = repo("out-sticky");
+    let data = bytes(1_000, 11);
+    let digest = pushed(&repo, &data);
+    let dir = tempdir();
+    let shared = dir.path().join("tmp");
+    std::fs::create_dir(&shared).unwrap();
+    chmod(&shared, 0o1777);
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    // Another user's link to a file of ours, and one to where a file of ours would be made.
+    let planted = shared.join("out.bin");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    std::os::unix::fs::lchown(&planted, Some(4242), Some(4242)).unwrap();
+    let created = dir.path().join("created");
+    let dangling = shared.join("new.bin");
+    std::os::unix::fs::symlink(&created, &dangling).unwrap();
+    std::os::unix::fs::lchown(&dangling, Some(4242), Some(4242)).unwrap();
+    for link in [&planted, &dangling] {
+        let stderr = pull_to(&repo, &digest, link).fails(1).to_string();
+        assert!(
+            stderr.contains(&format!(
+                "not following the symlink {}: it belongs to another user (uid 4242) in the \
+                 sticky world-writable directory {}",
+                link.display(),
+                shared.display()
+            )),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!created.exists());
+    assert_eq!(names(&shared), ["new.bin", "out.bin"]);
+
+    // The kernel's exceptions: the directory's owner's link is followed...
+    std::os::unix::fs::chown(&shared, Some(4242), None).unwrap();
+    assert!(pull_to(&repo, &digest, &dangling).ok().is_empty());
+    assert_eq!(std::fs::read(&created).unwrap(), data);
+    std::os::unix::fs::chown(&shared, Some(0), None).unwrap();
+    // ...and so is one in a directory without the sticky bit...
+    chmod(&shared, 0o777);
+    assert!(pull_to(&repo, &digest, &planted).ok().is_empty());
+    assert_eq!(std::fs::read(&victim).unwrap(), data);
+    // ...and our own link, sticky bit or not.
+    chmod(&shared, 0o1777);
+    std::fs::write(&victim, b"precious").unwrap();
+    std::os::unix::fs::lchown(&planted, Some(0), Some(0)).unwrap();
+    assert!(pull_to(&repo, &digest, &planted).ok().is_empty());
+    assert_eq!(std::fs::read(&victim).unwrap(), data);
+    assert!(std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+}
+
+#[test]
+fn a_missing_output_directory_is_no_missing_blob() {
+    let repo = repo("out-nodir");
+    let digest = pushed(&repo, b"x");
+    let dir = tempdir();
+    let target = dir.path().join("nonexist/x");
+    let out = pull_to(&repo, &digest, &target);
+    let stderr = out.fails(1);
+    assert!(
+        stderr.contains(&format!(
+            "creating a file in {}: No such file or directory",
+            dir.path().join("nonexist").display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_writable_file_in_a_read_only_directory_gets_a_hint() {
+    let repo = repo("out-rodir");
+    let digest = pushed(&repo, b"new");
+    let dir = tempdir();
+    chmod(dir.path(), 0o755);
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    chmod(&ro, 0o755);
+    let target = ro.join("out");
+    std::fs::write(&target, b"old").unwrap();
+    std::os::unix::fs::chown(&target, Some(4242), Some(4242)).unwrap();
+    // Run as the file's owner, who may write the file but not its directory.
+    let out = wrapped(
+        &["setpriv", "--reuid=4242", "--regid=4242", "--clear-groups"],
+        &["pull-blob", &repo, &digest, "-o", target.to_str().unwrap()],
+    )
+    .host(plain())
+    .run();
+    let stderr = out.fails(1);
+    assert!(
+        stderr.contains(&format!(
+            "regtool: creating a file in {}: Permission denied\nhint: {} is replaced by renaming \
+             a verified file over it, so its directory must be writable",
+            ro.display(),
+            target.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"old");
+}
