@@ -49,6 +49,9 @@ pub enum Cause {
     /// The registry's certificate is not trusted; `ca_given`: extra CA certificates were given,
     /// and the certificate is not among them nor signed by one of them.
     TlsUntrusted { ca_given: bool },
+    /// The registry's certificate is self-signed (a CA certificate used as the server's own),
+    /// and no extra CA certificates were given.
+    TlsSelfSigned,
     /// `host` answers TLS in plain HTTP.
     PlainHttpAnswer { host: String },
     /// Credentials would travel in clear text to `host`, which is not allowed plain HTTP.

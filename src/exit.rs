@@ -95,6 +95,9 @@ fn hint(err: &Error) -> Option<String> {
         Cause::TlsUntrusted { ca_given: false } => {
             "set REGTOOL_TLSVERIFY to the CA bundle that signed the registry's certificate (or to the certificate itself)"
         }
+        Cause::TlsSelfSigned => {
+            "if you trust it, name that certificate in REGTOOL_TLSVERIFY (a file holding its PEM)"
+        }
         Cause::PlainHttpAnswer { host } => {
             return Some(format!(
                 "if {host} only serves plain HTTP, set REGTOOL_INSECURE={host} (or REGTOOL_INSECURE=1 when it is REGTOOL_HOST); credentials then travel in clear text"

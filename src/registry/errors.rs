@@ -105,17 +105,42 @@ pub fn from_transport(e: ureq::Error, host: &str, trusts_given_certs: bool) -> E
 }
 
 /// `given`: extra CA certificates were given (the caller's hint must not ask for them again).
+/// A certificate problem is said in words; a hint about trust only comes with a refusal of
+/// trust (an expired certificate the user named is trusted, and still refused).
 fn tls_error(host: &str, e: &rustls::Error, given: bool) -> Error {
-    let err = Error::unavailable(format!("TLS failure with {host}: {e}"));
-    match e {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName) => err
-            .with_hint(format!(
-                "the certificate does not name {host}: connect by a name it lists"
-            )),
-        rustls::Error::InvalidCertificate(_) => {
-            err.with_cause(Cause::TlsUntrusted { ca_given: given })
+    use rustls::CertificateError as C;
+    let failed = |why: String| Error::unavailable(format!("TLS failure with {host}: {why}"));
+    let rustls::Error::InvalidCertificate(problem) = e else {
+        return failed(e.to_string());
+    };
+    let date = |t: &rustls::pki_types::UnixTime| {
+        crate::image::append::rfc3339(i64::try_from(t.as_secs()).unwrap_or(i64::MAX))
+    };
+    match problem {
+        C::NotValidForName | C::NotValidForNameContext { .. } => failed(e.to_string()).with_hint(
+            format!("the certificate does not name {host}: connect by a name it lists"),
+        ),
+        C::Expired => failed("the server's certificate has expired".into()),
+        C::ExpiredContext { not_after, .. } => failed(format!(
+            "the server's certificate expired on {}",
+            date(not_after)
+        )),
+        C::NotValidYet => failed("the server's certificate is not valid yet".into()),
+        C::NotValidYetContext { not_before, .. } => failed(format!(
+            "the server's certificate is not valid before {}",
+            date(not_before)
+        )),
+        _ if crate::registry::tls::ca_as_end_entity(e) => {
+            let err = failed(
+                "the server's certificate is self-signed (a CA certificate used as its own)".into(),
+            );
+            if given {
+                err.with_cause(Cause::TlsUntrusted { ca_given: true })
+            } else {
+                err.with_cause(Cause::TlsSelfSigned)
+            }
         }
-        _ => err,
+        _ => failed(e.to_string()).with_cause(Cause::TlsUntrusted { ca_given: given }),
     }
 }
 
@@ -159,5 +184,62 @@ mod tests {
     fn server_text_is_sanitised() {
         let e = from_status(400, b"\x1b]0;pwned\x07", "x");
         assert!(!e.message.contains('\x1b'));
+    }
+
+    #[test]
+    fn certificate_problems_are_worded_and_only_trust_gets_a_trust_hint() {
+        use rustls::CertificateError as C;
+        let invalid = |c: C| rustls::Error::InvalidCertificate(c);
+        let day = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            1_577_923_200,
+        ));
+        for given in [true, false] {
+            let e = tls_error("h:1", &invalid(C::Expired), given);
+            assert_eq!(
+                e.message,
+                "TLS failure with h:1: the server's certificate has expired"
+            );
+            assert_eq!((e.cause, e.hint), (None, None));
+            let e = tls_error(
+                "h:1",
+                &invalid(C::ExpiredContext {
+                    time: day,
+                    not_after: day,
+                }),
+                given,
+            );
+            assert_eq!(
+                e.message,
+                "TLS failure with h:1: the server's certificate expired on 2020-01-02T00:00:00Z"
+            );
+            assert_eq!(e.cause, None);
+            let e = tls_error(
+                "h:1",
+                &invalid(C::NotValidYetContext {
+                    time: day,
+                    not_before: day,
+                }),
+                given,
+            );
+            assert!(
+                e.message
+                    .ends_with("is not valid before 2020-01-02T00:00:00Z")
+            );
+            assert_eq!(e.cause, None);
+        }
+        let ca = invalid(C::Other(rustls::OtherError(std::sync::Arc::new(
+            webpki::Error::CaUsedAsEndEntity,
+        ))));
+        let e = tls_error("h:1", &ca, false);
+        assert_eq!(
+            e.message,
+            "TLS failure with h:1: the server's certificate is self-signed (a CA certificate \
+             used as its own)"
+        );
+        assert_eq!(e.cause, Some(Cause::TlsSelfSigned));
+        let e = tls_error("h:1", &ca, true);
+        assert_eq!(e.cause, Some(Cause::TlsUntrusted { ca_given: true }));
+        let e = tls_error("h:1", &invalid(C::UnknownIssuer), false);
+        assert_eq!(e.cause, Some(Cause::TlsUntrusted { ca_given: false }));
     }
 }

@@ -287,7 +287,7 @@ impl ServerCertVerifier for Verifier {
 }
 
 /// Whether webpki refused a certificate only for being a CA used as the server's own.
-fn ca_as_end_entity(e: &rustls::Error) -> bool {
+pub(crate) fn ca_as_end_entity(e: &rustls::Error) -> bool {
     match e {
         rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => other
             .0

@@ -370,13 +370,39 @@ fn a_self_signed_registry_certificate_named_in_tlsverify_is_trusted() {
         .env("DXF_TLSVERIFY", &cert)
         .run();
     assert_eq!(out.ok(), "self-signed");
-    // Without it, the certificate is refused, with a hint to name it.
+    // Without it, the certificate is refused in words, with a hint to name it.
     let out = regtool(&["list-repos"]).host(reg).run();
-    assert!(
-        out.fails(69).contains("REGTOOL_TLSVERIFY"),
-        "{}",
-        out.stderr
+    assert_eq!(
+        out.fails(69),
+        format!(
+            "regtool: TLS failure with {}: the server's certificate is self-signed (a CA \
+             certificate used as its own)\nhint: if you trust it, name that certificate in \
+             REGTOOL_TLSVERIFY (a file holding its PEM)\n",
+            reg.host
+        )
     );
+}
+
+#[test]
+fn an_expired_certificate_is_said_to_be_expired() {
+    let pki = crate::pki::pki();
+    let reg = self_signed_registry("expired");
+    for given in [true, false] {
+        let mut cmd = regtool(&["list-repos"]).host(&reg);
+        if given {
+            cmd = cmd.env("REGTOOL_TLSVERIFY", pki.path("expired.pem"));
+        }
+        let out = cmd.run();
+        assert_eq!(
+            out.fails(69),
+            format!(
+                "regtool: TLS failure with {}: the server's certificate expired on \
+                 2020-01-02T00:00:00Z\n",
+                reg.host
+            ),
+            "given: {given}"
+        );
+    }
 }
 
 #[test]

@@ -62,6 +62,63 @@ fn self_signed_with(dir: &Path, name: &str, cn: &str, extra: &[&str]) {
     openssl(dir, &args);
 }
 
+/// A self-signed certificate for 127.0.0.1 (CA:TRUE, as `openssl req -x509` makes) that
+/// expired in 2020: `openssl ca` is the one command that takes dates in the past.
+fn expired(dir: &Path, name: &str) {
+    let config = "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\n\
+                  serial = serial\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n\
+                  [ext]\nbasicConstraints = critical,CA:TRUE\nsubjectAltName = IP:127.0.0.1\n";
+    std::fs::write(dir.join("expired.cnf"), config).unwrap();
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("serial"), "01\n").unwrap();
+    let (key, csr, cert) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-selfsign",
+            "-batch",
+            "-notext",
+            "-config",
+            "expired.cnf",
+            "-extensions",
+            "ext",
+            "-keyfile",
+            &key,
+            "-in",
+            &csr,
+            "-out",
+            &cert,
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+        ],
+    );
+}
+
 fn signed(dir: &Path, name: &str, cn: &str, ext: &str) {
     let subject = format!("/CN={cn}");
     let (key, csr, cert, extfile) = (
@@ -135,6 +192,7 @@ pub fn pki() -> &'static Pki {
             "other.example",
             &["-addext", "subjectAltName=DNS:other.example"],
         );
+        expired(&dir, "expired");
         signed(
             &dir,
             "server",
