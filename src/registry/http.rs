@@ -1,7 +1,10 @@
-//! One registry's HTTP client, the façade the rest of the code calls: it sends a request
-//! through the layers in `transport/` (the scheme, authentication on 401, redirects followed
-//! by hand with `Authorization` kept to the registry's own origin (docs/registry-notes.md §7),
-//! and retries of replayable requests on transient failures (§19)).
+//! One registry's HTTP client, the façade the rest of the code calls (`send`, `call`,
+//! `mint`, `canceller`). It puts a request through the layers: the scheme
+//! (`transport/scheme.rs`), authentication on 401 (`auth/`), redirects followed by hand with
+//! `Authorization` kept to the registry's own origin (`transport/redirect.rs`,
+//! docs/registry-notes.md §7), retries of replayable requests on transient failures from the
+//! operation's budget (`transport/retry.rs`, §19), the debug log, and the wire
+//! (`transport/wire.rs`).
 
 use std::io::Read;
 use std::time::Instant;
@@ -18,9 +21,7 @@ use crate::registry::scope::Scope;
 use crate::registry::transport::logger::Logger;
 use crate::registry::transport::redirect::{Redirects, is_redirect, same_origin};
 use crate::registry::transport::retry::{Budget, RetryPolicy, never_sent};
-use crate::registry::transport::scheme::{
-    Scheme, answered_in_plain_text, plain_http_error, tls_mismatch,
-};
+use crate::registry::transport::scheme::{Fallback, Scheme, plain_http_error};
 use crate::registry::transport::token::TokenClient;
 use crate::registry::transport::wire::Wire;
 use crate::registry::url;
@@ -193,23 +194,14 @@ impl Http {
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) => {
-                    let (scheme, settled) = self.scheme();
-                    // Another thread may have settled on http while this https attempt failed.
-                    let tried_https = url.starts_with("https://");
-                    if path.starts_with('/')
-                        && tried_https
-                        && tls_mismatch(&e)
-                        && (!settled || scheme == "http")
-                    {
-                        // A loopback registry that does not speak TLS gets plain HTTP.
-                        self.log(|| format!("{} does not speak TLS; using http", self.host));
-                        self.settle_scheme("http");
-                        url = self.absolute(&path);
-                        continue;
-                    }
-                    // Not a failure that waiting cures: the server speaks plain HTTP.
-                    if tried_https && answered_in_plain_text(&e) {
-                        return Err(plain_http_error(self.host.as_str()));
+                    match self.scheme.after_failure(path.starts_with('/'), &url, &e) {
+                        Some(Fallback::PlainHttp) => {
+                            self.log(|| format!("{} does not speak TLS; using http", self.host));
+                            url = self.absolute(&path);
+                            continue;
+                        }
+                        Some(Fallback::Refuse) => return Err(plain_http_error(self.host.as_str())),
+                        None => {}
                     }
                     let unsent = never_sent(&e);
                     let err = self.transport_error(e);

@@ -7,6 +7,15 @@ use std::sync::Mutex;
 use crate::error::{Cause, Error};
 use crate::registry::options::Options;
 
+/// What a failed https attempt means for the scheme.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// A loopback registry that does not speak TLS: plain HTTP from now on.
+    PlainHttp,
+    /// A server that answers TLS in plain HTTP: said at once, never retried.
+    Refuse,
+}
+
 /// The scheme in use for one registry: settled from the start (https; http when asked), or,
 /// for a loopback registry, by the first answer.
 pub struct Scheme {
@@ -41,6 +50,26 @@ impl Scheme {
         }
     }
 
+    /// What a failed attempt on `url` says about the scheme (`registry_path`: the request
+    /// was for a path on the registry, not for a URL elsewhere): that a loopback registry does
+    /// not speak TLS (plain HTTP is settled on, and the request goes again), that a server
+    /// answers TLS in plain HTTP (not a failure that waiting cures), or nothing.
+    pub fn after_failure(
+        &self,
+        registry_path: bool,
+        url: &str,
+        e: &ureq::Error,
+    ) -> Option<Fallback> {
+        let tried_https = url.starts_with("https://");
+        let (scheme, settled) = self.get();
+        // Another thread may have settled on http while this https attempt failed.
+        if registry_path && tried_https && tls_mismatch(e) && (!settled || scheme == "http") {
+            self.settle("http");
+            return Some(Fallback::PlainHttp);
+        }
+        (tried_https && answered_in_plain_text(e)).then_some(Fallback::Refuse)
+    }
+
     /// Whether the scheme is still to be learned (a loopback registry not yet answered).
     pub fn unsettled(&self) -> bool {
         self.settled.lock().is_ok_and(|g| g.is_none())
@@ -50,7 +79,7 @@ impl Scheme {
 /// Whether a failed first https attempt looks like a plain-HTTP server on the other end: its
 /// answer to our ClientHello is not a TLS record. A certificate that does not verify, or a
 /// server that wants a client certificate, is a TLS failure, never a reason to drop to HTTP.
-pub fn tls_mismatch(e: &ureq::Error) -> bool {
+fn tls_mismatch(e: &ureq::Error) -> bool {
     match e {
         // A server that hangs up on a ClientHello it cannot parse.
         ureq::Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => true,
@@ -60,7 +89,7 @@ pub fn tls_mismatch(e: &ureq::Error) -> bool {
 
 /// Whether the answer to our ClientHello was not a TLS record at all (an HTTP server says
 /// `HTTP/1.1 400 ...`), which rustls reports as a corrupt message.
-pub fn answered_in_plain_text(e: &ureq::Error) -> bool {
+fn answered_in_plain_text(e: &ureq::Error) -> bool {
     let not_tls = |r: &rustls::Error| matches!(r, rustls::Error::InvalidMessage(_));
     match e {
         ureq::Error::Rustls(r) => not_tls(r),
@@ -80,4 +109,37 @@ pub fn plain_http_error(host: &str) -> Error {
     .with_cause(Cause::PlainHttpAnswer {
         host: host.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hung_up() -> ureq::Error {
+        ureq::Error::Io(io::Error::from(io::ErrorKind::UnexpectedEof))
+    }
+
+    #[test]
+    fn a_loopback_registry_that_hangs_up_on_tls_gets_plain_http_once() {
+        let scheme = Scheme {
+            settled: Mutex::new(None),
+        };
+        let url = "https://127.0.0.1:5000/v2/";
+        assert_eq!(
+            scheme.after_failure(false, url, &hung_up()),
+            None,
+            "not a registry path"
+        );
+        assert_eq!(
+            scheme.after_failure(true, url, &hung_up()),
+            Some(Fallback::PlainHttp)
+        );
+        assert_eq!(scheme.get(), ("http", true));
+        // A settled https scheme never falls back.
+        let scheme = Scheme {
+            settled: Mutex::new(Some("https")),
+        };
+        assert_eq!(scheme.after_failure(true, url, &hung_up()), None);
+        assert_eq!(scheme.get(), ("https", true));
+    }
 }
