@@ -49,13 +49,13 @@ pub const VARS: &[Var] = &[
         name: "INSECURE",
         dxf: true,
         plain: false,
-        help: "1: plain HTTP to REGTOOL_HOST only; or a comma-separated list of host[:port] allowed plain HTTP (a host without a port: on any port), such as a registry named in an image reference or an http token realm. Credentials (passwords, tokens, Authorization) go in clear text only to these hosts and to this machine. Loopback hosts fall back to HTTP by themselves when they do not speak TLS.",
+        help: "1: plain HTTP to REGTOOL_HOST only; or a comma-separated list of host[:port] allowed plain HTTP (a host without a port: on any port; a number is no host, so name REGTOOL_HOST by its host[:port] in a list), such as a registry named in an image reference or an http token realm. Credentials (passwords, tokens, Authorization) go in clear text only to these hosts and to this machine. Loopback hosts fall back to HTTP by themselves when they do not speak TLS.",
     },
     Var {
         name: "USERNAME",
         dxf: true,
         plain: false,
-        help: "User name for the registry (Basic authentication).",
+        help: "User name for the registry (Basic authentication); it cannot contain ':'. Credentials never go in REGTOOL_HOST or in a reference (user:password@host is refused, the password not shown).",
     },
     Var {
         name: "PASSWORD",
@@ -85,7 +85,7 @@ pub const VARS: &[Var] = &[
         name: "PROGRESS",
         dxf: true,
         plain: false,
-        help: "1: progress bars on stderr always; 0: never; unset: only when stderr is a terminal.",
+        help: "1 (or true): progress bars on stderr always; 0 (or false): never; unset or anything else (auto): only when stderr is a terminal.",
     },
     Var {
         name: "BLOB_INFO",
@@ -448,18 +448,30 @@ pub struct Settings {
     pub format: Format,
 }
 
-/// Parses the `host[:port]` a variable gives (see [`Host`]), refused with a hint.
+/// Parses the `host[:port]` a variable gives (see [`Host`]), refused with a hint. The text is
+/// shown without user information (a password).
 fn check_host(var: &str, host: &str) -> Result<Host> {
     Host::parse(host).map_err(|why| {
         let hint = match why {
             HostError::UnbracketedIpv6 => {
-                "write it in brackets, with the port after them: [::1]:5000"
+                "write it in brackets, with the port after them: [::1]:5000".to_string()
             }
-            _ => "for a local store use oci:PATH",
+            HostError::Credentials => {
+                format!("give them in REGTOOL_USERNAME and REGTOOL_PASSWORD, not in {var}")
+            }
+            HostError::Scheme if host.starts_with("http://") => format!(
+                "drop the scheme: {var} takes host[:port]; for plain HTTP set REGTOOL_INSECURE=1"
+            ),
+            HostError::Scheme => format!("drop the scheme: {var} takes host[:port]"),
+            HostError::Path => format!("drop the path: {var} takes host[:port] only"),
+            _ => "for a local store use oci:PATH".to_string(),
         };
         Error::config(
             var,
-            format!("{why} in {host:?}: expected host[:port], like registry.example:5000"),
+            format!(
+                "{why} in {:?}: expected host[:port], like registry.example:5000",
+                regtool::oci::host::shown(host)
+            ),
         )
         .with_hint(hint)
     })
@@ -539,7 +551,15 @@ fn registry_options(env: &dyn Env, host: Option<&Host>, jobs: usize) -> Result<O
         Some((n, h)) => Some(check_host(&n, &h)?),
         None => None,
     };
-    let username = lookup(env, "USERNAME").map(|(_, v)| v);
+    let username = lookup(env, "USERNAME");
+    if let Some((n, _)) = username.as_ref().filter(|(_, u)| u.contains(':')) {
+        // Basic sends `user:password` (RFC 7617 2): a colon in the user would move the split.
+        return Err(Error::config(
+            n,
+            "a user name cannot contain ':' (Basic authentication splits user and password there)",
+        ));
+    }
+    let username = username.map(|(_, v)| v);
     if password.is_some() && username.is_none() {
         let given = lookup(env, "PASSWORD")
             .or_else(|| lookup(env, "PASSWORD_FILE"))
@@ -590,22 +610,37 @@ fn insecure_hosts(env: &dyn Env, registry: Option<&Host>) -> Result<Vec<Host>> {
     if let Ok(on) = flag(env, "INSECURE") {
         return Ok(registry.filter(|_| on).cloned().into_iter().collect());
     }
+    let shown: Vec<String> = value.split(',').map(regtool::oci::host::shown).collect();
+    let shown = shown.join(",");
     let bad = || {
         Error::config(
             &name,
             format!(
-                "expected 1 or 0 (or true or false), or a comma-separated list of host[:port], got {value:?}"
+                "expected 1 or 0 (or true or false), or a comma-separated list of host[:port], got {shown:?}"
             ),
         )
     };
     // A yes/no word the boolean parser does not take is a typo, not a host.
     const WORDS: &[&str] = &["yes", "no", "on", "off", "true", "false", "y", "n"];
+    let list = value.contains(',');
     value
         .split(',')
         .map(str::trim)
         .map(|host| {
             if WORDS.iter().any(|w| w.eq_ignore_ascii_case(host)) {
                 return Err(bad());
+            }
+            // A number is a yes/no or a typo, never a host: `2` alone, or the `1` of `1,h`
+            // that meant REGTOOL_HOST (which is named by its host in a list).
+            if !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit()) {
+                if !list {
+                    return Err(bad());
+                }
+                return Err(Error::config(
+                    &name,
+                    format!("1 alone, or a list of hosts: {host:?} in {shown:?} is no host"),
+                )
+                .with_hint("to allow REGTOOL_HOST in a list, write its host[:port] there"));
             }
             check_host(&name, host).map_err(|_| bad())
         })
@@ -689,10 +724,11 @@ impl Settings {
                     .map_err(|e| Error::config(&n, e.message))?,
             ),
         };
-        let progress = match lookup(env, "PROGRESS") {
-            None => Progress::Auto,
-            Some((n, v)) if boolean(&n, &v)? => Progress::Always,
-            Some(_) => Progress::Never,
+        // 1 always, 0 never, anything else (unset, auto, yes…) when stderr is a terminal.
+        let progress = match lookup(env, "PROGRESS").map(|(n, v)| boolean(&n, &v)) {
+            Some(Ok(true)) => Progress::Always,
+            Some(Ok(false)) => Progress::Never,
+            None | Some(Err(_)) => Progress::Auto,
         };
         let format = match lookup(env, "FORMAT") {
             None => Format::Text,
@@ -867,7 +903,8 @@ mod tests {
             ("REGTOOL_RETRIES", "x"),
             ("REGTOOL_TIMEOUT", "0"),
             ("REGTOOL_INSECURE", "yes"),
-            ("REGTOOL_PROGRESS", "2"),
+            ("REGTOOL_USERNAME", "u:"),
+            ("REGTOOL_INSECURE", "2"),
             ("REGTOOL_FORMAT", "xml"),
             ("DXF_PLATFORM", "linux"),
             ("REGTOOL_PASSWORD_FILE", "/nonexistent/pw"),
@@ -969,6 +1006,66 @@ mod tests {
             };
             assert_eq!(s.progress, p, "{v}");
         }
+        // Anything else means "when stderr is a terminal", never a configuration error.
+        for v in ["auto", "yes", "2", ""] {
+            let s = Settings::from_env(&env(&[("REGTOOL_PROGRESS", v)])).unwrap();
+            assert_eq!(s.progress, Progress::Auto, "{v}");
+        }
+    }
+
+    #[test]
+    fn a_host_is_refused_without_showing_credentials_and_with_the_right_reason() {
+        for (host, message, hint) in [
+            (
+                "fred:hunter2@127.0.0.1:5000",
+                "REGTOOL_HOST: credentials in the host in \"…@127.0.0.1:5000\"",
+                "give them in REGTOOL_USERNAME and REGTOOL_PASSWORD, not in REGTOOL_HOST",
+            ),
+            (
+                "https://fred:hunter2@reg.example",
+                "REGTOOL_HOST: credentials in the host in \"…@reg.example\"",
+                "give them in REGTOOL_USERNAME and REGTOOL_PASSWORD, not in REGTOOL_HOST",
+            ),
+            (
+                "http://h:5000",
+                "REGTOOL_HOST: a URL scheme in \"http://h:5000\"",
+                "drop the scheme: REGTOOL_HOST takes host[:port]; for plain HTTP set REGTOOL_INSECURE=1",
+            ),
+            (
+                "https://h",
+                "REGTOOL_HOST: a URL scheme in \"https://h\"",
+                "drop the scheme: REGTOOL_HOST takes host[:port]",
+            ),
+            (
+                "h:5000/v2",
+                "REGTOOL_HOST: a path in \"h:5000/v2\"",
+                "drop the path: REGTOOL_HOST takes host[:port] only",
+            ),
+        ] {
+            let e = Settings::from_env(&env(&[("REGTOOL_HOST", host)])).unwrap_err();
+            assert_eq!(e.kind, Kind::Config, "{host}");
+            assert!(e.message.starts_with(message), "{}", e.message);
+            assert!(!e.message.contains("hunter2"), "{}", e.message);
+            assert_eq!(e.hint.as_deref(), Some(hint), "{host}");
+        }
+        let e = Settings::from_env(&env(&[
+            ("REGTOOL_HOST", "h"),
+            ("REGTOOL_INSECURE", "fred:hunter2@h,x"),
+        ]))
+        .unwrap_err();
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_user_name_with_a_colon_is_refused() {
+        let e = Settings::from_env(&env(&[("REGTOOL_HOST", "h"), ("REGTOOL_USERNAME", "u:")]))
+            .unwrap_err();
+        assert_eq!(e.kind, Kind::Config);
+        assert_eq!(
+            e.message,
+            "REGTOOL_USERNAME: a user name cannot contain ':' (Basic authentication splits user \
+             and password there)"
+        );
     }
 
     #[test]
@@ -1013,7 +1110,7 @@ mod tests {
         assert!(insecure(list, "[::2]:81"));
         assert!(!insecure(list, "[::2]:82"));
         assert!(!insecure("reg.example:5001", "reg.example:5000"));
-        for bad in ["yes", "a b", "h,", "http://h", "h:0", "off,h"] {
+        for bad in ["yes", "a b", "h,", "http://h", "h:0", "off,h", "2", "01"] {
             let e = Settings::from_env(&env(&[("REGTOOL_HOST", "h"), ("REGTOOL_INSECURE", bad)]))
                 .unwrap_err();
             assert_eq!(e.kind, Kind::Config, "{bad}");
@@ -1024,6 +1121,18 @@ mod tests {
                 "{}",
                 e.message
             );
+        }
+        for list in ["1,myreg", "myreg,0", "1,2"] {
+            let e = Settings::from_env(&env(&[("REGTOOL_HOST", "h"), ("REGTOOL_INSECURE", list)]))
+                .unwrap_err();
+            assert_eq!(e.kind, Kind::Config, "{list}");
+            assert!(
+                e.message
+                    .starts_with("REGTOOL_INSECURE: 1 alone, or a list of hosts: "),
+                "{}",
+                e.message
+            );
+            assert!(e.hint.is_some());
         }
     }
 

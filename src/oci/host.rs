@@ -14,10 +14,14 @@ use std::str::FromStr;
 /// Why a text is not a `host[:port]`, in words that follow "… in "TEXT"".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostError {
+    /// `user:password@h`: user information (RFC 3986 3.2.1), which must never be echoed.
+    Credentials,
     /// `https://h`: a URL, not a host.
     Scheme,
     /// `::1`: IPv6 must be in brackets, or its colons read as a port.
     UnbracketedIpv6,
+    /// `h:5000/v2`: a path after the host.
+    Path,
     /// `[::1` with no `]`.
     UnclosedBracket,
     /// A character outside a host name (`?`, `/`, `@`, space…), or an empty name.
@@ -30,7 +34,9 @@ impl HostError {
     /// The reason, as a noun phrase: "a URL scheme".
     pub fn reason(self) -> &'static str {
         match self {
+            HostError::Credentials => "credentials in the host",
             HostError::Scheme => "a URL scheme",
+            HostError::Path => "a path",
             HostError::UnbracketedIpv6 => "an IPv6 address without brackets",
             HostError::UnclosedBracket => "an unclosed [",
             HostError::BadName => "a bad host name",
@@ -42,6 +48,25 @@ impl HostError {
 impl fmt::Display for HostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.reason())
+    }
+}
+
+/// The authority part of `text`: after a `scheme://`, up to the first `/`.
+fn authority(text: &str) -> &str {
+    let rest = text.split_once("://").map_or(text, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// `text` as it may appear in a message: user information in its authority (what comes
+/// before an `@`, a password perhaps) replaced by `…`, scheme included.
+pub fn shown(text: &str) -> String {
+    let auth = authority(text);
+    match auth.rsplit_once('@') {
+        Some((_, host)) => {
+            let after = &text[text.find(auth).unwrap_or(0) + auth.len()..];
+            format!("…@{host}{after}")
+        }
+        None => text.to_string(),
     }
 }
 
@@ -58,8 +83,15 @@ pub struct Host {
 impl Host {
     /// Parses `host[:port]`.
     pub fn parse(text: &str) -> Result<Host, HostError> {
+        // Checked first: whatever else is wrong, the message must not show a password.
+        if authority(text).contains('@') {
+            return Err(HostError::Credentials);
+        }
         if text.contains("://") {
             return Err(HostError::Scheme);
+        }
+        if text.contains('/') {
+            return Err(HostError::Path);
         }
         let (name, port) = if let Some(rest) = text.strip_prefix('[') {
             let Some(end) = rest.find(']') else {
@@ -198,8 +230,12 @@ mod tests {
             ("[nothex]:5000", HostError::BadName),
             ("x.y?z", HostError::BadName),
             ("x.y#z", HostError::BadName),
-            ("reg.example/v2", HostError::BadName),
-            ("user@reg.example", HostError::BadName),
+            ("reg.example/v2", HostError::Path),
+            ("reg.example:5000/v2/", HostError::Path),
+            ("user@reg.example", HostError::Credentials),
+            ("fred:hunter2@127.0.0.1:5000", HostError::Credentials),
+            ("https://fred:hunter2@reg.example", HostError::Credentials),
+            ("http://reg.example:5000", HostError::Scheme),
             ("reg example", HostError::BadName),
             (":5000", HostError::BadName),
             ("reg.example:", HostError::BadPort),
@@ -210,6 +246,15 @@ mod tests {
         ] {
             assert_eq!(Host::parse(bad).unwrap_err(), why, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn credentials_are_never_shown() {
+        assert_eq!(shown("fred:hunter2@127.0.0.1:5000"), "…@127.0.0.1:5000");
+        assert_eq!(shown("https://fred:hunter2@reg.example"), "…@reg.example");
+        assert_eq!(shown("fred:p@ss@h/r:a"), "…@h/r:a");
+        assert_eq!(shown("h:5000/r@sha256:0"), "h:5000/r@sha256:0");
+        assert_eq!(shown("http://h:5000"), "http://h:5000");
     }
 
     #[test]

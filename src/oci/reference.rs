@@ -27,9 +27,19 @@ const DOCKER_HUB: &str = "registry-1.docker.io";
 impl ImageRef {
     /// Parses `[host[:port]/]repo[:tag][@digest]`; anything else is a usage error.
     pub fn parse(text: &str) -> Result<ImageRef> {
-        let bad = |why: &str| Error::usage(format!("invalid image reference {text:?}: {why}"));
+        let shown = crate::oci::host::shown(text);
+        let bad = |why: &str| Error::usage(format!("invalid image reference {shown:?}: {why}"));
         if text.is_empty() {
             return Err(bad("empty"));
+        }
+        // `user:password@host/repo`: the `@` is no digest's, and what is before it is secret.
+        if text
+            .split_once('/')
+            .is_some_and(|(first, _)| first.contains('@'))
+        {
+            return Err(bad(crate::oci::host::HostError::Credentials.reason()).with_hint(
+                "a reference carries no credentials: give them as the registry's user name and password",
+            ));
         }
         let (rest, digest) = match text.split_once('@') {
             Some((r, d)) => (

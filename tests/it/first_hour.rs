@@ -450,3 +450,23 @@ fn a_stall_in_the_tls_handshake_is_named_as_such() {
     assert!(err.contains("timed out (TLS handshake)"), "{err}");
     assert!(err.contains("hint: raise REGTOOL_TIMEOUT"), "{err}");
 }
+
+#[test]
+fn credentials_in_a_host_are_never_echoed() {
+    for host in [
+        "fred:hunter2@127.0.0.1:5000",
+        "https://fred:hunter2@127.0.0.1:5000",
+    ] {
+        let out = regtool(&["list-aliases", "r"])
+            .env("REGTOOL_HOST", host)
+            .run();
+        let err = out.fails(78);
+        assert!(err.contains("credentials in the host"), "{err}");
+        assert!(err.contains("hint: give them in REGTOOL_USERNAME"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("fred"), "{err}");
+    }
+    let out = regtool(&["copy", "fred:hunter2@127.0.0.1:1/r:a", "oci:x:a"]).run();
+    let err = out.fails(64);
+    assert!(err.contains("credentials in the host"), "{err}");
+    assert!(!err.contains("hunter2") && !err.contains("fred"), "{err}");
+}
