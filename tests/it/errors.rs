@@ -58,7 +58,10 @@ fn configuration_errors_exit_78_naming_the_variable() {
         ("REGTOOL_TIMEOUT", "soon"),
         ("REGTOOL_INSECURE", "yes"),
         ("REGTOOL_PLATFORM", "linux"),
-        ("REGTOOL_PROGRESS", "maybe"),
+        // (REGTOOL_PROGRESS=maybe is "when stderr is a terminal", no error.)
+        ("REGTOOL_USERNAME", "fred:"),
+        ("REGTOOL_INSECURE", "1,registry.example"),
+        ("REGTOOL_INSECURE", "2"),
         ("REGTOOL_FORMAT", "xml"),
         ("REGTOOL_PASSWORD_FILE", "/nonexistent/password"),
         ("REGTOOL_BLOB_INFO", "2"),
