@@ -105,10 +105,18 @@ impl Shared {
         };
         let (location, settled) = (state.0.clone(), !state.1);
         drop(state);
-        if !location.is_empty() {
+        if is_session(&location) {
             report_cancel(repo, delete(&location), settled, log);
         }
     }
+}
+
+/// Whether a URL is an upload session's (`/v2/<name>/blobs/uploads/<reference>`): the only
+/// kind a cancel may DELETE. The Location of a finished upload names the blob itself, and
+/// deleting that would delete the blob.
+fn is_session(location: &str) -> bool {
+    let path = location.split(['?', '#']).next().unwrap_or("");
+    path.contains("/blobs/uploads/")
 }
 
 /// Says on stderr when a session could not be cancelled. A 404 with nothing on the wire means
@@ -298,7 +306,11 @@ fn open_session(http: &Http, repo: &str) -> Result<(String, Option<u64>)> {
 }
 
 /// Best-effort DELETE of an upload session we will not finish; a failure is said on stderr.
+/// Anything but an upload session's URL is left alone.
 pub fn cancel(http: &Http, repo: &str, location: &str) {
+    if !is_session(location) {
+        return;
+    }
     let answer = http
         .send(Request::new(Method::DELETE, location).scope(Scope::push(repo)))
         .ok()
@@ -414,10 +426,7 @@ impl<'a> Upload<'a> {
     /// action has the session in hand.
     fn cancel_on_error<T>(&self, result: Result<T>) -> Result<T> {
         if result.is_err() && !self.cancel.is_cancelled() {
-            let location = self.location();
-            if !location.is_empty() {
-                cancel(self.http, &self.repo, &location);
-            }
+            cancel(self.http, &self.repo, &self.location());
         }
         result
     }
@@ -575,7 +584,7 @@ impl<'a> Upload<'a> {
     fn status(&mut self) -> Step<Standing> {
         let what = format!("asking {} where an upload stands", self.repo);
         let req = Request::new(Method::GET, self.location()).scope(Scope::push(&self.repo));
-        let resp = self.exchange(req, &[200, 204], &what)?;
+        let resp = self.exchange(req, &[200, 204], &what, false)?;
         let range = header(&resp, "range");
         Ok(match range.as_deref().map(str::trim) {
             Some("0-0") => Standing::At(0),
@@ -663,7 +672,15 @@ impl<'a> Upload<'a> {
 
     /// Sends one request of the upload and moves to the Location it brings back, sorting its
     /// failures for the upload loop; the transport sends none of them again by itself.
-    fn exchange(&mut self, req: Request<'_>, ok: &[u16], what: &str) -> Step<Response> {
+    /// A closing request (`closes`) that succeeds leaves no session to cancel: that is
+    /// recorded before the cancel action may look, so it never DELETEs the finished blob.
+    fn exchange(
+        &mut self,
+        req: Request<'_>,
+        ok: &[u16],
+        what: &str,
+        closes: bool,
+    ) -> Step<Response> {
         if let Err(e) = self.cancel.check() {
             return Err(Failure::Fatal(e));
         }
@@ -673,7 +690,11 @@ impl<'a> Upload<'a> {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
                 if ok.contains(&status) {
-                    self.follow(&resp);
+                    if closes {
+                        self.shared.set_location("");
+                    } else {
+                        self.follow(&resp);
+                    }
                     Ok(resp)
                 } else {
                     let after = header(&resp, "retry-after");
@@ -708,7 +729,7 @@ impl<'a> Upload<'a> {
                 format!("{}-{}", self.offset, self.offset + len - 1),
             );
         }
-        let resp = self.exchange(req.body(body), &[202, 204], &what)?;
+        let resp = self.exchange(req.body(body), &[202, 204], &what, false)?;
         // Track the offset ourselves and check the registry agrees.
         let reported = header(&resp, "range").and_then(|r| range_end(&r));
         match (len, reported) {
@@ -739,8 +760,7 @@ impl<'a> Upload<'a> {
             );
         }
         self.put_sent = true;
-        self.exchange(req.body(body), &[201, 204], &what)?;
-        self.shared.set_location("");
+        self.exchange(req.body(body), &[201, 204], &what, true)?;
         Ok(())
     }
 
@@ -768,6 +788,23 @@ pub fn range_end(value: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_upload_sessions_are_cancelled() {
+        for session in [
+            "http://r/v2/a/b/blobs/uploads/1f2e?_state=x",
+            "/v2/a/blobs/uploads/abc",
+        ] {
+            assert!(super::is_session(session), "{session}");
+        }
+        for other in [
+            "",
+            "http://r/v2/a/blobs/sha256:0123",
+            "/v2/a/blobs/sha256:0123?x=/blobs/uploads/",
+        ] {
+            assert!(!super::is_session(other), "{other}");
+        }
+    }
+
     #[test]
     fn range_headers_give_the_next_offset() {
         assert_eq!(super::range_end("0-1023"), Some(1024));

@@ -3,7 +3,8 @@
 //! first `times` requests matching a method and a path fragment get the fault, the rest pass
 //! through untouched. Faults: an answer of its own (503, 429 with Retry-After), a response cut
 //! after K body bytes, a request body cut after K bytes, a response stalled after K body
-//! bytes, one flipped response byte, no answer at all (the request is held for 30 s).
+//! bytes, one flipped response byte, no answer at all (the request is held for 30 s), an
+//! answer delivered late.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -21,6 +22,9 @@ pub enum Fault {
     LoseResponse,
     /// No answer at all: the request is held for 30 s, then the connection closed.
     Hang,
+    /// The registry's answer reaches the client this many milliseconds late (the registry
+    /// has done its work by then).
+    Delay(u64),
 }
 
 pub struct Rule {
@@ -225,6 +229,9 @@ fn relay(client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mute
                 continue;
             };
             head_done = true;
+            if let Some(Fault::Delay(ms)) = fault {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
             let lost = matches!(fault, Some(Fault::LoseResponse));
             if !lost && client_out.write_all(&pending[..end + 4]).is_err() {
                 return;

@@ -332,6 +332,39 @@ fn ctrl_c_cancels_with_the_newest_location_and_leaves_no_upload() {
 }
 
 #[test]
+fn an_interrupt_after_the_closing_put_succeeded_keeps_the_blob() {
+    // The 201 to the closing PUT (its Location names the blob) arrives while the interrupt
+    // handler waits for the request on the wire: nothing is left to cancel.
+    let dir = tempdir();
+    let (file, data) = file_of(&dir, 200_000, 112);
+    let proxy = FaultProxy::start(
+        &plain().host,
+        vec![rule("PUT", "/blobs/uploads/", Fault::Delay(1500), MAX)],
+    );
+    let child = via(
+        &proxy,
+        &["push-blob", "t/put-then-int", file.to_str().unwrap()],
+    )
+    .spawn();
+    wait_until("the closing PUT is sent", || {
+        proxy.count("PUT /v2/t/put-then-int/blobs/uploads/") > 0
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    let lines = proxy.lines();
+    assert_eq!(
+        proxy.count("DELETE /v2/t/put-then-int/blobs/sha256:"),
+        0,
+        "{lines:?}"
+    );
+    assert_eq!(proxy.count("DELETE"), 0, "{lines:?}");
+    assert_eq!(pulled("t/put-then-int", &sha256(&data)), data, "{lines:?}");
+}
+
+#[test]
 fn a_cancel_that_fails_is_said_on_stderr() {
     let proxy = FaultProxy::start(
         &plain().host,
