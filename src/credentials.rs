@@ -18,7 +18,9 @@ use crate::secret::Secret;
 /// Credentials found for a registry.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Stored {
+    /// The user name, or `<token>` for an identity token.
     pub username: Option<String>,
+    /// The password, or the identity token.
     pub password: Option<Secret>,
     /// An OAuth2 refresh token (docker's `identitytoken`).
     pub identity_token: Option<Secret>,
@@ -53,6 +55,7 @@ impl CredentialSource for Sources {
 pub struct SharedSource(pub std::sync::Arc<dyn CredentialSource>);
 
 impl SharedSource {
+    /// Shares `source`.
     pub fn new(source: impl CredentialSource + 'static) -> SharedSource {
         SharedSource(std::sync::Arc::new(source))
     }

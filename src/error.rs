@@ -48,14 +48,23 @@ pub enum Cause {
     Timeout,
     /// The registry's certificate is not trusted; `ca_given`: extra CA certificates were given,
     /// and the certificate is not among them nor signed by one of them.
-    TlsUntrusted { ca_given: bool },
+    TlsUntrusted {
+        /// Extra CA certificates were given.
+        ca_given: bool,
+    },
     /// The registry's certificate is self-signed (a CA certificate used as the server's own),
     /// and no extra CA certificates were given.
     TlsSelfSigned,
     /// `host` answers TLS in plain HTTP.
-    PlainHttpAnswer { host: String },
+    PlainHttpAnswer {
+        /// The registry's host.
+        host: String,
+    },
     /// Credentials would travel in clear text to `host`, which is not allowed plain HTTP.
-    PlainHttpRefused { host: String },
+    PlainHttpRefused {
+        /// Where the credentials would go.
+        host: String,
+    },
     /// A credential helper did not answer within the timeout.
     HelperTimeout,
     /// The layer compression asked for does not fit the image (zstd in a Docker image).
@@ -67,17 +76,22 @@ pub enum Cause {
 /// A library error: a kind, a one-line message, and maybe a hint and a cause.
 #[derive(Debug, Clone)]
 pub struct Error {
+    /// What went wrong, for the caller to act on.
     pub kind: Kind,
+    /// One line saying what failed and why.
     pub message: String,
+    /// What to try next, when there is something to say.
     pub hint: Option<String>,
     /// Set where the next step depends on how the caller configures the library; a hint given
     /// here still wins over what the caller would say about the cause.
     pub cause: Option<Cause>,
 }
 
+/// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error of `kind` with `message`, no hint and no cause.
     pub fn new(kind: Kind, message: impl Into<String>) -> Error {
         Error {
             kind,
@@ -86,25 +100,32 @@ impl Error {
             cause: None,
         }
     }
+    /// A [`Kind::NotFound`] error.
     pub fn not_found(message: impl Into<String>) -> Error {
         Error::new(Kind::NotFound, message)
     }
+    /// A [`Kind::Usage`] error: the caller asked for something invalid.
     pub fn usage(message: impl Into<String>) -> Error {
         Error::new(Kind::Usage, message)
     }
+    /// A [`Kind::Data`] error: content that is malformed or does not match its digest.
     pub fn data(message: impl Into<String>) -> Error {
         Error::new(Kind::Data, message)
     }
+    /// A [`Kind::Config`] error about the setting `var`.
     pub fn config(var: &str, message: impl fmt::Display) -> Error {
         Error::new(Kind::Config, format!("{var}: {message}"))
     }
+    /// A [`Kind::Other`] error.
     pub fn other(message: impl Into<String>) -> Error {
         Error::new(Kind::Other, message)
     }
+    /// A [`Kind::Unavailable`] error: the registry could not be reached or did not answer.
     pub fn unavailable(message: impl Into<String>) -> Error {
         Error::new(Kind::Unavailable, message)
     }
 
+    /// The same error with a hint.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
         self.hint = Some(hint.into());
         self

@@ -41,6 +41,7 @@ const TMP_DIR: &str = ".regtool-tmp";
 /// swept once they are this old, when no writer can plausibly still be filling them.
 const LEGACY_STALE_AFTER: Duration = Duration::from_secs(3600);
 
+/// The local store: one OCI image layout per repository under a root directory.
 pub struct Layout {
     root: PathBuf,
     /// The layouts whose stale temporaries this process has swept already.
@@ -74,6 +75,7 @@ fn blob_file(dir: &Path, digest: &Digest) -> PathBuf {
 }
 
 impl Layout {
+    /// The store rooted at `root` (created on the first write); never cancelled.
     pub fn new(root: impl Into<PathBuf>) -> Layout {
         Layout {
             root: root.into(),

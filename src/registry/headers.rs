@@ -7,11 +7,14 @@ use std::collections::BTreeMap;
 /// One authentication challenge: a scheme (lower-cased) and its parameters (names lower-cased).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
+    /// The scheme, lower-cased (`basic`, `bearer`).
     pub scheme: String,
+    /// Its parameters by lower-cased name.
     pub params: BTreeMap<String, String>,
 }
 
 impl Challenge {
+    /// The parameter `name` (lower case), if present.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params.get(name).map(String::as_str)
     }

@@ -24,6 +24,7 @@ use crate::error::{Error, Kind, Result};
 use crate::oci::{Algorithm, Digest, Reference, Repository, media};
 use crate::store::{BlobStream, Fetched, Location, Mount, Store};
 
+/// A [`Store`] on a registry, through the OCI distribution API.
 pub struct Registry {
     http: Http,
     chunk_size: Option<u64>,
@@ -31,6 +32,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A client for the registry `opts` describes; never cancelled (see [`Registry::with_cancel`]).
     pub fn new(opts: &Options) -> Registry {
         Registry {
             http: Http::new(opts),

@@ -19,9 +19,11 @@ impl Scope {
     pub fn push(repo: &str) -> Scope {
         Scope(vec![format!("repository:{repo}:pull,push")])
     }
+    /// What deleting from `repo` needs.
     pub fn delete(repo: &str) -> Scope {
         Scope(vec![format!("repository:{repo}:delete")])
     }
+    /// What listing the registry's repositories needs.
     pub fn catalog() -> Scope {
         Scope(vec!["registry:catalog:*".to_string()])
     }
@@ -94,10 +96,12 @@ impl Scope {
         Scope(all)
     }
 
+    /// Each `type:name:actions` part, in order.
     pub fn parts(&self) -> &[String] {
         &self.0
     }
 
+    /// Whether the scope asks for nothing.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -26,8 +26,11 @@ use crate::error::{Error, Result};
 /// TLS material, checked when it is made ([`TlsOptions::from_pem`]).
 #[derive(Clone, Default)]
 pub struct TlsOptions {
+    /// Certificates trusted besides the system's.
     pub extra_roots: Vec<Certificate<'static>>,
+    /// The client certificate and key, for registries that ask for one.
     pub client: Option<ClientCert>,
+    /// Accept any server certificate (the identity is then not checked).
     pub skip_verify: bool,
 }
 
@@ -69,7 +72,9 @@ pub enum Material {
 /// in it`). The caller knows where the bytes came from and names that in its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsError {
+    /// Which of the PEM inputs is wrong.
     pub material: Material,
+    /// What is wrong with it.
     pub problem: String,
 }
 

@@ -49,6 +49,7 @@ const SMALL_STREAM: u64 = 1 << 20;
 /// with the Location that request brings back.
 const SETTLE: Duration = Duration::from_secs(3);
 
+/// One blob upload in one session at a time.
 pub struct Upload<'a> {
     http: &'a Http,
     repo: String,

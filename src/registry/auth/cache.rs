@@ -19,13 +19,17 @@ use crate::secret::Secret;
 /// Where a registry sends clients for tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Realm {
+    /// The token server's URL.
     pub realm: String,
+    /// The `service` to ask it for.
     #[serde(default)]
     pub service: Option<String>,
 }
 
+/// A bearer token and when it expires.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Token {
+    /// The token itself.
     pub token: Secret,
     /// Seconds since the epoch.
     pub expires: f64,
@@ -42,6 +46,7 @@ fn now() -> f64 {
 }
 
 impl Token {
+    /// `token`, valid for `lifetime` from now.
     pub fn new(token: Secret, lifetime: Duration) -> Token {
         let lifetime = lifetime.as_secs_f64();
         Token {
@@ -67,6 +72,7 @@ struct File {
     tokens: HashMap<String, Token>,
 }
 
+/// The token cache: in memory, and in a file when a directory is given.
 pub struct Cache {
     path: Option<PathBuf>,
     mem: Mutex<Option<File>>,
@@ -125,18 +131,22 @@ impl Cache {
         f(file)
     }
 
+    /// The realm `host` sent clients to last time.
     pub fn realm(&self, host: &str) -> Option<Realm> {
         self.with(|f| f.realms.get(host).cloned())
     }
 
+    /// The unexpired token under `key`.
     pub fn token(&self, key: &str) -> Option<Token> {
         self.with(|f| f.tokens.get(key).filter(|t| t.fresh()).cloned())
     }
 
+    /// Drops the token under `key` (the registry refused it).
     pub fn forget(&self, key: &str) {
         self.with(|f| f.tokens.remove(key));
     }
 
+    /// Keeps `token` under `key`, and `realm` as `host`'s.
     pub fn put(&self, host: &str, realm: &Realm, key: &str, token: Token) {
         let snapshot = self.with(|f| {
             f.realms.insert(host.to_string(), realm.clone());

@@ -28,6 +28,7 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// The credentials for `host`: those in `cfg`, else stored ones.
     pub fn new(host: &str, cfg: AuthConfig) -> Credentials {
         Credentials {
             host: host.to_string(),
@@ -36,6 +37,7 @@ impl Credentials {
         }
     }
 
+    /// What the caller configured.
     pub fn config(&self) -> &AuthConfig {
         &self.cfg
     }
@@ -96,6 +98,7 @@ impl Credentials {
         self.cfg.token.as_ref()
     }
 
+    /// Whether any credential is given or stored for the host.
     pub fn has_credentials(&self) -> bool {
         self.cfg.username.is_some()
             || self.cfg.authorization.is_some()

@@ -11,10 +11,12 @@ pub struct Logger {
 }
 
 impl Logger {
+    /// Logs to `sink` when `debug` is on.
     pub fn new(debug: bool, sink: LogSink) -> Logger {
         Logger { debug, sink }
     }
 
+    /// Logs `text()`, made only when debugging.
     pub fn log(&self, text: impl FnOnce() -> String) {
         if self.debug {
             self.sink.debug(&text());

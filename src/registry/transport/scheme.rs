@@ -23,6 +23,7 @@ pub struct Scheme {
 }
 
 impl Scheme {
+    /// The scheme rule for the registry `opts` describes.
     pub fn new(opts: &Options) -> Scheme {
         let scheme = if opts.insecure {
             Some("http")
@@ -44,6 +45,7 @@ impl Scheme {
         }
     }
 
+    /// Keeps `scheme` for the requests that follow.
     pub fn settle(&self, scheme: &'static str) {
         if let Ok(mut g) = self.settled.lock() {
             *g = Some(scheme);

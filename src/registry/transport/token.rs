@@ -18,10 +18,15 @@ use crate::registry::url;
 
 /// What a token call needs: the wire, the registry's name (for messages) and the log.
 pub struct TokenClient<'a> {
+    /// The connection the calls go through.
     pub wire: &'a Wire,
+    /// The registry, for messages.
     pub host: &'a str,
+    /// Whether extra CA certificates were given (for the untrusted-certificate cause).
     pub trusts_given_certs: bool,
+    /// The debug log.
     pub logger: Logger,
+    /// How often a failed call goes again.
     pub retry: RetryPolicy,
 }
 

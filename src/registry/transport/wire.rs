@@ -26,6 +26,7 @@ pub struct Wire {
 }
 
 impl Wire {
+    /// The agent for the registry `opts` describes (TLS, timeouts, pool size).
     pub fn new(opts: &Options) -> Wire {
         let config = Agent::config_builder()
             .http_status_as_error(false)
@@ -52,6 +53,8 @@ impl Wire {
         }
     }
 
+    /// Sends one request once, following no redirect; credentials never go in clear text to a
+    /// host not allowed plain HTTP.
     pub fn run(
         &self,
         req: http::Request<SendBody<'_>>,
