@@ -10,6 +10,7 @@
 //! target, nor (registry willing) a dangling upload. Two values are independent: cancelling
 //! one leaves the other's work and cleanups alone.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
@@ -125,6 +126,15 @@ impl Cancel {
         Ok((file, guard))
     }
 
+    /// `inner`, whose reads fail with [`Kind::Interrupted`] once cancelled: a copy loop over
+    /// it stops at its next read.
+    pub fn reader<R: Read>(&self, inner: R) -> Checked<R> {
+        Checked {
+            inner,
+            cancel: self.clone(),
+        }
+    }
+
     /// Cancels: removes every registered file, then runs every registered action, all at
     /// once, waiting for them at most `budget` (an action may be a request to a registry that
     /// does not answer). Returns how many actions had not finished by then. Anything
@@ -198,6 +208,19 @@ pub fn sweep_stale(dir: &Path, pick: impl Fn(&str) -> bool, age: Duration, locke
             continue;
         }
         let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// A reader that stops once its token is cancelled ([`Cancel::reader`]).
+pub struct Checked<R> {
+    inner: R,
+    cancel: Cancel,
+}
+
+impl<R: Read> Read for Checked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.cancel.check()?;
+        self.inner.read(buf)
     }
 }
 
@@ -336,6 +359,18 @@ mod tests {
         let start = Instant::now();
         assert_eq!(cancel.cancel(Duration::from_millis(300)), 1);
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_checked_reader_stops_at_the_first_read_after_the_cancel() {
+        let cancel = Cancel::new();
+        let mut reader = cancel.reader(&b"abcdef"[..]);
+        let mut buf = [0u8; 3];
+        assert_eq!(reader.read(&mut buf).unwrap(), 3);
+        cancel.cancel(Duration::from_secs(1));
+        let err = reader.read(&mut buf).unwrap_err();
+        let err = crate::error::from_io("reading", err);
+        assert_eq!(err.kind, Kind::Interrupted);
     }
 
     #[test]

@@ -283,6 +283,7 @@ fn store_blob(
     cancel: &Cancel,
 ) -> Result<(Digest, u64)> {
     let (mut tmp, _guard) = temp_file(dir, cancel)?;
+    let content = &mut cancel.reader(content);
     let (digest, size) = match expected {
         Some((d, size)) => (
             d.clone(),
@@ -365,7 +366,7 @@ impl Store for Layout {
         let size = file.metadata().ok().map(|m| m.len());
         Ok(BlobStream {
             size,
-            reader: Box::new(file),
+            reader: Box::new(self.cancel.reader(file)),
         })
     }
 
@@ -645,6 +646,44 @@ mod tests {
 
     fn tag(name: &str) -> Reference {
         Reference::Tag(Tag::new(name).unwrap())
+    }
+
+    #[test]
+    fn a_cancelled_layout_stops_reading_and_writing_and_another_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = Cancel::new();
+        let store = Layout::new(dir.path()).with_cancel(cancel.clone());
+        let (d, _) = store
+            .put_blob_stream("fred/logs", &mut &b"hello"[..], Algorithm::Sha256)
+            .unwrap();
+        let mut blob = store.open_blob("fred/logs", &d).unwrap();
+        cancel.cancel(Duration::from_secs(1));
+        let err = blob.reader.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(
+            crate::error::from_io("reading", err).kind,
+            crate::error::Kind::Interrupted
+        );
+        let err = store
+            .put_blob_stream("fred/logs", &mut &b"other"[..], Algorithm::Sha256)
+            .unwrap_err();
+        assert_eq!(err.kind, crate::error::Kind::Interrupted);
+        assert_eq!(
+            store
+                .blob_size("fred/logs", &Digest::sha256(b"other"))
+                .unwrap(),
+            None
+        );
+        let tmp = dir.path().join("fred/logs").join(TMP_DIR);
+        assert_eq!(
+            fs::read_dir(tmp).unwrap().count(),
+            0,
+            "a temporary file was left"
+        );
+        // A layout with a token of its own is not affected.
+        let other = Layout::new(dir.path()).with_cancel(Cancel::new());
+        other
+            .put_blob_stream("fred/logs", &mut &b"other"[..], Algorithm::Sha256)
+            .unwrap();
     }
 
     #[test]

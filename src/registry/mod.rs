@@ -179,10 +179,10 @@ impl Store for Registry {
         let host = self.http.host().to_string();
         Ok(BlobStream {
             size,
-            reader: Box::new(NetReader {
+            reader: Box::new(self.cancel.reader(NetReader {
                 inner: reader,
                 host,
-            }),
+            })),
         })
     }
 
@@ -213,10 +213,10 @@ impl Store for Registry {
         }
         let size = header(&resp, "content-length").and_then(|v| v.parse::<u64>().ok());
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
-        let mut reader: Box<dyn Read + Send> = Box::new(NetReader {
+        let mut reader: Box<dyn Read + Send> = Box::new(self.cancel.reader(NetReader {
             inner: reader,
             host: self.http.host().to_string(),
-        });
+        }));
         if partial {
             return Ok(BlobStream { size, reader });
         }
