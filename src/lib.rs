@@ -2,6 +2,8 @@
 //! layouts, behind one [`store::Store`] trait. It knows nothing of the command line: it takes
 //! `impl Read` / `impl Write` and returns [`error::Error`] values.
 
+#![warn(missing_docs)]
+
 pub mod alias;
 pub mod cancel;
 pub mod credentials;

@@ -13,15 +13,20 @@ use crate::oci::{Algorithm, Digest, Host, Reference, Repository};
 /// (computed locally from the bytes, never taken on trust).
 #[derive(Debug, Clone)]
 pub struct Fetched {
+    /// The manifest as stored, byte for byte.
     pub bytes: Vec<u8>,
+    /// The media type the store reported, if any.
     pub media_type: Option<String>,
+    /// The digest of `bytes`.
     pub digest: Digest,
 }
 
 /// An open blob: its size when the store knows it, and the unverified byte stream
 /// (callers verify with [`crate::oci::digest::copy_verified`]).
 pub struct BlobStream<'a> {
+    /// The blob's size, when the store says it.
     pub size: Option<u64>,
+    /// The blob's bytes, not yet verified.
     pub reader: Box<dyn Read + Send + 'a>,
 }
 
@@ -123,6 +128,7 @@ pub trait Store: Send + Sync {
     /// A source without the blob is an error of kind NotFound.
     fn mount_blob(&self, repo: &Repository, from: &Repository, digest: &Digest) -> Result<Mount>;
 
+    /// Deletes a blob from `repo`.
     fn delete_blob(&self, repo: &Repository, digest: &Digest) -> Result<()>;
 
     /// Fetches a manifest by tag or digest. By digest, the bytes are verified.
@@ -179,6 +185,7 @@ pub fn skip(reader: &mut dyn Read, n: u64) -> Result<()> {
 /// Content that can be read at any position, any number of times: a regular file (or a
 /// wrapper around one that counts progress).
 pub trait ReadAt: Sync {
+    /// Reads into `buf` from position `pos`, as `pread` does; 0 at the end.
     fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize>;
 }
 
@@ -197,6 +204,7 @@ pub struct FileRange<'a> {
 }
 
 impl<'a> FileRange<'a> {
+    /// The `len` bytes of `file` from `start`.
     pub fn new(file: &'a dyn ReadAt, start: u64, len: u64) -> FileRange<'a> {
         FileRange {
             file,

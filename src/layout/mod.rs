@@ -654,9 +654,9 @@ mod tests {
         let cancel = Cancel::new();
         let store = Layout::new(dir.path()).with_cancel(cancel.clone());
         let (d, _) = store
-            .put_blob_stream("fred/logs", &mut &b"hello"[..], Algorithm::Sha256)
+            .put_blob_stream(&r("fred/logs"), &mut &b"hello"[..], Algorithm::Sha256)
             .unwrap();
-        let mut blob = store.open_blob("fred/logs", &d).unwrap();
+        let mut blob = store.open_blob(&r("fred/logs"), &d).unwrap();
         cancel.cancel(Duration::from_secs(1));
         let err = blob.reader.read_to_end(&mut Vec::new()).unwrap_err();
         assert_eq!(
@@ -664,12 +664,12 @@ mod tests {
             crate::error::Kind::Interrupted
         );
         let err = store
-            .put_blob_stream("fred/logs", &mut &b"other"[..], Algorithm::Sha256)
+            .put_blob_stream(&r("fred/logs"), &mut &b"other"[..], Algorithm::Sha256)
             .unwrap_err();
         assert_eq!(err.kind, crate::error::Kind::Interrupted);
         assert_eq!(
             store
-                .blob_size("fred/logs", &Digest::sha256(b"other"))
+                .blob_size(&r("fred/logs"), &Digest::sha256(b"other"))
                 .unwrap(),
             None
         );
@@ -682,7 +682,7 @@ mod tests {
         // A layout with a token of its own is not affected.
         let other = Layout::new(dir.path()).with_cancel(Cancel::new());
         other
-            .put_blob_stream("fred/logs", &mut &b"other"[..], Algorithm::Sha256)
+            .put_blob_stream(&r("fred/logs"), &mut &b"other"[..], Algorithm::Sha256)
             .unwrap();
     }
 

@@ -229,7 +229,9 @@ pub fn alias_name(arg: &str) -> Result<Tag> {
 /// A `digest|@alias` argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
+    /// A blob digest.
     Digest(Digest),
+    /// An alias (a tag), without its `@`.
     Alias(Tag),
 }
 

@@ -27,11 +27,14 @@ use crate::registry::transport::wire::Wire;
 use crate::registry::url;
 use crate::secret::Secret;
 
+/// A registry's answer, its body still to read.
 pub type Response = http::Response<ureq::Body>;
 
 /// A request body.
 pub enum Body<'a> {
+    /// No body.
     Empty,
+    /// Bytes held in memory.
     Bytes(&'a [u8]),
     /// A stream sent once: with a length it goes out with that exact Content-Length (a short
     /// stream is an error, not a hang); without one, chunked.
@@ -57,18 +60,24 @@ pub enum Retry {
     Unsent,
 }
 
+/// A request to the registry, before authentication and retries.
 pub struct Request<'a> {
+    /// The HTTP method.
     pub method: Method,
     /// A path (`/v2/...`) on the registry, or an absolute URL (a Location or Link target).
     pub url: String,
+    /// Headers besides `Authorization` (added by the auth layer).
     pub headers: Vec<(&'static str, String)>,
+    /// The body.
     pub body: Body<'a>,
     /// The token scope the request needs (docs/registry-notes.md §15).
     pub scope: Scope,
+    /// Whether it may be sent again after a failure.
     pub retry: Retry,
 }
 
 impl<'a> Request<'a> {
+    /// A body-less request, idempotent, with no scope.
     pub fn new(method: Method, url: impl Into<String>) -> Request<'a> {
         Request {
             method,
@@ -79,24 +88,29 @@ impl<'a> Request<'a> {
             retry: Retry::Idempotent,
         }
     }
+    /// With this retry rule.
     pub fn retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
         self
     }
+    /// With the token scope it needs.
     pub fn scope(mut self, scope: Scope) -> Self {
         self.scope = scope;
         self
     }
+    /// With one more header.
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
+    /// With this body.
     pub fn body(mut self, body: Body<'a>) -> Self {
         self.body = body;
         self
     }
 }
 
+/// The HTTP stack for one registry: scheme, authentication, redirects and retries.
 pub struct Http {
     wire: Wire,
     host: Host,
@@ -109,6 +123,7 @@ pub struct Http {
 }
 
 impl Http {
+    /// The stack for the registry `opts` describes.
     pub fn new(opts: &Options) -> Http {
         Http {
             wire: Wire::new(opts),
@@ -121,6 +136,7 @@ impl Http {
         }
     }
 
+    /// The registry's host.
     pub fn host(&self) -> &Host {
         &self.host
     }
@@ -278,8 +294,8 @@ impl Http {
         self.wire.send(method, url, headers, authorization, body)
     }
 
-    /// An action that DELETEs a URL (an upload session) for the interrupt handler: see
-    /// [`crate::registry::transport::cancel::canceller`].
+    /// An action that DELETEs a URL (an upload session) when the upload is cancelled: see
+    /// `transport::cancel::canceller`.
     pub fn canceller(
         &self,
         scope: &Scope,

@@ -25,14 +25,17 @@ pub trait Log: Send + Sync {
 pub struct LogSink(Option<Arc<dyn Log>>);
 
 impl LogSink {
+    /// A sink that forwards to `log`.
     pub fn new(log: Arc<dyn Log>) -> LogSink {
         LogSink(Some(log))
     }
+    /// Forwards a debug line, if anyone listens.
     pub fn debug(&self, line: &str) {
         if let Some(log) = &self.0 {
             log.debug(line);
         }
     }
+    /// Forwards a warning, if anyone listens.
     pub fn warning(&self, line: &str) {
         if let Some(log) = &self.0 {
             log.warning(line);
@@ -70,7 +73,9 @@ pub struct Options {
     /// Other `host[:port]`s allowed plain HTTP with credentials (an http token realm); an
     /// entry without a port allows the host on any port.
     pub insecure_hosts: Vec<Host>,
+    /// Credentials and the token cache.
     pub auth: AuthConfig,
+    /// Extra trusted certificates, a client certificate, verification.
     pub tls: TlsOptions,
     /// Upload in chunks of this many bytes; None: one request per blob.
     pub chunk_size: Option<u64>,
@@ -82,6 +87,7 @@ pub struct Options {
     pub debug: bool,
     /// Concurrent transfers the caller runs (sizes the connection pool).
     pub jobs: usize,
+    /// Where debug lines and warnings go (nowhere by default).
     pub log: LogSink,
 }
 
