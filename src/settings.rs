@@ -49,7 +49,7 @@ pub const VARS: &[Var] = &[
         name: "INSECURE",
         dxf: true,
         plain: false,
-        help: "1: plain HTTP to REGTOOL_HOST only; or a comma-separated list of host[:port] allowed plain HTTP (a host without a port: on any port; a number is no host, so name REGTOOL_HOST by its host[:port] in a list), such as a registry named in an image reference or an http token realm. Credentials (passwords, tokens, Authorization) go in clear text only to these hosts and to this machine. Loopback hosts fall back to HTTP by themselves when they do not speak TLS.",
+        help: "1: plain HTTP to REGTOOL_HOST only; or a comma-separated list of host[:port] allowed plain HTTP (a host without a port: on any port; a number is no host, so name REGTOOL_HOST by its host[:port] in a list), such as a registry named in an image reference or an http token realm. Credentials (passwords, tokens, Authorization) go in clear text only to these hosts and to this machine. Loopback hosts fall back to HTTP by themselves when they do not speak TLS. A host reached through a proxy (*_PROXY, unless NO_PROXY names it) is never this machine, even when the proxy is on loopback.",
     },
     Var {
         name: "USERNAME",

@@ -353,3 +353,26 @@ fn a_credential_helper_that_hangs_is_stopped() {
         pid.trim()
     );
 }
+
+#[test]
+fn a_loopback_registry_reached_through_a_proxy_gets_no_clear_text_credentials() {
+    // The proxy stands in for another machine: "localhost" inside its tunnel is its own.
+    let proxy = Server::start(|req| match req.method.as_str() {
+        "CONNECT" => Response::new(200),
+        _ => Response::new(401).header("WWW-Authenticate", r#"Basic realm="r""#),
+    });
+    let out = regtool(&["pull-blob", "r", "@a"])
+        .env("REGTOOL_HOST", format!("localhost:{}", free_port()))
+        .env("HTTP_PROXY", format!("http://{}", proxy.host))
+        .env("HTTPS_PROXY", format!("http://{}", proxy.host))
+        .env("REGTOOL_USERNAME", "u")
+        .env("REGTOOL_PASSWORD", "secret-password")
+        .run();
+    let seen = proxy.seen();
+    assert!(
+        !seen.iter().any(|r| r.headers.contains_key("authorization")),
+        "{seen:?}"
+    );
+    let err = out.fails(69);
+    assert!(err.starts_with("regtool: localhost:"), "{err}");
+}

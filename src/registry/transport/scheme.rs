@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use crate::error::{Cause, Error};
 use crate::registry::options::Options;
+use crate::registry::transport::wire::proxied;
 
 /// What a failed https attempt means for the scheme.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,7 +18,8 @@ pub enum Fallback {
 }
 
 /// The scheme in use for one registry: settled from the start (https; http when asked), or,
-/// for a loopback registry, by the first answer.
+/// for a loopback registry not reached through a proxy, by the first answer (through a proxy,
+/// plain HTTP would cross the proxy's network: https only).
 pub struct Scheme {
     settled: Mutex<Option<&'static str>>,
 }
@@ -27,7 +29,7 @@ impl Scheme {
     pub fn new(opts: &Options) -> Scheme {
         let scheme = if opts.insecure {
             Some("http")
-        } else if opts.host.is_loopback() {
+        } else if opts.host.is_loopback() && !proxied(&format!("https://{}/", opts.host)) {
             None
         } else {
             Some("https")

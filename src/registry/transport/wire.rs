@@ -133,7 +133,9 @@ fn cleartext_check(target: &str, plain_http: &[Host]) -> Result<()> {
     };
     // The authority of a URL that parsed is a host (a bad one, as from `x.y?z`, is allowed
     // nothing: it cannot be on this machine nor in the list).
-    let allowed = |h: &Host| h.is_loopback() || h.listed_in(plain_http, 80);
+    // A proxied request leaves this machine whatever its destination is called (the proxy
+    // may relay it anywhere, and "localhost" inside a tunnel is the proxy's): no exemption.
+    let allowed = |h: &Host| (h.is_loopback() && !proxied(target)) || h.listed_in(plain_http, 80);
     if scheme == "https" || Host::parse(&authority).is_ok_and(|h| allowed(&h)) {
         return Ok(());
     }
@@ -148,6 +150,15 @@ fn cleartext_check(target: &str, plain_http: &[Host]) -> Result<()> {
     .with_cause(Cause::PlainHttpRefused {
         host: crate::text::sanitize(host, 100),
     }))
+}
+
+/// Whether a request to `target` goes through a proxy: the one the agent takes from the
+/// environment (ALL_PROXY, HTTPS_PROXY, HTTP_PROXY), unless NO_PROXY names the target.
+pub fn proxied(target: &str) -> bool {
+    let Ok(uri) = target.parse::<http::Uri>() else {
+        return false;
+    };
+    ureq::Proxy::try_from_env().is_some_and(|p| !p.is_no_proxy(&uri))
 }
 
 /// Yields exactly `remaining` bytes of `inner`, and fails (instead of letting the HTTP client
