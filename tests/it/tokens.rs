@@ -257,3 +257,35 @@ pub fn shared() -> &'static (TokenServer, Registry) {
         (tokens, registry)
     })
 }
+
+#[test]
+fn a_token_with_control_characters_is_refused_at_once_and_never_cached() {
+    let server = Server::start(|req| {
+        let host = req.headers.get("host").cloned().unwrap_or_default();
+        if req.path.starts_with("/token") {
+            return Response::new(200)
+                .body("{\"token\":\"tok-\\u001b[31mXYZ\",\"expires_in\":300}");
+        }
+        let challenge = format!(r#"Bearer realm="http://{host}/token",service="svc""#);
+        Response::new(401).header("WWW-Authenticate", challenge)
+    });
+    let cache = crate::harness::tempdir();
+    for _ in 0..2 {
+        let before = server.seen().len();
+        let out = crate::harness::regtool(&["list-aliases", "repo"])
+            .env("REGTOOL_HOST", &server.host)
+            .env("REGTOOL_INSECURE", "1")
+            .env("REGTOOL_CACHE_DIR", cache.path())
+            .run();
+        let err = out.fails(65);
+        assert!(
+            err.starts_with("regtool: ") && err.contains("a token that cannot go in a header"),
+            "{err}"
+        );
+        let token_calls = server.seen()[before..]
+            .iter()
+            .filter(|r| r.path.starts_with("/token"))
+            .count();
+        assert_eq!(token_calls, 1, "no retry, and nothing cached: asked again");
+    }
+}

@@ -138,7 +138,13 @@ impl Cache {
 
     /// The unexpired token under `key`.
     pub fn token(&self, key: &str) -> Option<Token> {
-        self.with(|f| f.tokens.get(key).filter(|t| t.fresh()).cloned())
+        // An entry that cannot go in a header (written by an older version) is dropped.
+        self.with(|f| {
+            f.tokens
+                .get(key)
+                .filter(|t| t.fresh() && super::protocol::header_safe(t.token.expose()))
+                .cloned()
+        })
     }
 
     /// Drops the token under `key` (the registry refused it).

@@ -195,15 +195,34 @@ fn read_token(body: &[u8]) -> Result<Token> {
         .or(answer.access_token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Error::new(Kind::Denied, "the token server answered without a token"))?;
+    if !header_safe(token.expose()) {
+        return Err(Error::data(
+            "the token server answered with a token that cannot go in a header (it holds spaces or control characters)",
+        ));
+    }
     Ok(Token::new(
         token,
         Duration::from_secs(answer.expires_in.unwrap_or(60).max(1)),
     ))
 }
 
+/// Whether a token can be sent as `Bearer <token>`: visible ASCII only (RFC 7235's token68
+/// is a subset). Anything else fails every request that carries it.
+pub fn header_safe(token: &str) -> bool {
+    token.bytes().all(|b| b.is_ascii_graphic())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_with_control_characters_is_malformed() {
+        let e = read_token(b"{\"token\":\"tok-\\u001b[31mXYZ\",\"expires_in\":300}").unwrap_err();
+        assert_eq!(e.kind, Kind::Data);
+        assert!(read_token(br#"{"token":"a b"}"#).is_err());
+        assert!(read_token(br#"{"token":"eyJ.a-b_c~d+e/f="}"#).is_ok());
+    }
 
     #[test]
     fn answers_give_a_token_and_its_lifetime() {
