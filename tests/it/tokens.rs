@@ -279,7 +279,8 @@ fn a_token_with_control_characters_is_refused_at_once_and_never_cached() {
             .run();
         let err = out.fails(65);
         assert!(
-            err.starts_with("regtool: ") && err.contains("a token that cannot go in a header"),
+            err.starts_with("regtool: ")
+                && err.contains("the token server sent a token that is not printable ASCII"),
             "{err}"
         );
         let token_calls = server.seen()[before..]

@@ -197,7 +197,7 @@ fn read_token(body: &[u8]) -> Result<Token> {
         .ok_or_else(|| Error::new(Kind::Denied, "the token server answered without a token"))?;
     if !header_safe(token.expose()) {
         return Err(Error::data(
-            "the token server answered with a token that cannot go in a header (it holds spaces or control characters)",
+            "the token server sent a token that is not printable ASCII",
         ));
     }
     Ok(Token::new(
