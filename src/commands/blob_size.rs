@@ -16,14 +16,14 @@ use super::Ctx;
 pub struct Args {
     /// Repository, like fred/logs
     pub repo: String,
-    /// Blob digests or @aliases; none: read a manifest from stdin
+    /// Blob digests or @aliases; none: read a manifest piped on stdin (none and nothing piped: a usage error)
     pub targets: Vec<String>,
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let repo = &super::repo(&args.repo)?;
     let sized: Vec<(String, PerPlatform<u64>)> = if args.targets.is_empty() {
-        let m = super::stdin_manifest()?;
+        let m = super::stdin_manifest_instead_of("<digest|@alias>")?;
         vec![(
             "-".into(),
             m.map(|r| alias::total_size(&alias::blobs(ctx.store(), repo, &r.manifest)?))?,

@@ -12,7 +12,7 @@ use super::Ctx;
 pub struct Args {
     /// Repository, like fred/logs
     pub repo: String,
-    /// Aliases (with or without @); none: read a manifest from stdin
+    /// Aliases (with or without @); none: read a manifest piped on stdin (none and nothing piped: a usage error)
     pub aliases: Vec<String>,
 }
 

@@ -93,11 +93,39 @@ pub fn aliases(args: &[String]) -> Result<Vec<Tag>> {
 
 /// dxf reads a manifest from stdin when a command that takes aliases is given none.
 pub fn stdin_manifest() -> Result<PerPlatform<Resolved>> {
+    parse_stdin_manifest(read_stdin_manifest()?)
+}
+
+/// As dxf, a manifest on stdin when `arg` (`<alias>`) is not given; but a missing argument
+/// with nothing piped in (a terminal, which would wait for input, or an empty stdin) is the
+/// usage error it looks like.
+pub fn stdin_manifest_instead_of(arg: &str) -> Result<PerPlatform<Resolved>> {
+    use std::io::IsTerminal;
+    let missing = || {
+        Error::usage(format!(
+            "missing {arg}: give one, or pipe a manifest on stdin"
+        ))
+    };
+    if std::io::stdin().is_terminal() {
+        return Err(missing());
+    }
+    let bytes = read_stdin_manifest()?;
+    if bytes.is_empty() {
+        return Err(missing());
+    }
+    parse_stdin_manifest(bytes)
+}
+
+fn read_stdin_manifest() -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     std::io::stdin()
         .take(media::MAX_MANIFEST + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io("reading a manifest from stdin", &e))?;
+    Ok(bytes)
+}
+
+fn parse_stdin_manifest(bytes: Vec<u8>) -> Result<PerPlatform<Resolved>> {
     if bytes.len() as u64 > media::MAX_MANIFEST {
         return Err(Error::data("the manifest on stdin is larger than 4 MiB"));
     }
@@ -125,7 +153,10 @@ pub fn alias_manifests(
     args: &[String],
 ) -> Result<Vec<(String, PerPlatform<Resolved>)>> {
     if args.is_empty() {
-        return Ok(vec![("-".to_string(), stdin_manifest()?)]);
+        return Ok(vec![(
+            "-".to_string(),
+            stdin_manifest_instead_of("<alias>")?,
+        )]);
     }
     let names = aliases(args)?;
     let platform = ctx.settings.platform.as_ref();

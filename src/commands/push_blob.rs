@@ -21,7 +21,9 @@ use super::Ctx;
 ///
 /// Prints one digest per file, in argument order. The alias needs its @ here: a last argument
 /// without @ is a file like the others, so a mistyped file name fails as not found (status 2)
-/// and nothing is pushed.
+/// and nothing is pushed. One alias only: another @word before it is a usage error (64).
+/// With the alias, each blob from a named regular file gets its file name as title
+/// annotation; -, FIFOs, devices and descriptor paths (/dev/fd/N of <(cmd)) get none.
 ///
 /// A regular file is hashed, then uploaded from the same open file: a request that fails is
 /// sent again from the file, never from memory. Anything else (-, a FIFO, /dev/stdin, <(cmd))
@@ -39,10 +41,29 @@ pub struct Args {
 /// Splits off the alias: a last argument starting with `@`. Without its `@` the last argument
 /// is a file like the others, so a mistyped file name is a not-found error, never an alias.
 fn split_alias(items: &[String]) -> Result<(&[String], Option<Tag>)> {
-    match items.split_last() {
-        Some((last, rest)) if last.starts_with('@') => Ok((rest, Some(Tag::new(&last[1..])?))),
-        _ => Ok((items, None)),
+    let (files, alias) = match items.split_last() {
+        Some((last, rest)) if last.starts_with('@') => (rest, Some(Tag::new(&last[1..])?)),
+        _ => (items, None),
+    };
+    if let Some(other) = files.iter().find(|f| f.starts_with('@')) {
+        return Err(Error::usage(format!(
+            "push-blob takes one alias only, as its last argument: {other} is another"
+        )));
     }
+    Ok((files, alias))
+}
+
+/// The title annotation of a pushed file: its name, when it names a regular file of its own.
+/// `-`, a FIFO or device, and the descriptor paths of `<(cmd)` (`/dev/fd/63`,
+/// `/proc/self/fd/N`, `/dev/stdin`) have no name worth keeping.
+fn title(path: &str, input: &Input) -> Option<String> {
+    let descriptor = path.starts_with("/dev/") || path.starts_with("/proc/");
+    if path == "-" || descriptor || !matches!(input, Input::File(..)) {
+        return None;
+    }
+    Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
@@ -59,22 +80,20 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     for f in files {
         inputs.push(open_input(f)?);
     }
+    let titles: Vec<Option<String>> = files
+        .iter()
+        .zip(&inputs)
+        .map(|(f, i)| title(f, i))
+        .collect();
     let results = push_all(ctx, repo, files, inputs);
     // Digests in argument order, up to the first failure.
     let mut members = Vec::new();
-    for (path, result) in files.iter().zip(results) {
+    for ((path, result), title) in files.iter().zip(results).zip(titles) {
         let (digest, size) = result?;
         ctx.out.result(
             &digest.to_string(),
             json!({"file": path, "digest": digest, "size": size}),
         )?;
-        let title = (path != "-")
-            .then(|| {
-                Path::new(path)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            })
-            .flatten();
         members.push(Member {
             digest,
             size,

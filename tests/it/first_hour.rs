@@ -470,3 +470,50 @@ fn credentials_in_a_host_are_never_echoed() {
     assert!(err.contains("credentials in the host"), "{err}");
     assert!(!err.contains("hunter2") && !err.contains("fred"), "{err}");
 }
+
+#[test]
+fn a_missing_alias_is_a_usage_error_not_a_wait_for_stdin() {
+    for (args, arg) in [
+        (&["get-alias", "fred/logs"][..], "<alias>"),
+        (&["get-digest", "fred/logs"][..], "<alias>"),
+        (&["blob-size", "fred/logs"][..], "<digest|@alias>"),
+    ] {
+        let out = regtool(args).env("REGTOOL_HOST", "127.0.0.1:1").run();
+        assert!(
+            out.fails(64).starts_with(&format!(
+                "regtool: missing {arg}: give one, or pipe a manifest on stdin"
+            )),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let out = regtool(&["push-blob", "fred/logs", "b1", "@a", "@b"])
+        .env("REGTOOL_HOST", "127.0.0.1:1")
+        .run();
+    assert!(
+        out.fails(64)
+            .starts_with("regtool: push-blob takes one alias only, as its last argument: @a"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_process_substitution_pushed_carries_no_title() {
+    let repo = repo("no-title");
+    let out = regtool_in_bash(
+        r#"printf named > "$2/named.txt" && "$REGTOOL" push-blob "$1" <(printf piped) "$2/named.txt" @p && "$REGTOOL" get-manifest "$1" @p"#,
+        &[&repo, tempdir().path().to_str().unwrap()],
+    )
+    .host(plain())
+    .run();
+    let text = out.ok();
+    let manifest: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{text}");
+    assert!(layers[0].get("annotations").is_none(), "{text}");
+    assert_eq!(
+        layers[1]["annotations"]["org.opencontainers.image.title"],
+        "named.txt"
+    );
+}
