@@ -38,6 +38,8 @@ pub enum Location {
     Registry(Host),
     /// A local store, by its root directory.
     Layout(PathBuf),
+    /// One OCI image layout, by its directory.
+    OciLayout(PathBuf),
 }
 
 impl fmt::Display for Location {
@@ -45,6 +47,7 @@ impl fmt::Display for Location {
         match self {
             Location::Registry(host) => write!(f, "registry {host}"),
             Location::Layout(root) => write!(f, "local store {}", root.display()),
+            Location::OciLayout(dir) => write!(f, "OCI layout {}", dir.display()),
         }
     }
 }

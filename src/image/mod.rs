@@ -5,6 +5,7 @@
 
 pub mod append;
 pub mod copy;
+pub mod endpoint;
 pub mod flatten;
 pub mod layer;
 pub mod make_layer;

@@ -1,6 +1,8 @@
 //! The local backend of [`Store`]: one OCI image layout per repository under a root
 //! (image-spec "OCI Image Layout"), so that skopeo, umoci and oras read what regtool writes.
 //! Tags are `index.json` entries with the `org.opencontainers.image.ref.name` annotation.
+//! [`Layout::at`] is one layout at a path (skopeo's `oci:DIR[:TAG]`): the same code, with the
+//! repository name ignored.
 //!
 //! The rules that keep the layouts trustworthy:
 //! - A repository name is a path under the root. The [`Repository`] type guarantees a relative
@@ -41,9 +43,12 @@ const TMP_DIR: &str = ".regtool-tmp";
 /// swept once they are this old, when no writer can plausibly still be filling them.
 const LEGACY_STALE_AFTER: Duration = Duration::from_secs(3600);
 
-/// The local store: one OCI image layout per repository under a root directory.
+/// The local store: one OCI image layout per repository under a root directory, or one
+/// layout at a path ([`Layout::at`]).
 pub struct Layout {
     root: PathBuf,
+    /// One layout at `root`, whatever the repository (see [`Layout::at`]).
+    single: bool,
     /// The layouts whose stale temporaries this process has swept already.
     swept: Mutex<HashSet<PathBuf>>,
     /// Temporary files are removed when it is cancelled; a cancelled write is not renamed
@@ -79,9 +84,93 @@ impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Layout {
         Layout {
             root: root.into(),
+            single: false,
             swept: Mutex::new(HashSet::new()),
             cancel: Cancel::new(),
         }
+    }
+
+    /// The one OCI image layout at `dir` (created on the first write), as skopeo and umoci
+    /// name it with `oci:DIR`: every repository name given to its [`Store`] methods means this
+    /// layout (use [`Layout::repo`]), and messages name it by its path. Its tags are the
+    /// `org.opencontainers.image.ref.name` annotations of `DIR/index.json`;
+    /// [`Layout::only_image`] finds the image of a layout named without a tag.
+    pub fn at(dir: impl Into<PathBuf>) -> Layout {
+        Layout {
+            single: true,
+            ..Layout::new(dir)
+        }
+    }
+
+    /// The repository name to pass to a layout made by [`Layout::at`] (any name would do:
+    /// it is ignored, and never shown).
+    pub fn repo() -> Repository {
+        Repository::single_layout()
+    }
+
+    /// The directory: the root of the store, or the layout of [`Layout::at`].
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether the repository's layout exists (has its `oci-layout` file).
+    pub fn exists(&self, repo: &Repository) -> Result<bool> {
+        Ok(self.repo_dir(repo)?.join("oci-layout").is_file())
+    }
+
+    /// How messages name a repository: by name in the store, by path for [`Layout::at`].
+    fn shown(&self, repo: &Repository) -> String {
+        if self.single {
+            self.root.display().to_string()
+        } else {
+            repo.to_string()
+        }
+    }
+
+    /// The index entry of the one image of a layout named without a tag (any entry, tagged or
+    /// not). None is a not-found error; several are a usage error that lists the tags.
+    pub fn only_image(&self, repo: &Repository) -> Result<Descriptor> {
+        let index = read_index(&self.require(repo)?)?;
+        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+        let name = self.shown(repo);
+        match entries.as_slice() {
+            [] => Err(Error::not_found(format!("{name}: no image in the layout"))),
+            [one] => serde_json::from_value(one.clone())
+                .map_err(|e| Error::data(format!("{name}/index.json: malformed entry: {e}"))),
+            many => {
+                let tags: Vec<&str> = many
+                    .iter()
+                    .filter_map(|d| d["annotations"][media::REF_NAME_ANNOTATION].as_str())
+                    .collect();
+                Err(Error::usage(format!(
+                    "{name} holds {} images: name one with a tag (oci:PATH:TAG)",
+                    many.len()
+                ))
+                .with_hint(format!("its tags: {}", tags.join(", "))))
+            }
+        }
+    }
+
+    /// Adds an index entry without a tag for a manifest already stored (by digest), unless an
+    /// entry has that digest already: what a layout named without a tag gets from a copy.
+    pub fn add_untagged(&self, repo: &Repository, entry: &Descriptor) -> Result<()> {
+        let dir = self.require(repo)?;
+        if self.blob_size(repo, &entry.digest)? != Some(entry.size) {
+            return Err(Error::not_found(format!(
+                "{}: no manifest {}",
+                self.shown(repo),
+                entry.digest
+            )));
+        }
+        let text = entry.digest.to_string();
+        let value = serde_json::to_value(entry).map_err(|e| Error::other(e.to_string()))?;
+        let lock = Locked::acquire(&dir, &self.cancel)?;
+        lock.update_index(|list| {
+            if !list.iter().any(|d| d["digest"] == text.as_str()) {
+                list.push(value);
+            }
+            Ok(())
+        })
     }
 
     /// The same layout, its temporary files removed (and writes stopped) when `cancel` is
@@ -93,6 +182,9 @@ impl Layout {
 
     /// The layout directory of a repository, once its name is known to stay under the root.
     fn repo_dir(&self, repo: &Repository) -> Result<PathBuf> {
+        if self.single {
+            return Ok(self.root.clone());
+        }
         check_repo(repo)?;
         Ok(self.root.join(repo.as_str()))
     }
@@ -107,10 +199,15 @@ impl Layout {
         if dir.join("oci-layout").is_file() {
             Ok(dir)
         } else {
-            Err(Error::not_found(format!(
-                "{repo}: no such repository in {}",
-                self.location()
-            )))
+            Err(self.missing(repo))
+        }
+    }
+
+    fn missing(&self, repo: &Repository) -> Error {
+        if self.single {
+            Error::not_found(format!("{}: no OCI layout there", self.root.display()))
+        } else {
+            Error::not_found(format!("{repo}: no such repository in {}", self.location()))
         }
     }
 
@@ -159,9 +256,10 @@ impl Layout {
             .flatten()
             .find(|d| d["annotations"][media::REF_NAME_ANNOTATION] == tag.as_str())
             .cloned();
-        let entry = found.ok_or_else(|| Error::not_found(format!("{repo}: no alias {tag}")))?;
+        let name = self.shown(repo);
+        let entry = found.ok_or_else(|| Error::not_found(format!("{name}: no alias {tag}")))?;
         serde_json::from_value(entry)
-            .map_err(|e| Error::data(format!("{repo}/index.json: malformed entry for {tag}: {e}")))
+            .map_err(|e| Error::data(format!("{name}/index.json: malformed entry for {tag}: {e}")))
     }
 
     /// Writes a blob from `content` through a verified temporary file (see [`store_blob`]).
@@ -329,7 +427,11 @@ fn sweep(dir: &Path) {
 
 impl Store for Layout {
     fn location(&self) -> Location {
-        Location::Layout(self.root.clone())
+        if self.single {
+            Location::OciLayout(self.root.clone())
+        } else {
+            Location::Layout(self.root.clone())
+        }
     }
 
     fn blob_size(&self, repo: &Repository, digest: &Digest) -> Result<Option<u64>> {
@@ -358,9 +460,10 @@ impl Store for Layout {
     fn open_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobStream<'_>> {
         let path = self.blob_path(repo, digest)?;
         let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => {
-                Error::not_found(format!("pulling {digest} from {repo}: no such blob"))
-            }
+            io::ErrorKind::NotFound => Error::not_found(format!(
+                "pulling {digest} from {}: no such blob",
+                self.shown(repo)
+            )),
             _ => Error::io(format!("opening {}", path.display()), &e),
         })?;
         let size = file.metadata().ok().map(|m| m.len());
@@ -447,7 +550,8 @@ impl Store for Layout {
         match fs::remove_file(self.blob_path(repo, digest)?) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::not_found(format!(
-                "deleting {digest} from {repo}: no such blob"
+                "deleting {digest} from {}: no such blob",
+                self.shown(repo)
             ))),
             Err(e) => Err(Error::io(format!("deleting {digest}"), &e)),
         }
@@ -464,7 +568,8 @@ impl Store for Layout {
         let path = self.blob_path(repo, &digest)?;
         let file = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::not_found(format!(
-                "getting manifest {reference} from {repo}: no such manifest"
+                "getting manifest {reference} from {}: no such manifest",
+                self.shown(repo)
             )),
             _ => Error::io(format!("reading {}", path.display()), &e),
         })?;
@@ -494,7 +599,10 @@ impl Store for Layout {
     fn resolve(&self, repo: &Repository, reference: &Reference) -> Result<Digest> {
         match reference {
             Reference::Digest(d) if self.blob_size(repo, d)?.is_some() => Ok(d.clone()),
-            Reference::Digest(d) => Err(Error::not_found(format!("{repo}: no manifest {d}"))),
+            Reference::Digest(d) => Err(Error::not_found(format!(
+                "{}: no manifest {d}",
+                self.shown(repo)
+            ))),
             Reference::Tag(tag) => Ok(self.tagged(repo, tag)?.digest),
         }
     }
@@ -518,7 +626,8 @@ impl Store for Layout {
             for d in std::iter::once(&config).chain(&layers) {
                 if self.blob_size(repo, &d.digest)?.is_none() {
                     return Err(Error::not_found(format!(
-                        "putting manifest {reference} in {repo}: blob {} is not in the repository",
+                        "putting manifest {reference} in {}: blob {} is not in the repository",
+                        self.shown(repo),
                         d.digest
                     )));
                 }
@@ -565,7 +674,10 @@ impl Store for Layout {
         if found || removed {
             Ok(())
         } else {
-            Err(Error::not_found(format!("{repo}: no manifest {digest}")))
+            Err(Error::not_found(format!(
+                "{}: no manifest {digest}",
+                self.shown(repo)
+            )))
         }
     }
 
@@ -583,7 +695,11 @@ impl Store for Layout {
             .collect())
     }
 
+    /// A layout of [`Layout::at`] holds no repositories of its own.
     fn list_repos(&self) -> Result<Vec<String>> {
+        if self.single {
+            return Ok(Vec::new());
+        }
         if let Err(e) = fs::read_dir(&self.root) {
             return match e.kind() {
                 io::ErrorKind::NotFound => Ok(Vec::new()),

@@ -87,6 +87,12 @@ impl Repository {
         Ok(Repository(name.to_string()))
     }
 
+    /// `image`: the name a single OCI layout is reached by (it has one repository, and
+    /// ignores the name; see `Layout::at`).
+    pub fn single_layout() -> Repository {
+        Repository("image".to_string())
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
