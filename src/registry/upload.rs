@@ -12,7 +12,9 @@
 //! nothing, and goes again as it was. Only when the registry says the session is gone
 //! (404) does a file start over in a new one. All of this is one loop drawing from one retry
 //! budget (the operation's: see `transport/retry.rs`); the requests inside it are not retried
-//! by the transport as well, unless they never left.
+//! by the transport as well, unless they never left. A failure after the registry took more
+//! bytes than at the one before gives back the retries taken since: the budget bounds
+//! failures in a row, so a long chunked upload behind a flaky load balancer goes through.
 //!
 //! A file is read at positions, so any part of it can be sent again and nothing is held in
 //! memory. A stream is read once: a chunk of it is kept (at most [`STREAM_CHUNK`] bytes) until
@@ -70,6 +72,19 @@ pub struct Upload<'a> {
     budget: Budget,
     /// A closing PUT was sent: if the session is then gone, the blob may be in place.
     put_sent: bool,
+    /// The most bytes the registry had at a failure, and the retries (and their waits)
+    /// taken since it last had more: a failure after the registry took more bytes gives
+    /// those back to the budget, so a long chunked upload behind a load balancer that fails
+    /// now and then is not ended by failures it got past.
+    progress: Progress,
+}
+
+/// See [`Upload::progress`].
+#[derive(Default)]
+struct Progress {
+    high: u64,
+    retries: u32,
+    waited: Duration,
 }
 
 /// The status and (the start of) the body of an answer; None when there was none.
@@ -353,6 +368,7 @@ impl<'a> Upload<'a> {
             offset: 0,
             budget: Budget::current_or(http.retry_policy()),
             put_sent: false,
+            progress: Progress::default(),
         };
         upload.set_min_chunk(min_chunk);
         Ok(upload)
@@ -556,11 +572,20 @@ impl<'a> Upload<'a> {
     }
 
     /// Counts a failure against the upload's budget and waits before the next request; once
-    /// the budget is spent, the failure is the upload's error.
+    /// the budget is spent, the failure is the upload's error. When the registry has more
+    /// bytes than at the failure before (progress), the retries taken since are given back
+    /// first: the budget bounds failures in a row, not failures in an upload of any length.
     fn spend(&mut self, failed: Error, retry_after: Option<&str>) -> Result<()> {
+        if self.offset > self.progress.high {
+            let p = std::mem::take(&mut self.progress);
+            self.budget.refund(p.retries, p.waited);
+            self.progress.high = self.offset;
+        }
         let Some(wait) = self.budget.next(retry_after, Duration::ZERO) else {
             return Err(failed);
         };
+        self.progress.retries += 1;
+        self.progress.waited += wait;
         std::thread::sleep(wait);
         Ok(())
     }

@@ -386,3 +386,57 @@ fn a_cancel_that_fails_is_said_on_stderr() {
         out.stderr
     );
 }
+
+#[test]
+fn a_chunked_upload_that_makes_progress_earns_its_retries_back() {
+    // Behind a load balancer failing every other request, each of 5 chunks and the closing
+    // PUT meets one 503: 6 failures, never two in a row without the registry taking more.
+    let dir = tempdir();
+    let (file, data) = file_of(&dir, 5 << 20, 103);
+    let proxy = FaultProxy::start(
+        &plain().host,
+        vec![rule("*", "/blobs/uploads/", Fault::Status(503, None), MAX).every(2)],
+    );
+    let out = via(&proxy, &["push-blob", "t/progress", file.to_str().unwrap()])
+        .env("REGTOOL_CHUNK_SIZE", "1M")
+        .env("REGTOOL_RETRIES", "2")
+        .run();
+    assert_eq!(out.ok().trim(), sha256(&data), "{}", out.stderr);
+    let lines = proxy.lines();
+    assert!(proxy.count("FAULT") >= 6, "{lines:?}");
+    assert_eq!(
+        proxy.count("POST /v2/t/progress/blobs/uploads/"),
+        1,
+        "{lines:?}"
+    );
+    assert_eq!(pulled("t/progress", &sha256(&data)), data);
+}
+
+#[test]
+fn a_chunked_upload_without_progress_stops_after_its_retries() {
+    // Every PATCH is refused: the retries are spent on requests that move nothing, so the
+    // budget is never given back.
+    let dir = tempdir();
+    let (file, _) = file_of(&dir, 3 << 20, 104);
+    let proxy = FaultProxy::start(
+        &plain().host,
+        vec![rule(
+            "PATCH",
+            "/blobs/uploads/",
+            Fault::Status(503, None),
+            MAX,
+        )],
+    );
+    let out = via(
+        &proxy,
+        &["push-blob", "t/no-progress", file.to_str().unwrap()],
+    )
+    .env("REGTOOL_CHUNK_SIZE", "1M")
+    .env("REGTOOL_RETRIES", "2")
+    .run();
+    assert!(out.fails(69).contains("503"), "{}", out.stderr);
+    // The first PATCH and its 2 retries, all refused.
+    let lines = proxy.lines();
+    let patches = lines.iter().filter(|l| l.starts_with("PATCH ")).count();
+    assert_eq!(patches, 3, "{lines:?}");
+}

@@ -89,6 +89,16 @@ impl Budget {
         Some(wait)
     }
 
+    /// Gives back `retries` retries and `time` of failing that one layer took, when what they
+    /// were spent on made progress after all (a chunked upload whose registry took more
+    /// bytes since: each failure is then a new one, not the same one again).
+    pub fn refund(&self, retries: u32, time: Duration) {
+        if let Ok(mut account) = self.0.lock() {
+            account.used = account.used.saturating_sub(retries);
+            account.spent = account.spent.saturating_sub(time);
+        }
+    }
+
     /// Retries taken so far.
     pub fn used(&self) -> u32 {
         self.0.lock().map_or(0, |a| a.used)
@@ -298,6 +308,20 @@ mod tests {
             RetryPolicy::new(0).budget().next(None, Duration::ZERO),
             None
         );
+    }
+
+    #[test]
+    fn a_refund_gives_back_retries_and_time_once() {
+        let budget = RetryPolicy::new(1).budget();
+        let wait = budget.next(None, Duration::ZERO).unwrap();
+        assert_eq!(budget.next(None, Duration::ZERO), None);
+        budget.refund(1, wait);
+        assert_eq!(budget.used(), 0);
+        assert!(budget.next(None, Duration::ZERO).is_some());
+        // Never below nothing: a refund of more than was taken leaves the policy's retries.
+        budget.refund(5, Duration::from_secs(999));
+        assert!(budget.next(None, Duration::ZERO).is_some());
+        assert_eq!(budget.next(None, Duration::ZERO), None);
     }
 
     #[test]
