@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod alias;
+pub mod archive;
 pub mod cancel;
 pub mod credentials;
 pub mod error;

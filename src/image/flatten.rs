@@ -79,7 +79,7 @@ pub fn open<'a>(
     Ok(Image { config, layers })
 }
 
-fn read_blob(side: Side<'_>, desc: &Descriptor, retries: u32) -> Result<Vec<u8>> {
+pub(crate) fn read_blob(side: Side<'_>, desc: &Descriptor, retries: u32) -> Result<Vec<u8>> {
     let mut reader = open_verified(side, desc.digest.clone(), Some(desc.size), retries)?;
     let mut bytes = Vec::new();
     reader
@@ -90,7 +90,7 @@ fn read_blob(side: Side<'_>, desc: &Descriptor, retries: u32) -> Result<Vec<u8>>
 
 /// A blob stream that resumes after a broken connection and fails at its end unless its
 /// content matches `digest` (and `size`).
-fn open_verified<'a>(
+pub(crate) fn open_verified<'a>(
     side: Side<'a>,
     digest: Digest,
     size: Option<u64>,

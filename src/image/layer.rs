@@ -135,6 +135,18 @@ impl<'a> Input<'a> {
         repo: &Repository,
         wanted: Compression,
     ) -> Result<Layer> {
+        self.upload_to(wanted, &mut |content| {
+            store.put_blob_stream(repo, content, Algorithm::Sha256)
+        })
+    }
+
+    /// Compresses the layer (unless it already is) in one pass and hands the stream to `put`,
+    /// which stores it, or only hashes it, and returns its digest and size.
+    pub fn upload_to(
+        self,
+        wanted: Compression,
+        put: &mut dyn FnMut(&mut dyn Read) -> Result<(Digest, u64)>,
+    ) -> Result<Layer> {
         let Input {
             reader,
             precompressed,
@@ -145,7 +157,7 @@ impl<'a> Input<'a> {
                     inner: reader,
                     side: flate2::write::GzDecoder::new(TarSink::new()),
                 };
-                let (digest, size) = store.put_blob_stream(repo, &mut tee, Algorithm::Sha256)?;
+                let (digest, size) = put(&mut tee)?;
                 let sink = tee
                     .side
                     .finish()
@@ -159,7 +171,7 @@ impl<'a> Input<'a> {
                     inner: reader,
                     side: decoder,
                 };
-                let (digest, size) = store.put_blob_stream(repo, &mut tee, Algorithm::Sha256)?;
+                let (digest, size) = put(&mut tee)?;
                 tee.side
                     .flush()
                     .map_err(|e| crate::error::from_io("decompressing the layer", e))?;
@@ -175,16 +187,14 @@ impl<'a> Input<'a> {
                         // Level 6, no mtime, no name: reproducible.
                         let mut gz =
                             flate2::GzBuilder::new().read(&mut tap, flate2::Compression::new(6));
-                        store.put_blob_stream(repo, &mut gz, Algorithm::Sha256)?
+                        put(&mut gz)?
                     }
                     Compression::Zstd => {
                         let mut zs = zstd::stream::read::Encoder::new(&mut tap, 3)
                             .map_err(|e| Error::io("starting zstd", &e))?;
-                        store.put_blob_stream(repo, &mut zs, Algorithm::Sha256)?
+                        put(&mut zs)?
                     }
-                    Compression::None => {
-                        store.put_blob_stream(repo, &mut tap, Algorithm::Sha256)?
-                    }
+                    Compression::None => put(&mut tap)?,
                 };
                 (digest, size, tap.side.finish()?)
             }

@@ -1,0 +1,346 @@
+//! Writing a docker archive that `docker load` and skopeo read: each layer as an uncompressed
+//! tar member `<diff_id hex>.tar` (so that its sha256 is the config's diff_id), the config as
+//! `<config hex>.json`, then `manifest.json` with `RepoTags`. Members are owned by 0:0 with
+//! mode 0644 and mtime 0, so the same image always gives the same bytes.
+//!
+//! A layer's uncompressed size is known only once it has been decompressed. Into a seekable
+//! output (the temporary file of an atomic write) the data is streamed first and its header
+//! written after it; into a stream (a pipe) each layer is first spooled, decompressed, to a
+//! temporary file. Each layer is checked to be a tar while it passes, and its diff_id against
+//! the one expected.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::cancel::Cancel;
+use crate::error::{Error, Result};
+use crate::image::layer::{Compression, sniff};
+use crate::image::tarcheck::TarCheck;
+use crate::oci::Digest;
+use crate::oci::digest::{Algorithm, copy_hashing};
+
+const BLOCK: u64 = 512;
+
+/// Where an archive is written.
+pub enum Output<'a> {
+    /// A file that can be sought (layer headers are written after their data).
+    Seekable(&'a mut File),
+    /// A stream (layers are spooled to temporary files first).
+    Stream(&'a mut dyn Write),
+}
+
+enum Out<'a> {
+    Seekable(BufWriter<&'a mut File>),
+    Stream(&'a mut dyn Write),
+}
+
+/// An archive being written: layers first, then [`Writer::finish`] with the config.
+pub struct Writer<'a> {
+    out: Out<'a>,
+    /// Bytes written so far (the position in a seekable output).
+    pos: u64,
+    written: HashSet<Digest>,
+    layers: Vec<String>,
+    tmp: PathBuf,
+    cancel: Cancel,
+}
+
+fn header(name: &str, size: u64) -> Result<tar::Header> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(name)
+        .map_err(|e| Error::other(format!("{name}: {e}")))?;
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    Ok(h)
+}
+
+fn padding(size: u64) -> usize {
+    ((BLOCK - size % BLOCK) % BLOCK) as usize
+}
+
+/// Writes to `out` and feeds the tar check with the same bytes.
+struct Checked<'a, W> {
+    out: W,
+    check: &'a mut TarCheck,
+}
+
+impl<W: Write> Write for Checked<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.check.update(&buf[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl<'a> Writer<'a> {
+    /// Starts an archive in `out`; spool files (for a stream) go in `tmp`, removed on
+    /// `cancel`.
+    pub fn new(out: Output<'a>, tmp: &Path, cancel: &Cancel) -> Writer<'a> {
+        let out = match out {
+            Output::Seekable(f) => Out::Seekable(BufWriter::with_capacity(256 * 1024, f)),
+            Output::Stream(w) => Out::Stream(w),
+        };
+        Writer {
+            out,
+            pos: 0,
+            written: HashSet::new(),
+            layers: Vec::new(),
+            tmp: tmp.to_path_buf(),
+            cancel: cancel.clone(),
+        }
+    }
+
+    fn raw(&mut self) -> &mut dyn Write {
+        match &mut self.out {
+            Out::Seekable(w) => w,
+            Out::Stream(w) => *w,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.raw()
+            .write_all(bytes)
+            .map_err(|e| crate::error::from_write("writing the archive", e))?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn member(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let h = header(name, bytes.len() as u64)?;
+        self.put(h.as_bytes())?;
+        self.put(bytes)?;
+        self.put(&[0u8; BLOCK as usize][..padding(bytes.len() as u64)])
+    }
+
+    /// Adds a layer from `content` (a tar, plain or gzip/zstd compressed, told by its first
+    /// bytes) and returns its diff_id. With `expected`, a different diff_id is a data error.
+    /// `what` names the layer in messages. A layer already in the archive is written once.
+    pub fn add_layer(
+        &mut self,
+        content: &mut dyn Read,
+        expected: Option<&Digest>,
+        what: &str,
+    ) -> Result<Digest> {
+        let mut buffered = BufReader::with_capacity(256 * 1024, self.cancel.reader(content));
+        let head = buffered
+            .fill_buf()
+            .map_err(|e| crate::error::from_io(format!("reading {what}"), e))?;
+        let decoded: Box<dyn Read + '_> = match sniff(head) {
+            Some(Compression::Gzip) => {
+                Box::new(flate2::bufread::MultiGzDecoder::new(&mut buffered))
+            }
+            Some(Compression::Zstd) => Box::new(
+                zstd::stream::read::Decoder::with_buffer(&mut buffered)
+                    .map_err(|e| Error::io("starting zstd", &e))?,
+            ),
+            _ => Box::new(&mut buffered),
+        };
+        let mut decoded = DataErrors(decoded);
+        let mut check = TarCheck::new();
+        let bad = |e: Error| e.context(what);
+        let start = self.pos;
+        let (diff_id, size, dup) = match &mut self.out {
+            Out::Seekable(w) => {
+                let failed = |e| crate::error::from_write("writing the archive", e);
+                w.write_all(&[0u8; BLOCK as usize]).map_err(failed)?;
+                let mut sink = Checked {
+                    out: &mut *w,
+                    check: &mut check,
+                };
+                let (diff_id, size) =
+                    copy_hashing(&mut decoded, &mut sink, Algorithm::Sha256).map_err(bad)?;
+                check.finish().map_err(bad)?;
+                verify(&diff_id, expected, what)?;
+                w.write_all(&[0u8; BLOCK as usize][..padding(size)])
+                    .map_err(failed)?;
+                let end = start + BLOCK + size + padding(size) as u64;
+                let dup = self.written.contains(&diff_id);
+                w.seek(SeekFrom::Start(start)).map_err(failed)?;
+                if !dup {
+                    let h = header(&format!("{}.tar", diff_id.hex()), size)?;
+                    w.write_all(h.as_bytes()).map_err(failed)?;
+                    w.seek(SeekFrom::Start(end)).map_err(failed)?;
+                    self.pos = end;
+                }
+                (diff_id, size, dup)
+            }
+            Out::Stream(_) => {
+                let (mut spool, _guard) = self
+                    .cancel
+                    .tempfile(".regtool-layer-", &self.tmp)
+                    .map_err(|e| {
+                        Error::io(format!("creating a file in {}", self.tmp.display()), &e)
+                    })?;
+                let (diff_id, size) = {
+                    let mut sink = Checked {
+                        out: BufWriter::with_capacity(256 * 1024, spool.as_file_mut()),
+                        check: &mut check,
+                    };
+                    let got =
+                        copy_hashing(&mut decoded, &mut sink, Algorithm::Sha256).map_err(bad)?;
+                    sink.flush()
+                        .map_err(|e| Error::io("writing the spool file", &e))?;
+                    got
+                };
+                check.finish().map_err(bad)?;
+                verify(&diff_id, expected, what)?;
+                let dup = self.written.contains(&diff_id);
+                if !dup {
+                    let h = header(&format!("{}.tar", diff_id.hex()), size)?;
+                    self.put(h.as_bytes())?;
+                    let mut file = spool
+                        .reopen()
+                        .map_err(|e| Error::io("reading the spool file", &e))?;
+                    let copied = io::copy(&mut file, self.raw())
+                        .map_err(|e| crate::error::from_write("writing the archive", e))?;
+                    self.pos += copied;
+                    self.put(&[0u8; BLOCK as usize][..padding(size)])?;
+                }
+                (diff_id, size, dup)
+            }
+        };
+        let _ = size;
+        // To its end, so that a verifying source checks its digest.
+        drop(decoded);
+        io::copy(&mut buffered, &mut io::sink())
+            .map_err(|e| crate::error::from_io(format!("reading {what}"), e))?;
+        if !dup {
+            self.written.insert(diff_id.clone());
+        }
+        self.layers.push(format!("{}.tar", diff_id.hex()));
+        Ok(diff_id)
+    }
+
+    /// Writes the config and `manifest.json` (with `repo_tags`), ends the tar and flushes.
+    pub fn finish(mut self, config: &[u8], repo_tags: &[String]) -> Result<()> {
+        let config_name = format!("{}.json", Digest::sha256(config).hex());
+        self.member(&config_name, config)?;
+        let manifest = json!([{
+            "Config": config_name,
+            "RepoTags": repo_tags,
+            "Layers": self.layers,
+        }]);
+        let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::other(e.to_string()))?;
+        self.member("manifest.json", &bytes)?;
+        self.put(&[0u8; 2 * BLOCK as usize])?;
+        let failed = |e| crate::error::from_write("writing the archive", e);
+        match self.out {
+            Out::Seekable(w) => {
+                let file = w.into_inner().map_err(|e| failed(e.into_error()))?;
+                // A layer written twice was rewound over: drop whatever lies past the end.
+                file.set_len(self.pos).map_err(failed)?;
+                Ok(())
+            }
+            Out::Stream(w) => w.flush().map_err(failed),
+        }
+    }
+}
+
+fn verify(diff_id: &Digest, expected: Option<&Digest>, what: &str) -> Result<()> {
+    match expected {
+        Some(want) if want != diff_id => Err(Error::data(format!(
+            "{what}: the layer's diff_id is {diff_id}, the config says {want}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A decompressor's complaint (corrupt or truncated data) is a data error.
+struct DataErrors<R>(R);
+
+impl<R: Read> Read for DataErrors<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData
+            | io::ErrorKind::InvalidInput
+            | io::ErrorKind::UnexpectedEof
+                if e.get_ref().is_none_or(|i| !i.is::<Error>()) =>
+            {
+                Error::data(format!(
+                    "not a valid layer: {}",
+                    crate::error::io_reason(&e)
+                ))
+                .into()
+            }
+            _ => e,
+        })
+    }
+}
+
+/// Saves the image `reference` names in `src` as an archive (docker save): an index gives the
+/// child for `platform`. `repo_tags` go in `manifest.json`. Blobs are verified as they stream
+/// (resumed after a broken connection, `retries` times), each layer's diff_id against the
+/// config.
+#[allow(clippy::too_many_arguments)]
+pub fn save(
+    src: crate::image::copy::Side<'_>,
+    reference: &crate::oci::Reference,
+    platform: &crate::oci::Platform,
+    repo_tags: &[String],
+    out: Output<'_>,
+    tmp: &Path,
+    retries: u32,
+    cancel: &Cancel,
+) -> Result<()> {
+    use crate::image::{copy, flatten};
+    use crate::oci::Manifest;
+    let (_, mut manifest) = copy::fetch(src, reference)?;
+    if let Manifest::Index { manifests, .. } = &manifest {
+        let child = crate::oci::manifest::child_for(manifests, platform, reference)?;
+        manifest = copy::fetch(src, &(&child.digest).into())?.1;
+    }
+    let Manifest::Image { config, layers, .. } = manifest else {
+        return Err(Error::data(format!(
+            "{reference}: nested indexes are not supported"
+        )));
+    };
+    if config.size > 16 << 20 {
+        return Err(Error::data(format!(
+            "{reference}: the config is larger than 16 MiB"
+        )));
+    }
+    let config = flatten::read_blob(src, &config, retries)?;
+    let cfg: serde_json::Value = serde_json::from_slice(&config)
+        .map_err(|e| Error::data(format!("{reference}: malformed image config: {e}")))?;
+    let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|d| d.as_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if diff_ids.len() != layers.len() {
+        return Err(Error::data(format!(
+            "{reference}: the config has {} diff_ids for {} layers",
+            diff_ids.len(),
+            layers.len()
+        )));
+    }
+    let mut writer = Writer::new(out, tmp, cancel);
+    for (layer, diff_id) in layers.iter().zip(&diff_ids) {
+        if !layer.media_type.contains("tar") {
+            return Err(Error::data(format!(
+                "{reference}: the layer {} is {}, not a tar",
+                layer.digest, layer.media_type
+            )));
+        }
+        cancel.check()?;
+        let mut blob =
+            flatten::open_verified(src, layer.digest.clone(), Some(layer.size), retries)?;
+        writer.add_layer(&mut blob, Some(diff_id), &layer.digest.to_string())?;
+    }
+    writer.finish(&config, repo_tags)
+}
