@@ -47,6 +47,7 @@ pub enum Command {
     Flatten(commands::flatten::Args),
     Squash(commands::squash::Args),
     MakeLayer(commands::make_layer::Args),
+    MakeImage(commands::make_image::Args),
 }
 
 /// The ENVIRONMENT section of `--help`, from the one table of variables.

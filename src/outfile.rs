@@ -93,6 +93,15 @@ impl OutFile {
         matches!(self.how, How::InPlace(_))
     }
 
+    /// The temporary file of an atomic write, which can be sought (an archive's layer headers
+    /// are written after their data); None when the bytes go straight to a device or a pipe.
+    pub fn seekable(&mut self) -> Option<&mut File> {
+        match &mut self.how {
+            How::InPlace(_) => None,
+            How::Atomic { tmp, .. } => Some(tmp.as_file_mut()),
+        }
+    }
+
     /// Finishes the output: a temporary file is synced to disk and renamed over its target.
     /// Dropping an `OutFile` without committing discards a temporary file.
     pub fn commit(self) -> Result<()> {

@@ -563,3 +563,154 @@ mod tests {
         assert_eq!(join_link("layer.tar", "../y"), None);
     }
 }
+
+#[cfg(test)]
+mod round_trip {
+    use std::io::{Read, Seek, Write};
+
+    use super::write::{Output, Writer};
+    use super::*;
+
+    /// A one-file layer tar.
+    fn layer(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    fn config(diff_ids: &[Digest]) -> Vec<u8> {
+        serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}}))
+        .unwrap()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn write(out: Output<'_>, layers: &[Vec<u8>]) {
+        let dir = std::env::temp_dir();
+        let mut w = Writer::new(out, &dir, &Cancel::new());
+        let ids: Vec<Digest> = layers
+            .iter()
+            .map(|l| w.add_layer(&mut &l[..], None, "layer").unwrap())
+            .collect();
+        w.finish(&config(&ids), &["x/y:z".to_string()]).unwrap();
+    }
+
+    fn open(bytes: &[u8]) -> Result<Archive> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        let cancel = Cancel::new();
+        let a = Archive::open(f.path(), &std::env::temp_dir(), &cancel);
+        drop(f);
+        a
+    }
+
+    #[test]
+    fn seekable_and_streamed_archives_are_the_same_bytes_and_read_back() {
+        let one = layer("a.txt", b"one\n");
+        let two = layer("b.txt", &[7u8; 3000]);
+        let layers = vec![one.clone(), gzip(&two), one.clone()];
+        let mut file = tempfile::tempfile().unwrap();
+        write(Output::Seekable(&mut file), &layers);
+        let mut seekable = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut seekable).unwrap();
+        let mut streamed = Vec::new();
+        write(Output::Stream(&mut streamed), &layers);
+        assert!(seekable == streamed);
+
+        let archive = open(&seekable).unwrap();
+        let image = archive.image().unwrap();
+        assert_eq!(image.repo_tags, vec!["x/y:z"]);
+        assert_eq!(image.layers.len(), 3);
+        assert_eq!(image.layers[0], image.layers[2]);
+        let mut got = Vec::new();
+        archive
+            .open_member(&image.layers[1])
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
+        assert!(got == two);
+        assert_eq!(image.diff_ids[1], Digest::sha256(&two));
+        assert_eq!(archive.hash_layer(&image.layers[0]).unwrap(), Digest::sha256(&one));
+        // The whole archive gzipped is spooled and reads the same.
+        let again = open(&gzip(&seekable)).unwrap().image().unwrap();
+        assert_eq!(again.layers, image.layers);
+
+        // Pushing computes the same digest twice; zstd makes an OCI manifest.
+        let d1 = push::digest(&archive, &image, Compression::Gzip, 2).unwrap();
+        let d2 = push::digest(&archive, &image, Compression::Gzip, 1).unwrap();
+        assert_eq!(d1, d2);
+        assert_ne!(d1, push::digest(&archive, &image, Compression::Zstd, 2).unwrap());
+    }
+
+    #[test]
+    fn a_layer_that_is_not_a_tar_is_a_data_error() {
+        let mut out = Vec::new();
+        let mut w = Writer::new(Output::Stream(&mut out), &std::env::temp_dir(), &Cancel::new());
+        let e = w
+            .add_layer(&mut &b"hello, not a tar"[..], None, "l.tar")
+            .unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Data, "{e}");
+        assert!(e.message.starts_with("l.tar: "), "{e}");
+        let e = w
+            .add_layer(&mut &gzip(&layer("a", b"a"))[..20], None, "l.tar.gz")
+            .unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Data, "{e}");
+        let wrong = Digest::sha256(b"x");
+        let e = w
+            .add_layer(&mut &layer("a", b"a")[..], Some(&wrong), "l")
+            .unwrap_err();
+        assert!(e.message.contains("diff_id"), "{e}");
+    }
+
+    #[test]
+    fn truncated_escaping_and_incomplete_archives_are_data_errors() {
+        let mut good = Vec::new();
+        write(Output::Stream(&mut good), &[layer("a.txt", &[1u8; 5000])]);
+        let kind = |bytes: &[u8]| match open(bytes).and_then(|a| a.image()) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => (e.kind, e.message),
+        };
+        // Cut inside the first layer's data, and inside a header.
+        let (k, m) = kind(&good[..3000]);
+        assert_eq!(k, crate::error::Kind::Data, "{m}");
+        assert!(m.contains("truncated"), "{m}");
+        let (k, m) = kind(&good[..good.len() - 1024 - 512 - 100]);
+        assert_eq!(k, crate::error::Kind::Data, "{m}");
+        assert_eq!(kind(b"not a tar at all").0, crate::error::Kind::Data);
+        assert_eq!(kind(&[]).0, crate::error::Kind::Data);
+
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_cksum();
+        b.append_data(&mut h, "ok", &b"x"[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.as_gnu_mut().unwrap().name[..5].copy_from_slice(b"../x\0");
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let (k, m) = kind(&b.into_inner().unwrap());
+        assert_eq!(k, crate::error::Kind::Data);
+        assert!(m.contains("leaves the archive's root"), "{m}");
+
+        let mut b = tar::Builder::new(Vec::new());
+        let manifest = br#"[{"Config": "c.json", "RepoTags": [], "Layers": ["l.tar"]}]"#;
+        let mut h = tar::Header::new_gnu();
+        h.set_size(manifest.len() as u64);
+        h.set_cksum();
+        b.append_data(&mut h, "manifest.json", &manifest[..]).unwrap();
+        let (k, m) = kind(&b.into_inner().unwrap());
+        assert_eq!(k, crate::error::Kind::Data);
+        assert!(m.contains("\"c.json\" is missing"), "{m}");
+    }
+}

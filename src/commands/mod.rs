@@ -13,6 +13,7 @@ pub mod get_digest;
 pub mod get_manifest;
 pub mod list_aliases;
 pub mod list_repos;
+pub mod make_image;
 pub mod make_layer;
 pub mod mount_blob;
 pub mod pull_blob;
@@ -71,6 +72,7 @@ pub fn run(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Copy(a) => copy::run(ctx, a),
         Command::Squash(a) => squash::run(ctx, a),
         Command::MakeLayer(a) => make_layer::run(ctx, a),
+        Command::MakeImage(a) => make_image::run(ctx, a),
         Command::Flatten(a) => flatten::run(ctx, a),
     }
 }

@@ -48,7 +48,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
 }
 
 /// Opens every layer before anything is written, so a missing one fails first.
-fn open_all(paths: &[PathBuf], cancel: &Cancel) -> Result<Vec<Box<dyn LayerSource>>> {
+pub fn open_all(paths: &[PathBuf], cancel: &Cancel) -> Result<Vec<Box<dyn LayerSource>>> {
     let stdin = paths.iter().filter(|p| p.as_os_str() == "-").count();
     if stdin > 1 {
         return Err(Error::usage("stdin (-) can be read only once"));

@@ -8,6 +8,7 @@ pub mod copy;
 pub mod endpoint;
 pub mod flatten;
 pub mod layer;
+pub mod make_image;
 pub mod make_layer;
 pub mod merge;
 pub mod source;
