@@ -640,7 +640,10 @@ mod round_trip {
             .unwrap();
         assert!(got == two);
         assert_eq!(image.diff_ids[1], Digest::sha256(&two));
-        assert_eq!(archive.hash_layer(&image.layers[0]).unwrap(), Digest::sha256(&one));
+        assert_eq!(
+            archive.hash_layer(&image.layers[0]).unwrap(),
+            Digest::sha256(&one)
+        );
         // The whole archive gzipped is spooled and reads the same.
         let again = open(&gzip(&seekable)).unwrap().image().unwrap();
         assert_eq!(again.layers, image.layers);
@@ -649,13 +652,20 @@ mod round_trip {
         let d1 = push::digest(&archive, &image, Compression::Gzip, 2).unwrap();
         let d2 = push::digest(&archive, &image, Compression::Gzip, 1).unwrap();
         assert_eq!(d1, d2);
-        assert_ne!(d1, push::digest(&archive, &image, Compression::Zstd, 2).unwrap());
+        assert_ne!(
+            d1,
+            push::digest(&archive, &image, Compression::Zstd, 2).unwrap()
+        );
     }
 
     #[test]
     fn a_layer_that_is_not_a_tar_is_a_data_error() {
         let mut out = Vec::new();
-        let mut w = Writer::new(Output::Stream(&mut out), &std::env::temp_dir(), &Cancel::new());
+        let mut w = Writer::new(
+            Output::Stream(&mut out),
+            &std::env::temp_dir(),
+            &Cancel::new(),
+        );
         let e = w
             .add_layer(&mut &b"hello, not a tar"[..], None, "l.tar")
             .unwrap_err();
@@ -708,7 +718,8 @@ mod round_trip {
         let mut h = tar::Header::new_gnu();
         h.set_size(manifest.len() as u64);
         h.set_cksum();
-        b.append_data(&mut h, "manifest.json", &manifest[..]).unwrap();
+        b.append_data(&mut h, "manifest.json", &manifest[..])
+            .unwrap();
         let (k, m) = kind(&b.into_inner().unwrap());
         assert_eq!(k, crate::error::Kind::Data);
         assert!(m.contains("\"c.json\" is missing"), "{m}");

@@ -9,8 +9,8 @@ use std::io::Read;
 
 use serde_json::{Value, json};
 
-use crate::archive::write::Writer;
 use crate::archive::Archive;
+use crate::archive::write::Writer;
 use crate::error::{Error, Result};
 use crate::image::copy::{self, Side};
 use crate::image::flatten;
@@ -113,7 +113,11 @@ fn write_base(base: &Base<'_>, writer: &mut Writer<'_>) -> Result<Value> {
 fn diff_ids(cfg: &Value) -> Vec<Digest> {
     cfg["rootfs"]["diff_ids"]
         .as_array()
-        .map(|ids| ids.iter().filter_map(|d| d.as_str()?.parse().ok()).collect())
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|d| d.as_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -8,6 +8,7 @@ mod pki;
 mod scripted;
 mod tokens;
 
+mod archives;
 mod auth;
 mod badinput;
 mod blobstore;

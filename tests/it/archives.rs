@@ -1,0 +1,316 @@
+//! Docker archives and make-image: archives written by skopeo (and by hand in docker's legacy
+//! form) read by regtool; archives regtool writes read by skopeo and unpacked by umoci; bad
+//! archives and layers refused with 65 and nothing written.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::harness::*;
+use crate::images::{base, run};
+
+/// The files (not directories) `umoci unpack` makes of the archive's image.
+fn unpacked_files(dir: &Path, archive: &Path) -> BTreeSet<String> {
+    let layout = dir.join(format!(
+        "L-{}",
+        archive.file_name().unwrap().to_str().unwrap()
+    ));
+    let src = format!("docker-archive:{}", archive.display());
+    let dst = format!("oci:{}:x", layout.display());
+    run(dir, "skopeo", &["copy", "-q", &src, &dst]);
+    let bundle = dir.join(format!(
+        "B-{}",
+        archive.file_name().unwrap().to_str().unwrap()
+    ));
+    let image = format!("{}:x", layout.display());
+    run(
+        dir,
+        "umoci",
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            &image,
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let rootfs = bundle.join("rootfs");
+    let mut files = BTreeSet::new();
+    let mut stack = vec![rootfs.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.insert(p.strip_prefix(&rootfs).unwrap().display().to_string());
+            }
+        }
+    }
+    files
+}
+
+/// A layer tar with one file at `path`.
+fn layer(dir: &Path, name: &str, path: &str, text: &str) -> String {
+    let root = dir.join(format!("root-{name}"));
+    let file = root.join(path);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, text).unwrap();
+    let top = path.split('/').next().unwrap();
+    let out = dir.join(name);
+    run(&root, "tar", &["-cf", out.to_str().unwrap(), top]);
+    out.display().to_string()
+}
+
+fn manifest_json(archive: &Path) -> serde_json::Value {
+    let mut a = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some("manifest.json") {
+            return serde_json::from_reader(&mut e).unwrap();
+        }
+    }
+    panic!("no manifest.json in {}", archive.display());
+}
+
+#[test]
+fn make_image_from_scratch_then_on_an_archive_base_unpacks_with_umoci() {
+    let dir = tempdir();
+    let d = dir.path();
+    let l1 = layer(d, "l1.tar", "etc/one", "one\n");
+    let l2 = layer(d, "l2.tar", "usr/two", "two\n");
+    run(d, "gzip", &["-n", "-k", &l1]);
+    let a = d.join("a.tar");
+    let a_arg = format!("docker-archive:{}:fred/app:v1", a.display());
+    regtool(&["make-image", &format!("{l1}.gz"), "-o", &a_arg])
+        .run()
+        .ok();
+    // What docker load needs: manifest.json with RepoTags, the config, the layers.
+    let m = manifest_json(&a);
+    assert_eq!(m[0]["RepoTags"], serde_json::json!(["fred/app:v1"]));
+    assert_eq!(m[0]["Layers"].as_array().unwrap().len(), 1);
+    assert!(m[0]["Config"].as_str().unwrap().ends_with(".json"));
+    let inspect = run(
+        d,
+        "skopeo",
+        &["inspect", &format!("docker-archive:{}", a.display())],
+    );
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["Created"], "1970-01-01T00:00:00Z");
+
+    let b = d.join("b.tar");
+    let base_arg = format!("docker-archive:{}", a.display());
+    regtool(&[
+        "make-image",
+        "--base",
+        &base_arg,
+        &l2,
+        "-o",
+        b.to_str().unwrap(),
+    ])
+    .run()
+    .ok();
+    assert_eq!(
+        unpacked_files(d, &b),
+        BTreeSet::from(["etc/one".to_string(), "usr/two".to_string()])
+    );
+    // Reproducible: the same inputs give the same bytes (stdin spooled, the layer gzipped
+    // this time); another SOURCE_DATE_EPOCH another image.
+    let again = d.join("again.tar");
+    regtool(&[
+        "make-image",
+        "--base",
+        &base_arg,
+        "-",
+        "-o",
+        again.to_str().unwrap(),
+    ])
+    .stdin(std::fs::read(&l2).unwrap())
+    .run()
+    .ok();
+    assert!(std::fs::read(&again).unwrap() == std::fs::read(&b).unwrap());
+    regtool(&[
+        "make-image",
+        "--base",
+        &base_arg,
+        &l2,
+        "-o",
+        again.to_str().unwrap(),
+    ])
+    .env("SOURCE_DATE_EPOCH", "1700000000")
+    .run()
+    .ok();
+    assert!(std::fs::read(&again).unwrap() != std::fs::read(&b).unwrap());
+}
+
+#[test]
+fn make_image_on_a_registry_base_and_on_skopeos_archive() {
+    let b = base();
+    let _ = b;
+    let reg = plain();
+    let dir = tempdir();
+    let d = dir.path();
+    let l = layer(d, "new.tar", "opt/new.txt", "new\n");
+    let from_registry = d.join("r.tar");
+    let src = format!("{}/t/base:multi", reg.host);
+    regtool(&[
+        "make-image",
+        "--base",
+        &src,
+        &l,
+        "-o",
+        from_registry.to_str().unwrap(),
+    ])
+    .env("REGTOOL_PLATFORM", "linux/amd64")
+    .run()
+    .ok();
+    let want = BTreeSet::from([
+        "etc/one.txt".to_string(),
+        "etc/two.txt".to_string(),
+        "opt/new.txt".to_string(),
+    ]);
+    assert_eq!(unpacked_files(d, &from_registry), want);
+
+    // skopeo's docker-archive (Docker schema 2 source) as the base.
+    let skopeo_archive = d.join("s.tar");
+    run(
+        d,
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            &format!("docker://{}/t/base:docker", reg.host),
+            &format!("docker-archive:{}:t/base:docker", skopeo_archive.display()),
+        ],
+    );
+    let on_skopeo = d.join("s2.tar");
+    let base_arg = format!("docker-archive:{}", skopeo_archive.display());
+    regtool(&[
+        "make-image",
+        "--base",
+        &base_arg,
+        &l,
+        "-o",
+        on_skopeo.to_str().unwrap(),
+    ])
+    .run()
+    .ok();
+    assert_eq!(unpacked_files(d, &on_skopeo), want);
+}
+
+/// docker's legacy `docker save` form: `repositories`, and per layer `json` (with `parent`),
+/// `VERSION` and `layer.tar`; the second layer's tar a symlink to a copy of the first's.
+const LEGACY_PY: &str = r#"
+import io, json, sys, tarfile
+def data(t, name, b):
+    i = tarfile.TarInfo(name); i.size = len(b); t.addfile(i, io.BytesIO(b))
+def layer(path, text):
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        data(t, path, text)
+    return out.getvalue()
+with tarfile.open(sys.argv[1], "w") as t:
+    ids = ["a" * 64, "b" * 64, "c" * 64]
+    parents = [None, ids[0], ids[1]]
+    tars = [layer("etc/legacy", b"legacy\n"), layer("usr/legacy2", b"two\n"), None]
+    for i, (id, parent) in enumerate(zip(ids, parents)):
+        meta = {"id": id, "created": "2015-01-01T00:00:00Z", "os": "linux", "architecture": "amd64",
+                "container_config": {"Cmd": ["/bin/sh", "-c", "step %d" % i]}, "config": {"Env": ["A=1"]}}
+        if parent: meta["parent"] = parent
+        data(t, id + "/json", json.dumps(meta).encode())
+        data(t, id + "/VERSION", b"1.0")
+        if tars[i] is not None:
+            data(t, id + "/layer.tar", tars[i])
+        else:
+            i = tarfile.TarInfo(id + "/layer.tar"); i.type = tarfile.SYMTYPE; i.linkname = "../" + ids[0] + "/layer.tar"
+            t.addfile(i)
+    data(t, "repositories", json.dumps({"old/app": {"v1": ids[2]}}).encode())
+"#;
+
+#[test]
+fn the_legacy_form_is_read() {
+    let dir = tempdir();
+    let d = dir.path();
+    let legacy = d.join("legacy.tar");
+    run(d, "python3", &["-c", LEGACY_PY, legacy.to_str().unwrap()]);
+    let l = layer(d, "new.tar", "opt/new.txt", "new\n");
+    let out = d.join("out.tar");
+    let base_arg = format!("docker-archive:{}", legacy.display());
+    regtool(&[
+        "make-image",
+        "--base",
+        &base_arg,
+        &l,
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .run()
+    .ok();
+    assert_eq!(
+        unpacked_files(d, &out),
+        BTreeSet::from([
+            "etc/legacy".to_string(),
+            "usr/legacy2".to_string(),
+            "opt/new.txt".to_string()
+        ])
+    );
+    let inspect = run(
+        d,
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            &format!("docker-archive:{}", out.display()),
+        ],
+    );
+    let cfg: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(cfg["config"]["Env"], serde_json::json!(["A=1"]));
+    assert_eq!(cfg["history"][0]["created_by"], "/bin/sh -c step 0");
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn bad_archives_and_layers_are_data_errors_that_write_nothing() {
+    let dir = tempdir();
+    let d = dir.path();
+    let l = layer(d, "ok.tar", "etc/ok", "ok\n");
+    let good = d.join("good.tar");
+    regtool(&["make-image", &l, "-o", good.to_str().unwrap()])
+        .run()
+        .ok();
+    let bytes = std::fs::read(&good).unwrap();
+    let out = d.join("out.tar");
+    let out_s = out.to_str().unwrap();
+    let make = |base: &Path, layer: &str| {
+        let base_arg = format!("docker-archive:{}", base.display());
+        let r = regtool(&["make-image", "--base", &base_arg, layer, "-o", out_s]).run();
+        assert!(!out.exists(), "{}", r.stderr);
+        r
+    };
+    let truncated = d.join("truncated.tar");
+    std::fs::write(&truncated, &bytes[..3000]).unwrap();
+    assert!(make(&truncated, &l).fails(65).contains("truncated"));
+    let not_tar = d.join("text.tar");
+    std::fs::write(&not_tar, "just some text, no tar here\n".repeat(40)).unwrap();
+    assert!(
+        make(&not_tar, &l)
+            .fails(65)
+            .contains("not a docker archive")
+    );
+    // A layer that is not a tar, after the base's layers were written: nothing stays.
+    let bad_layer = d.join("bad-layer.tar");
+    std::fs::write(&bad_layer, "not a tar either\n".repeat(64)).unwrap();
+    let e = make(&good, bad_layer.to_str().unwrap())
+        .fails(65)
+        .to_string();
+    assert!(e.contains("bad-layer.tar"), "{e}");
+    // Missing files: 2.
+    make(&d.join("missing.tar"), &l).fails(2);
+    make(&good, d.join("missing-layer.tar").to_str().unwrap()).fails(2);
+    assert!(!std::fs::read_dir(d).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".regtool")
+    }));
+}
