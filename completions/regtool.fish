@@ -45,6 +45,7 @@ complete -c regtool -n "__fish_regtool_needs_command" -f -a "copy" -d 'Copy an i
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "flatten" -d 'Write the merged root filesystem of an image as one tar'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "squash" -d 'Merge layer tarballs into one plain layer tar'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "make-layer" -d 'Make a reproducible layer tar from files, directories and Python wheels'
+complete -c regtool -n "__fish_regtool_needs_command" -f -a "make-image" -d 'Build an image from a base and layer tarballs, without touching a registry'
 complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s o -l output -d 'Write to FILE instead of stdout (a regular file atomically, after verification)' -r -F
@@ -90,3 +91,7 @@ complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -l site-pack
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s o -l output -d 'Write the tar to FILE instead of stdout: a regular file (or a symlink\'s target) complete or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s V -l version -d 'Print version'
+complete -c regtool -n "__fish_regtool_using_subcommand make-image" -l base -d 'The base image (none: scratch)' -r
+complete -c regtool -n "__fish_regtool_using_subcommand make-image" -s o -l output -d 'Where to write the image: docker-archive:PATH[:NAME] or PATH.tar' -r
+complete -c regtool -n "__fish_regtool_using_subcommand make-image" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c regtool -n "__fish_regtool_using_subcommand make-image" -s V -l version -d 'Print version'

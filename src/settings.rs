@@ -193,7 +193,7 @@ pub const VARS: &[Var] = &[
         name: "SOURCE_DATE_EPOCH",
         dxf: false,
         plain: true,
-        help: "Seconds since 1970: the time recorded in the history entry append-layer adds (unset: none, so the same input gives the same image), and the mtime of every entry make-layer writes (unset: 0).",
+        help: "Seconds since 1970: the time recorded in the history entry append-layer adds (unset: none, so the same input gives the same image), the mtime of every entry make-layer writes (unset: 0), and the image and history times make-image writes (unset: 1970-01-01).",
     },
     Var {
         name: "DOCKER_CONFIG",

@@ -11,7 +11,7 @@
 //! archive, a missing member, a member whose path leaves the root and malformed JSON are data
 //! errors naming the archive.
 //!
-//! [`write`] makes archives, [`push`] uploads them (and computes the digest an upload gives).
+//! [`mod@write`] makes archives, [`push`] uploads them (and computes the digest an upload gives).
 
 pub mod push;
 pub mod write;

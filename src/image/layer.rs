@@ -102,6 +102,9 @@ pub fn sniff(head: &[u8]) -> Option<Compression> {
     }
 }
 
+/// Where a layer's bytes go: a store (or only a hash), giving back the digest and size.
+pub type PutBlob<'a> = dyn FnMut(&mut dyn Read) -> Result<(Digest, u64)> + 'a;
+
 /// An input ready to upload, with what it was found to be.
 pub struct Input<'a> {
     reader: BufReader<&'a mut dyn Read>,
@@ -145,7 +148,7 @@ impl<'a> Input<'a> {
     pub fn upload_to(
         self,
         wanted: Compression,
-        put: &mut dyn FnMut(&mut dyn Read) -> Result<(Digest, u64)>,
+        put: &mut PutBlob<'_>,
     ) -> Result<Layer> {
         let Input {
             reader,
