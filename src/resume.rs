@@ -22,6 +22,8 @@ pub struct Resuming<'a> {
     inner: Box<dyn Read + Send + 'a>,
     /// The operation's retry budget (see `registry::transport::retry`).
     budget: Budget,
+    /// The blob's whole size, when known: a reopened stream must offer what remains of it.
+    size: Option<u64>,
 }
 
 impl<'a> Resuming<'a> {
@@ -40,7 +42,16 @@ impl<'a> Resuming<'a> {
             offset: 0,
             inner,
             budget,
+            size: None,
         }
+    }
+
+    /// Expects the blob to be `size` bytes long (from its manifest or the first answer): a
+    /// reopened stream that announces another length than what remains is refused (a data
+    /// error) before it is read.
+    pub fn with_size(mut self, size: Option<u64>) -> Resuming<'a> {
+        self.size = size;
+        self
     }
 }
 
@@ -81,6 +92,16 @@ impl Resuming<'_> {
             });
             match reopened {
                 Ok(blob) => {
+                    let remains = self.size.map(|s| s.saturating_sub(self.offset));
+                    if let (Some(offered), Some(remains)) = (blob.size, remains)
+                        && offered != remains
+                    {
+                        return Err(Error::data(format!(
+                            "the registry offers {offered} bytes of {} from byte {}, {remains} remain",
+                            self.digest, self.offset
+                        ))
+                        .into());
+                    }
                     self.inner = blob.reader;
                     return Ok(());
                 }

@@ -30,6 +30,23 @@ pub struct BlobStream<'a> {
     pub reader: Box<dyn Read + Send + 'a>,
 }
 
+impl BlobStream<'_> {
+    /// Fails with a data error, before a byte is read, when the store announces another size
+    /// than the one already known (`declared`, from a manifest or an earlier answer): a
+    /// registry that promises more bytes than the blob has would otherwise be waited for
+    /// until the idle timeout, and one that promises fewer is lying about the blob.
+    pub fn expect_size(&self, digest: &Digest, declared: Option<u64>) -> Result<()> {
+        match (self.size, declared) {
+            (Some(offered), Some(declared)) if offered != declared => {
+                Err(crate::error::Error::data(format!(
+                    "the registry offers {offered} bytes of {digest}, the manifest declares {declared}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Where a store is: its identity (two stores at one location are the same store) and, as
 /// text, how messages name it: `registry 127.0.0.1:5000`, `local store /srv/x`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,8 +40,10 @@ use super::Ctx;
 ///
 /// Every blob is read up to its size and no further: the size an alias's manifest declares,
 /// else the registry's Content-Length. A registry that announces another length than the
-/// manifest, or keeps sending past the size, fails with status 65 (nothing past the size is
-/// written to stdout; with -o, no file is left).
+/// manifest (or, resuming a broken download, than what remains), or keeps sending past the
+/// size, fails with status 65 (nothing past the size is written to stdout; with -o, no file
+/// is left). Pulled by digest alone, a blob whose body stops short of the registry's
+/// Content-Length is waited for REGTOOL_TIMEOUT seconds, resumed, and given up on with 69.
 #[derive(clap::Args)]
 pub struct Args {
     /// Repository, like fred/logs
@@ -166,9 +168,9 @@ fn open<'a>(
         None => budget.enter(|| store.blob_size(repo, digest))?,
     };
     let reader = std::mem::replace(&mut blob.reader, Box::new(std::io::empty()));
-    blob.reader = Box::new(regtool::resume::Resuming::new(
-        store, repo, digest, reader, budget,
-    ));
+    blob.reader = Box::new(
+        regtool::resume::Resuming::new(store, repo, digest, reader, budget).with_size(size),
+    );
     Ok((blob, size))
 }
 

@@ -226,6 +226,7 @@ fn build(
         )));
     }
     let mut stream = src.store.open_blob(src.repo, &config.digest)?;
+    stream.expect_size(&config.digest, Some(config.size))?;
     let mut old = Vec::new();
     copy_verified(
         &mut (&mut stream.reader).take(MAX_CONFIG + 1),

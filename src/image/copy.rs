@@ -49,13 +49,15 @@ pub fn ensure_blobs(
         let budget = retry_policy(src, dst).budget();
         crate::resume::again(&budget, || {
             let stream = src.store.open_blob(src.repo, &blob.digest)?;
+            stream.expect_size(&blob.digest, Some(blob.size))?;
             let mut reader = crate::resume::Resuming::new(
                 src.store,
                 src.repo,
                 &blob.digest,
                 stream.reader,
                 budget.clone(),
-            );
+            )
+            .with_size(Some(blob.size));
             dst.store
                 .put_blob(dst.repo, &blob.digest, blob.size, &mut reader)
         })

@@ -99,8 +99,10 @@ pub(crate) fn open_verified<'a>(
     // One blob is one operation: its requests and its resumptions draw from one budget.
     let budget = RetryPolicy::new(retries).budget();
     let blob = budget.enter(|| side.store.open_blob(side.repo, &digest))?;
+    blob.expect_size(&digest, size)?;
     let resuming =
-        crate::resume::Resuming::new(side.store, side.repo, &digest, blob.reader, budget);
+        crate::resume::Resuming::new(side.store, side.repo, &digest, blob.reader, budget)
+            .with_size(size.or(blob.size));
     Ok(Box::new(Verified {
         inner: Some(HashingReader::new(resuming, digest.algorithm())),
         digest,

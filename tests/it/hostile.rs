@@ -574,3 +574,138 @@ fn auth_never_prints_a_token_with_escapes() {
     assert!(out.stdout.is_empty());
     no_escapes(&out);
 }
+
+/// An OCI image manifest with one config and one layer (digest, size each).
+fn image_manifest(config: (&str, u64), layer: (&str, u64)) -> String {
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config.0,
+            "size": config.1
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": layer.0,
+            "size": layer.1
+        }],
+    })
+    .to_string()
+}
+
+#[test]
+fn a_content_length_other_than_the_manifests_is_refused_before_reading_in_copy_and_flatten() {
+    // The layer's answer announces 1000 bytes more than the manifest declares, sends the
+    // declared ones and then nothing: reading on would wait for the idle timeout.
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = b"the layer's bytes, never read";
+    let (config_digest, layer_digest) = (sha256(config), sha256(layer));
+    let manifest = image_manifest(
+        (&config_digest, config.len() as u64),
+        (&layer_digest, layer.len() as u64),
+    );
+    let wanted = format!("/blobs/{layer_digest}");
+    let server = Server::start(move |req| {
+        if req.path.contains("/manifests/") {
+            manifest_response(&manifest)
+        } else if req.path.ends_with(&wanted) {
+            Response::new(200)
+                .header("Content-Length", (layer.len() + 1000).to_string())
+                .body(&layer[..])
+        } else {
+            Response::new(200).body(&config[..])
+        }
+    });
+    let source = format!("{}/fred/img:v1", server.host);
+    let dir = tempdir();
+    let store = format!("oci:{}", dir.path().join("store").display());
+    let rootfs = dir.path().join("rootfs.tar");
+    for args in [
+        vec!["flatten", &source, "-o", rootfs.to_str().unwrap()],
+        vec!["copy", &source, "fred/img:v1"],
+    ] {
+        // A wait for the missing bytes would end in 69 (the timeout, no retries left).
+        let out = regtool(&args)
+            .env("REGTOOL_HOST", &store)
+            .env("REGTOOL_TIMEOUT", "5")
+            .env("REGTOOL_RETRIES", "0")
+            .run();
+        assert!(
+            out.fails(65).contains(&format!(
+                "the registry offers {} bytes of {layer_digest}, the manifest declares {}",
+                layer.len() + 1000,
+                layer.len()
+            )),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(!rootfs.exists());
+}
+
+#[test]
+fn a_resumed_download_offering_another_length_than_remains_is_refused() {
+    let content = b"hello world";
+    let digest = sha256(content);
+    let manifest = alias_manifest(&[(&digest, content.len() as u64)]);
+    let server = Server::start(move |req| {
+        if req.path.contains("/manifests/") {
+            manifest_response(&manifest)
+        } else if req.headers.contains_key("range") {
+            // The rest of the blob is 6 bytes; the answer announces 1000.
+            Response::new(206)
+                .header("Content-Range", "bytes 5-10/11")
+                .header("Content-Length", "1000")
+                .body(&content[5..])
+        } else {
+            // The first answer breaks off after 5 bytes (a stall past the idle timeout).
+            Response::new(200).body(&content[..]).stall_after(5)
+        }
+    });
+    let out = regtool(&["pull-blob", "fred/logs", "@cut"])
+        .env("REGTOOL_HOST", &server.host)
+        .env("REGTOOL_TIMEOUT", "2")
+        .env("REGTOOL_RETRIES", "1")
+        .run();
+    assert!(
+        out.fails(65).contains(&format!(
+            "the registry offers 1000 bytes of {digest} from byte 5, 6 remain"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, &content[..5]);
+}
+
+#[test]
+fn a_digest_alone_takes_the_registrys_length_and_a_body_that_stops_short_is_an_outage() {
+    // No manifest: the answer's Content-Length is all there is to go by. A registry that
+    // announces more than it sends is waited for (the idle timeout), resumed as a broken
+    // download, and given up on with 69; nothing unverified is kept.
+    let content = b"hello world";
+    let digest = sha256(content);
+    let server = Server::start(move |_| {
+        Response::new(200)
+            .header("Content-Length", "1000")
+            .body(&content[..])
+    });
+    let dir = tempdir();
+    let target = dir.path().join("out.bin");
+    let out = regtool(&[
+        "pull-blob",
+        "fred/logs",
+        &digest,
+        "-o",
+        target.to_str().unwrap(),
+    ])
+    .env("REGTOOL_HOST", &server.host)
+    .env("REGTOOL_TIMEOUT", "1")
+    .env("REGTOOL_RETRIES", "1")
+    .run();
+    assert!(out.fails(69).contains("timeout"), "{}", out.stderr);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let gets = server.seen().iter().filter(|r| r.method == "GET").count();
+    assert_eq!(gets, 2, "the first answer and one resumption");
+}
