@@ -216,11 +216,13 @@ impl Http {
                             url = self.absolute(&path);
                             continue;
                         }
-                        Some(Fallback::Refuse) => return Err(plain_http_error(self.host.as_str())),
+                        Some(Fallback::Refuse) => {
+                            return Err(plain_http_error(&self.failed_host(&url)));
+                        }
                         None => {}
                     }
                     let unsent = never_sent(&e);
-                    let err = self.transport_error(e);
+                    let err = self.transport_error(e, &url);
                     if err.kind == Kind::Unavailable
                         && body.replayable()
                         && (retry == Retry::Idempotent || unsent)
@@ -336,8 +338,34 @@ impl Http {
         self.auth.mint(scope, &transport)
     }
 
-    fn transport_error(&self, e: ureq::Error) -> Error {
-        from_transport(e, self.host.as_str(), self.trusts_given_certs)
+    /// The error for a failed attempt on `url`, naming the host that failed: the registry, or
+    /// the host a redirect sent us to (a registry's answer may well point at a blob store that
+    /// is down, and the registry is not the one to blame nor to check).
+    fn transport_error(&self, e: ureq::Error, url: &str) -> Error {
+        let host = self.failed_host(url);
+        let err = from_transport(e, &host, self.trusts_given_certs);
+        if host == self.host.as_str() {
+            return err;
+        }
+        match err.cause {
+            // Its hint is about the registry's own address.
+            Some(Cause::ConnectionRefused) => Error { cause: None, ..err }.with_hint(format!(
+                "the registry redirected the request to {host}, which does not answer"
+            )),
+            _ => err,
+        }
+    }
+
+    /// The host an attempt on `url` went to, as messages name it: the registry's own, or
+    /// (after a redirect elsewhere) the target's authority, sanitised (a server chose it).
+    fn failed_host(&self, url: &str) -> String {
+        if self.same_origin(url) {
+            return self.host.to_string();
+        }
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        crate::text::sanitize(authority, 100)
     }
 
     /// Sends a request and fails unless the status is one of `ok`. `what` names the operation.

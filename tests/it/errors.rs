@@ -454,3 +454,41 @@ fn insecure_goes_straight_to_http_and_timeouts_end_stalls() {
         "the stall was not cut short"
     );
 }
+
+#[test]
+fn a_redirect_that_fails_names_the_host_that_failed() {
+    // The registry answers; the host it redirects the blob to does not. With or without a
+    // proxy in between, the message names that host, never the registry that answered.
+    let gone = format!("127.0.0.1:{}", free_port());
+    let target = gone.clone();
+    let server = Server::start(move |_| {
+        Response::new(307).header("Location", format!("http://{target}/blob?sig=abc"))
+    });
+    let digest = sha256(b"blob bytes");
+    let direct = regtool(&["pull-blob", "fred/logs", &digest])
+        .env("REGTOOL_HOST", &server.host)
+        .env("REGTOOL_RETRIES", "0")
+        .run();
+    let (proxy, log) = crate::faults::forward_proxy();
+    let proxied = regtool(&["pull-blob", "fred/logs", &digest])
+        .env("REGTOOL_HOST", &server.host)
+        .env("REGTOOL_INSECURE", "1")
+        .env("HTTP_PROXY", format!("http://{proxy}"))
+        .env("REGTOOL_RETRIES", "0")
+        .run();
+    assert!(
+        log.lock().unwrap().iter().any(|l| l.contains(&gone)),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    for out in [direct, proxied] {
+        let err = out.fails(69);
+        assert!(err.contains(&gone), "{err}");
+        assert!(!err.contains(&server.host), "{err}");
+        assert!(!err.contains("sig=abc"), "{err}");
+        assert!(
+            !err.contains("REGTOOL_HOST"),
+            "the hint blames the registry: {err}"
+        );
+    }
+}
