@@ -290,3 +290,92 @@ fn a_token_with_control_characters_is_refused_at_once_and_never_cached() {
         assert_eq!(token_calls, 1, "no retry, and nothing cached: asked again");
     }
 }
+
+/// A registry that wants bearer tokens from its own /token, which answers `answer`; the
+/// token `good-token` lists one tag.
+fn realm_answering(answer: &'static str) -> Server {
+    Server::start(move |req| {
+        let host = req.headers.get("host").cloned().unwrap_or_default();
+        if req.path.starts_with("/token") {
+            return Response::new(200).body(answer);
+        }
+        if req.headers.get("authorization").map(String::as_str) == Some("Bearer good-token") {
+            return Response::new(200).body(r#"{"name":"repo","tags":["a"]}"#);
+        }
+        let challenge = format!(r#"Bearer realm="http://{host}/token",service="svc""#);
+        Response::new(401).header("WWW-Authenticate", challenge)
+    })
+}
+
+fn token_calls(server: &Server, since: usize) -> usize {
+    server.seen()[since..]
+        .iter()
+        .filter(|r| r.path.starts_with("/token"))
+        .count()
+}
+
+#[test]
+fn a_realm_answering_malformed_json_or_no_token_is_bad_data() {
+    for (answer, said) in [
+        (
+            "<html>not a token</html>",
+            "the token server answered with malformed JSON",
+        ),
+        (
+            r#"{"expires_in":300}"#,
+            "the token server answered without a token",
+        ),
+    ] {
+        let server = realm_answering(answer);
+        let out = crate::harness::regtool(&["list-aliases", "repo"])
+            .env("REGTOOL_HOST", &server.host)
+            .env("REGTOOL_INSECURE", "1")
+            .env("REGTOOL_CACHE_DIR", crate::harness::tempdir().path())
+            .run();
+        let err = out.fails(65);
+        assert!(err.starts_with("regtool: ") && err.contains(said), "{err}");
+        assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+        assert_eq!(
+            token_calls(&server, 0),
+            1,
+            "a malformed answer is not retried"
+        );
+    }
+}
+
+#[test]
+fn a_bad_token_or_file_in_the_cache_is_ignored_and_fetched_again() {
+    let server = realm_answering(r#"{"token":"good-token","expires_in":300}"#);
+    let cache = crate::harness::tempdir();
+    let file = cache.path().join("tokens.json");
+    let list = || {
+        let before = server.seen().len();
+        let out = crate::harness::regtool(&["list-aliases", "repo"])
+            .env("REGTOOL_HOST", &server.host)
+            .env("REGTOOL_INSECURE", "1")
+            .env("REGTOOL_CACHE_DIR", cache.path())
+            .run();
+        assert_eq!(out.ok().trim(), "a");
+        token_calls(&server, before)
+    };
+    assert_eq!(list(), 1);
+    assert_eq!(list(), 0, "cached");
+    // An entry that cannot go in a header (an older version cached such tokens).
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(stored.contains("\"good-token\""), "{stored}");
+    std::fs::write(
+        &file,
+        stored.replace("\"good-token\"", "\"bad\\u001b[31mtoken\""),
+    )
+    .unwrap();
+    assert_eq!(list(), 1, "the bad entry is fetched again");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("\"good-token\"")
+    );
+    // A file that is not JSON at all.
+    std::fs::write(&file, "{ not json").unwrap();
+    assert_eq!(list(), 1);
+    assert_eq!(list(), 0, "and the cache works again");
+}

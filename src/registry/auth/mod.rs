@@ -409,13 +409,14 @@ mod tests {
                 .kind,
             Kind::Denied
         );
+        // An answer without a token refuses nothing: it is bad data.
         let garbage = |_: &TokenCall| -> Result<(u16, Vec<u8>)> { Ok((200, b"{}".to_vec())) };
         assert_eq!(
             Auth::new("h", cfg())
                 .challenged(&local, &Scope::default(), None, &garbage)
                 .unwrap_err()
                 .kind,
-            Kind::Denied
+            Kind::Data
         );
     }
 

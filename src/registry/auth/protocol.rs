@@ -109,11 +109,11 @@ pub fn exchange(
         )
         .with_cause(Cause::AccessTokenRefused));
     }
+    // A 200 that is no answer is bad data, not a refusal: the credentials may be fine.
     let answer: ExchangeAnswer = serde_json::from_slice(&body).map_err(|e| {
-        Error::new(
-            Kind::Denied,
-            format!("the token exchange answered with malformed JSON: {e}"),
-        )
+        Error::data(format!(
+            "the token exchange answered with malformed JSON: {e}"
+        ))
     })?;
     Ok(answer.refresh_token)
 }
@@ -184,17 +184,18 @@ pub fn fetch(
 
 /// A token answer: `token` or `access_token`, and `expires_in` (the spec's default is 60 s).
 fn read_token(body: &[u8]) -> Result<Token> {
+    // A 200 that holds no token is a malformed answer (bad data), not a refusal: nothing
+    // says the credentials were wrong, and asking again would not help.
     let answer: TokenAnswer = serde_json::from_slice(body).map_err(|e| {
-        Error::new(
-            Kind::Denied,
-            format!("the token server answered with malformed JSON: {e}"),
-        )
+        Error::data(format!(
+            "the token server answered with malformed JSON: {e}"
+        ))
     })?;
     let token = answer
         .token
         .or(answer.access_token)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::new(Kind::Denied, "the token server answered without a token"))?;
+        .ok_or_else(|| Error::data("the token server answered without a token"))?;
     if !header_safe(token.expose()) {
         return Err(Error::data(
             "the token server sent a token that is not printable ASCII",
@@ -229,11 +230,8 @@ mod tests {
         let t = read_token(br#"{"access_token":"a","expires_in":300}"#).unwrap();
         assert_eq!(t.token.expose(), "a");
         assert!(t.fresh());
-        assert_eq!(
-            read_token(br#"{"token":""}"#).unwrap_err().kind,
-            Kind::Denied
-        );
-        assert_eq!(read_token(b"<html>").unwrap_err().kind, Kind::Denied);
+        assert_eq!(read_token(br#"{"token":""}"#).unwrap_err().kind, Kind::Data);
+        assert_eq!(read_token(b"<html>").unwrap_err().kind, Kind::Data);
     }
 
     #[test]
