@@ -92,6 +92,6 @@ complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s o -l outp
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand make-image" -l base -d 'The base image (none: scratch)' -r
-complete -c regtool -n "__fish_regtool_using_subcommand make-image" -s o -l output -d 'Where to write the image: docker-archive:PATH[:NAME] or PATH.tar' -r
+complete -c regtool -n "__fish_regtool_using_subcommand make-image" -s o -l output -d 'Where to write the image: docker-archive:PATH[:NAME], PATH.tar, or oci:PATH[:TAG]' -r
 complete -c regtool -n "__fish_regtool_using_subcommand make-image" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand make-image" -s V -l version -d 'Print version'

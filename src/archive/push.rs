@@ -4,8 +4,7 @@
 //! fixed level, no mtime and no name; zstd at a fixed level), so the same archive always
 //! gives the same manifest, and [`digest`] gets it by compressing into a hashing sink.
 //!
-//! The manifest is Docker schema 2 (what `docker push` makes of a loaded image) unless a
-//! layer is zstd, which only OCI manifests can carry.
+//! The manifest is always OCI (see [`manifest`]).
 
 use std::io::Read;
 
@@ -16,41 +15,45 @@ use crate::error::{Error, Result};
 use crate::image::copy::Side;
 use crate::image::layer::{Compression, Input, Layer};
 use crate::oci::digest::{Algorithm, hash_reader};
-use crate::oci::{Digest, Reference, media};
+use crate::oci::{Descriptor, Digest, Reference, media};
 
 /// Where the blobs go: stored, or only hashed.
 type Put<'a> = dyn Fn(&mut dyn Read) -> Result<(Digest, u64)> + Sync + 'a;
 
-/// Uploads `image` of `archive` to `dst` and stores its manifest under `reference`; returns
-/// the manifest's digest. `jobs` layers move at once.
+/// Uploads `image` of `archive` to `dst` and stores its manifest under `reference` (None: by
+/// its digest); returns the manifest's descriptor. `jobs` layers move at once.
 pub fn push(
     archive: &Archive,
     image: &Image,
     dst: Side<'_>,
-    reference: &Reference,
+    reference: Option<&Reference>,
     compression: Compression,
     jobs: usize,
-) -> Result<Digest> {
+) -> Result<Descriptor> {
     let put = |content: &mut dyn Read| {
         dst.store
             .put_blob_stream(dst.repo, content, Algorithm::Sha256)
     };
     let layers = upload(archive, image, compression, jobs, &put)?;
     let config_digest = Digest::sha256(&image.config);
-    if !dst
-        .store
-        .has_blob(dst.repo, &config_digest, image.config.len() as u64)?
-    {
+    let config_size = image.config.len() as u64;
+    if !dst.store.has_blob(dst.repo, &config_digest, config_size)? {
         dst.store.put_blob(
             dst.repo,
             &config_digest,
-            image.config.len() as u64,
+            config_size,
             &mut &image.config[..],
         )?;
     }
     let (bytes, media_type) = manifest(&image.config, &layers)?;
-    dst.store
-        .put_manifest(dst.repo, reference, &bytes, media_type)
+    let by_digest = Reference::Digest(Digest::sha256(&bytes));
+    let digest = dst.store.put_manifest(
+        dst.repo,
+        reference.unwrap_or(&by_digest),
+        &bytes,
+        media_type,
+    )?;
+    Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
 }
 
 /// The manifest digest [`push`] would give `image` (its layers compressed into a hashing
@@ -93,29 +96,21 @@ fn upload(
     results.into_iter().collect()
 }
 
-/// The image manifest of `config` and `layers`, and its media type.
+/// The image manifest of `config` and `layers`, and its media type: always OCI, which every
+/// current registry takes, which OCI layouts require (skopeo and umoci refuse Docker media
+/// types there), and which can carry zstd layers; so an archive has one digest wherever it
+/// is pushed.
 pub fn manifest(config: &[u8], layers: &[Layer]) -> Result<(Vec<u8>, &'static str)> {
-    let docker = layers.iter().all(|l| l.compression != Compression::Zstd);
-    let layer_type = |c: Compression| match (docker, c) {
-        (true, Compression::Gzip) => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-        (true, _) => "application/vnd.docker.image.rootfs.diff.tar",
-        (false, Compression::Gzip) => "application/vnd.oci.image.layer.v1.tar+gzip",
-        (false, Compression::Zstd) => "application/vnd.oci.image.layer.v1.tar+zstd",
-        (false, Compression::None) => "application/vnd.oci.image.layer.v1.tar",
-    };
-    let (manifest_type, config_type) = if docker {
-        (media::DOCKER_MANIFEST, media::DOCKER_CONFIG)
-    } else {
-        (
-            media::OCI_MANIFEST,
-            "application/vnd.oci.image.config.v1+json",
-        )
+    let layer_type = |c: Compression| match c {
+        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        Compression::None => "application/vnd.oci.image.layer.v1.tar",
     };
     let value = json!({
         "schemaVersion": 2,
-        "mediaType": manifest_type,
+        "mediaType": media::OCI_MANIFEST,
         "config": {
-            "mediaType": config_type,
+            "mediaType": "application/vnd.oci.image.config.v1+json",
             "size": config.len(),
             "digest": Digest::sha256(config),
         },
@@ -126,5 +121,5 @@ pub fn manifest(config: &[u8], layers: &[Layer]) -> Result<(Vec<u8>, &'static st
         })).collect::<Vec<_>>(),
     });
     let bytes = serde_json::to_vec_pretty(&value).map_err(|e| Error::other(e.to_string()))?;
-    Ok((bytes, manifest_type))
+    Ok((bytes, media::OCI_MANIFEST))
 }

@@ -1,25 +1,28 @@
 //! `make-image [--base <image>] <layer>... -o <image>`: layertool's `image`. Builds an image
 //! from a base (a registry image, a layout or an archive; none: scratch) and layer tarballs
-//! into a docker archive (`regtool::image::make_image`), touching no registry except to read
-//! a registry base.
+//! (`regtool::image::make_image`) into a docker archive, or into an OCI layout (the archive
+//! made in a temporary file, then pushed into the layout). No registry is touched except to
+//! read a registry base.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use regtool::archive::Archive;
-use regtool::archive::write::{Output, Writer};
+use regtool::archive::push;
 use regtool::error::{Error, Result};
+use regtool::image::copy::Side;
+use regtool::image::endpoint::Endpoint;
 use regtool::image::make_image::{self, Base};
+use regtool::layout::Layout;
 use regtool::oci::Platform;
-use regtool::outfile::OutFile;
+use serde_json::json;
 
 use super::Ctx;
 
 /// Build an image from a base and layer tarballs, without touching a registry
 ///
-/// The base is a registry image ([host[:port]/]repo[:tag|@digest], only read) or a docker
-/// archive (docker-archive:PATH); without --base the image starts empty (scratch), for
-/// REGTOOL_PLATFORM or this machine's platform. A multi-platform base gives the image of
-/// REGTOOL_PLATFORM or of this machine.
+/// The base is a registry image ([host[:port]/]repo[:tag|@digest], only read), an OCI layout
+/// (oci:PATH[:TAG]) or a docker archive (docker-archive:PATH); without --base the image
+/// starts empty (scratch), for REGTOOL_PLATFORM or this machine's platform. A multi-platform
+/// base gives the image of REGTOOL_PLATFORM or of this machine.
 ///
 /// Each layer is a tar, plain or gzip- or zstd-compressed (- for stdin); it is checked to be
 /// a tar and stored uncompressed in the archive, so that its sha256 is the diff_id the config
@@ -29,7 +32,9 @@ use super::Ctx;
 ///
 /// The output is a docker archive (docker-archive:PATH[:NAME], or a PATH ending in .tar),
 /// with NAME as its RepoTags when given: what docker load and skopeo read, and push-image
-/// uploads. A regular file is written complete or not at all.
+/// uploads; a regular file is written complete or not at all. Or an OCI layout
+/// (oci:PATH[:TAG], or a directory), its layers compressed as REGTOOL_COMPRESSION says.
+/// Prints the manifest digest for a layout.
 #[derive(clap::Args)]
 pub struct Args {
     /// The base image (none: scratch)
@@ -38,7 +43,7 @@ pub struct Args {
     /// Layer tarballs, bottom first (- for stdin)
     #[arg(required = true)]
     pub layers: Vec<PathBuf>,
-    /// Where to write the image: docker-archive:PATH[:NAME] or PATH.tar
+    /// Where to write the image: docker-archive:PATH[:NAME], PATH.tar, or oci:PATH[:TAG]
     #[arg(short = 'o', long = "output", value_name = "IMAGE", required = true)]
     pub output: String,
 }
@@ -62,49 +67,48 @@ pub fn own_platform() -> Platform {
     }
 }
 
-/// `docker-archive:PATH[:NAME]` or a bare `PATH.tar`: the path and the RepoTags.
-fn archive_output(text: &str) -> Result<(PathBuf, Vec<String>)> {
-    if let Some(rest) = text.strip_prefix("docker-archive:") {
-        return match rest.split_once(':') {
-            Some((path, name)) if !path.is_empty() && !name.is_empty() => {
-                regtool::oci::ImageRef::parse(name)?;
-                Ok((PathBuf::from(path), vec![name.to_string()]))
-            }
-            None if !rest.is_empty() => Ok((PathBuf::from(rest), Vec::new())),
-            _ => Err(Error::usage(format!("invalid image {text:?}"))),
-        };
-    }
-    if text.ends_with(".tar") {
-        return Ok((PathBuf::from(text), Vec::new()));
-    }
-    Err(Error::usage(format!(
-        "{text}: make-image writes a docker archive (docker-archive:PATH or PATH.tar)"
-    )))
-}
-
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    let (path, repo_tags) = archive_output(&args.output)?;
+    let output = Endpoint::parse_local(&args.output)?;
     let cancel = ctx.cancel.clone();
-    let tmp = std::env::temp_dir();
     let platform = ctx.settings.platform.clone().unwrap_or_else(own_platform);
     let created = ctx
         .settings
         .created
         .clone()
         .unwrap_or_else(|| regtool::image::append::rfc3339(0));
+    let base_endpoint = args.base.as_deref().map(Endpoint::parse).transpose()?;
+    if args.layers.iter().filter(|p| p.as_os_str() == "-").count() > 0
+        && let Some(Endpoint::Archive(a)) = &base_endpoint
+        && a.path.as_os_str() == "-"
+    {
+        return Err(Error::usage("stdin (-) can be read only once"));
+    }
     // Everything is opened before the output is created, so a missing input writes nothing.
     let mut layers = super::squash::open_all(&args.layers, &cancel)?;
     let archive;
+    let layout;
+    let layout_repo = Layout::repo();
     let located;
-    let base = match args.base.as_deref() {
+    let base = match &base_endpoint {
         None => Base::Scratch(platform),
-        Some(text) if text.starts_with("docker-archive:") => {
-            let p = &text["docker-archive:".len()..];
-            archive = Archive::open(Path::new(p), &tmp, &cancel)?;
+        Some(Endpoint::Archive(a)) => {
+            archive = super::archive_io::open(&a.path, &cancel)?;
             Base::Archive(&archive)
         }
-        Some(text) => {
-            located = super::locate(ctx, text)?;
+        Some(Endpoint::Layout(l)) => {
+            layout = l.open(&cancel);
+            Base::Store {
+                reference: l.reference(&layout)?,
+                side: Side {
+                    store: &layout,
+                    repo: &layout_repo,
+                },
+                platform,
+                retries: 0,
+            }
+        }
+        Some(Endpoint::Registry(_)) => {
+            located = super::locate(ctx, args.base.as_deref().unwrap_or_default())?;
             Base::Store {
                 side: located.side(),
                 reference: located.reference.reference(),
@@ -113,13 +117,49 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
             }
         }
     };
-    let mut out = OutFile::create(&path, &cancel)?;
-    {
-        let writer = match out.seekable() {
-            Some(file) => Writer::new(Output::Seekable(file), &tmp, &cancel),
-            None => Writer::new(Output::Stream(&mut out), &tmp, &cancel),
-        };
-        make_image::make_image(&base, &mut layers, &created, &repo_tags, writer)?;
+    match output {
+        Endpoint::Archive(a) => {
+            let tags = super::archive_io::repo_tags(a.reference.as_ref());
+            super::archive_io::create(&a.path, &cancel, |writer| {
+                make_image::make_image(&base, &mut layers, &created, &tags, writer)
+            })
+        }
+        Endpoint::Layout(l) => {
+            // The archive first (in TMPDIR), then pushed into the layout: one code path
+            // makes images, and the layout's index entry comes last.
+            let tmp = tempfile::Builder::new()
+                .prefix(".regtool-image-")
+                .tempfile_in(std::env::temp_dir())
+                .map_err(|e| Error::io("creating a temporary file", &e))?;
+            let _guard = cancel.remove_on_cancel(tmp.path());
+            super::archive_io::create(tmp.path(), &cancel, |writer| {
+                make_image::make_image(&base, &mut layers, &created, &[], writer)
+            })?;
+            let made = super::archive_io::open(tmp.path(), &cancel)?;
+            let image = made.image()?;
+            let store = l.open(&cancel);
+            let repo = Layout::repo();
+            let tag = l.tag.clone().map(regtool::oci::Reference::Tag);
+            let top = push::push(
+                &made,
+                &image,
+                Side {
+                    store: &store,
+                    repo: &repo,
+                },
+                tag.as_ref(),
+                ctx.settings.compression,
+                ctx.settings.jobs,
+            )?;
+            if tag.is_none() {
+                store.add_untagged(&repo, &top)?;
+            }
+            let text = top.digest.to_string();
+            ctx.out.result(&text, json!({"digest": top.digest}))
+        }
+        Endpoint::Registry(_) => Err(Error::usage(
+            "make-image writes an archive or a layout, never to a registry",
+        )
+        .with_hint("push the result with: regtool push-image")),
     }
-    out.commit()
 }

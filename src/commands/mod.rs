@@ -2,6 +2,7 @@
 //! and prints through [`Output`]. What several verbs share lives here.
 
 pub mod append_layer;
+pub mod archive_io;
 pub mod auth;
 pub mod blob_size;
 pub mod copy;

@@ -145,11 +145,7 @@ impl<'a> Input<'a> {
 
     /// Compresses the layer (unless it already is) in one pass and hands the stream to `put`,
     /// which stores it, or only hashes it, and returns its digest and size.
-    pub fn upload_to(
-        self,
-        wanted: Compression,
-        put: &mut PutBlob<'_>,
-    ) -> Result<Layer> {
+    pub fn upload_to(self, wanted: Compression, put: &mut PutBlob<'_>) -> Result<Layer> {
         let Input {
             reader,
             precompressed,

@@ -314,3 +314,51 @@ fn bad_archives_and_layers_are_data_errors_that_write_nothing() {
             .contains(".regtool")
     }));
 }
+
+#[test]
+fn make_image_into_and_on_top_of_an_oci_layout() {
+    let dir = tempdir();
+    let d = dir.path();
+    let l1 = layer(d, "l1.tar", "etc/one", "one\n");
+    let l2 = layer(d, "l2.tar", "usr/two", "two\n");
+    let lay = d.join("lay");
+    let v1 = format!("oci:{}:v1", lay.display());
+    let digest = regtool(&["make-image", &l1, "-o", &v1]).run().ok();
+    let inspect = run(d, "skopeo", &["inspect", &v1]);
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["Digest"].as_str(), Some(digest.trim()));
+    let v2 = format!("oci:{}:v2", lay.display());
+    regtool(&["make-image", "--base", &v1, &l2, "-o", &v2])
+        .env("REGTOOL_COMPRESSION", "zstd")
+        .run()
+        .ok();
+    let manifest = run(d, "skopeo", &["inspect", "--raw", &v2]);
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    // The same image as an archive, copied into a layout by skopeo, unpacks the same.
+    let a = d.join("a.tar");
+    regtool(&["make-image", "--base", &v1, &l2, "-o", a.to_str().unwrap()])
+        .run()
+        .ok();
+    assert_eq!(
+        unpacked_files(d, &a),
+        BTreeSet::from(["etc/one".to_string(), "usr/two".to_string()])
+    );
+    // A layout without the tag: 2, nothing written.
+    let missing = format!("oci:{}:nope", lay.display());
+    let out = d.join("out.tar");
+    regtool(&[
+        "make-image",
+        "--base",
+        &missing,
+        &l2,
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .run()
+    .fails(2);
+    assert!(!out.exists());
+}
