@@ -2,13 +2,19 @@
 //! the cache directory the caller gives, mode 0600, replaced atomically) so that the
 //! next process neither asks the token server again nor pays a 401 round trip to learn the
 //! realm (docs/registry-notes.md §16). Entries are keyed by registry, realm, service, identity and
-//! scope; expired ones are dropped when the file is written. The identity is an HMAC of the
+//! scope; expired ones are dropped when the file is written.
+//!
+//! Many processes share the file (a script running eight pushes at once): readers never lock
+//! (the file is only ever replaced whole, by a rename), and a writer holds a lock on
+//! `tokens.lock` only while it reads the file again, adds its one entry and renames the new
+//! file into place, so that no process's entry is lost to another's write. In a process,
+//! lookups share a read lock; only the first load and a change take it alone. The identity is an HMAC of the
 //! credentials under a random key kept beside the cache (`key`, 0600), so that the file gives
 //! nobody a way to test password guesses offline, as a plain hash of them would.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -75,7 +81,7 @@ struct File {
 /// The token cache: in memory, and in a file when a directory is given.
 pub struct Cache {
     path: Option<PathBuf>,
-    mem: Mutex<Option<File>>,
+    mem: RwLock<Option<File>>,
     /// None when the system has no random numbers to give: names are then plain hashes,
     /// and nothing that carries them is written to disk.
     key: OnceLock<Option<ring::hmac::Key>>,
@@ -86,7 +92,7 @@ impl Cache {
     pub fn new(dir: Option<PathBuf>) -> Cache {
         Cache {
             path: dir.map(|d| d.join("tokens.json")),
-            mem: Mutex::new(None),
+            mem: RwLock::new(None),
             key: OnceLock::new(),
         }
     }
@@ -116,30 +122,43 @@ impl Cache {
         self.key.get().is_none_or(Option::is_some)
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut File) -> T) -> T {
-        let mut guard = match self.mem.lock() {
+    fn load(&self) -> File {
+        self.path.as_deref().map(read_file).unwrap_or_default()
+    }
+
+    /// Runs `f` on the entries, loading them on first use; lookups share the lock.
+    fn read<T>(&self, f: impl FnOnce(&File) -> T) -> T {
+        {
+            let guard = match self.mem.read() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some(file) = guard.as_ref() {
+                return f(file);
+            }
+        }
+        self.write(|file| f(file))
+    }
+
+    /// Runs `f` on the entries alone (loading them on first use).
+    fn write<T>(&self, f: impl FnOnce(&mut File) -> T) -> T {
+        let mut guard = match self.mem.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let file = guard.get_or_insert_with(|| {
-            self.path
-                .as_ref()
-                .and_then(|p| std::fs::read(p).ok())
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default()
-        });
+        let file = guard.get_or_insert_with(|| self.load());
         f(file)
     }
 
     /// The realm `host` sent clients to last time.
     pub fn realm(&self, host: &str) -> Option<Realm> {
-        self.with(|f| f.realms.get(host).cloned())
+        self.read(|f| f.realms.get(host).cloned())
     }
 
     /// The unexpired token under `key`.
     pub fn token(&self, key: &str) -> Option<Token> {
         // An entry that cannot go in a header (written by an older version) is dropped.
-        self.with(|f| {
+        self.read(|f| {
             f.tokens
                 .get(key)
                 .filter(|t| t.fresh() && super::protocol::header_safe(t.token.expose()))
@@ -147,24 +166,78 @@ impl Cache {
         })
     }
 
-    /// Drops the token under `key` (the registry refused it).
+    /// Drops the token under `key` (the registry refused it), here and on disk, where the
+    /// next process would otherwise try it again.
     pub fn forget(&self, key: &str) {
-        self.with(|f| f.tokens.remove(key));
+        let Some(refused) = self.write(|f| f.tokens.remove(key)) else {
+            return;
+        };
+        self.update_disk(|disk| {
+            if disk
+                .tokens
+                .get(key)
+                .is_some_and(|t| t.token.expose() == refused.token.expose())
+            {
+                disk.tokens.remove(key);
+            }
+        });
     }
 
     /// Keeps `token` under `key`, and `realm` as `host`'s.
     pub fn put(&self, host: &str, realm: &Realm, key: &str, token: Token) {
-        let snapshot = self.with(|f| {
+        let add = |f: &mut File| {
             f.realms.insert(host.to_string(), realm.clone());
-            f.tokens.insert(key.to_string(), token);
-            f.tokens.retain(|_, t| t.expires > now());
-            serde_json::to_vec(&*f).ok()
-        });
-        if let (Some(path), Some(bytes), true) = (&self.path, snapshot, self.keyed()) {
-            // A cache that cannot be written costs a token request next time, nothing more.
-            let _ = write_private(path, &bytes);
-        }
+            f.tokens.insert(key.to_string(), token.clone());
+        };
+        self.write(add);
+        self.update_disk(add);
     }
+
+    /// Applies `change` to the file as it is on disk now (another process may have added
+    /// entries since this one read it), under the writers' lock, and drops expired entries.
+    /// A cache that cannot be written costs a token request next time, nothing more.
+    fn update_disk(&self, change: impl FnOnce(&mut File)) {
+        let (Some(path), true) = (&self.path, self.keyed()) else {
+            return;
+        };
+        let _ = (|| -> std::io::Result<()> {
+            let _lock = writers_lock(path)?;
+            let mut disk = read_file(path);
+            change(&mut disk);
+            disk.tokens.retain(|_, t| t.expires > now());
+            write_private(
+                path,
+                &serde_json::to_vec(&disk).map_err(std::io::Error::other)?,
+            )
+        })();
+    }
+}
+
+/// The entries of the file at `path` (none when it is missing or unreadable).
+fn read_file(path: &std::path::Path) -> File {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// The lock writers of the file at `path` take (`flock` on a file beside it, 0600), held
+/// until the returned file is dropped. Readers never take it.
+fn writers_lock(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path.with_extension("lock"))?;
+    file.lock()?;
+    Ok(file)
 }
 
 /// The cache key of the tokens for `scope` at `realm`, for the registry `host` and the
@@ -294,6 +367,52 @@ mod tests {
         assert_ne!(renewed, names[0]);
         assert_eq!(std::fs::read(&key).unwrap().len(), KEY_LEN);
         assert_eq!(Cache::new(Some(cache_dir)).identity(b"user:fred"), renewed);
+    }
+
+    #[test]
+    fn concurrent_writers_lose_no_entry() {
+        // Eight caches (as eight processes would) each add their own tokens to one file at
+        // once: every entry is there at the end, none lost to another's rename.
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("c");
+        let realm = Realm {
+            realm: "https://auth/token".into(),
+            service: None,
+        };
+        std::thread::scope(|s| {
+            for w in 0..8 {
+                let (cache_dir, realm) = (cache_dir.clone(), realm.clone());
+                s.spawn(move || {
+                    let cache = Cache::new(Some(cache_dir));
+                    for i in 0..10 {
+                        let token =
+                            Token::new(format!("t{w}-{i}").into(), Duration::from_secs(300));
+                        cache.put("h", &realm, &format!("k{w}-{i}"), token);
+                    }
+                });
+            }
+        });
+        let again = Cache::new(Some(cache_dir.clone()));
+        for w in 0..8 {
+            for i in 0..10 {
+                let t = again.token(&format!("k{w}-{i}"));
+                assert_eq!(
+                    t.map(|t| t.token.expose().to_string()),
+                    Some(format!("t{w}-{i}"))
+                );
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(cache_dir.join("tokens.lock"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A token the registry refused is dropped from the file too, and only that one.
+        again.forget("k3-3");
+        let third = Cache::new(Some(cache_dir));
+        assert!(third.token("k3-3").is_none());
+        assert!(third.token("k3-4").is_some());
     }
 
     #[test]
