@@ -20,6 +20,7 @@ mod hostile;
 mod images;
 mod layertools;
 mod layout;
+mod many;
 mod outpaths;
 mod retries;
 mod secrets;
