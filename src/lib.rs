@@ -8,6 +8,7 @@ pub mod alias;
 pub mod archive;
 pub mod cancel;
 pub mod credentials;
+pub mod digest_cache;
 pub mod error;
 pub mod image;
 pub mod layout;

@@ -109,7 +109,7 @@ pub const VARS: &[Var] = &[
         name: "RETRIES",
         dxf: false,
         plain: false,
-        help: "Retries on connection errors, 408, 429 and 5xx (default 5), counted per operation (a blob pulled, pushed or copied; a manifest), whichever layer retries, within 5 minutes of failing. After an upload's lost answer it asks the registry where the upload stands before sending more.",
+        help: "Retries on connection errors, 408, 429 and 5xx (default 5), counted per operation (a blob pulled, pushed or copied; a manifest), whichever layer retries, within 5 minutes of failing; a chunked upload that the registry took more of since its last failure gets its retries back. After an upload's lost answer it asks the registry where the upload stands before sending more.",
     },
     Var {
         name: "TIMEOUT",
@@ -181,7 +181,13 @@ pub const VARS: &[Var] = &[
         name: "CACHE_DIR",
         dxf: false,
         plain: false,
-        help: "Where bearer tokens are cached (default: the user's cache directory; files 0600). Entries name the user by an HMAC of the credentials under a random key kept there (key), never by a plain hash of them.",
+        help: "Where bearer tokens and file digests are cached (default: the user's cache directory; files 0600 in a 0700 directory). Token entries name the user by an HMAC of the credentials under a random key kept there (key), never by a plain hash of them.",
+    },
+    Var {
+        name: "DIGEST_CACHE",
+        dxf: false,
+        plain: false,
+        help: "0: hash every pushed file again. Default 1: the digest of a pushed file of 64 KiB or more is kept in REGTOOL_CACHE_DIR (digests/, at most 16384 files, about 4 MiB, the oldest dropped first), and used again while the file's path, device, inode, size, mtime and ctime are unchanged, as git's index does; a file modified in the second its digest was recorded is hashed again. A wrong digest is caught by the registry, which verifies every upload, and the file is then hashed and pushed again.",
     },
     Var {
         name: "COMPRESSION",
@@ -446,6 +452,8 @@ pub struct Settings {
     pub blob_info: bool,
     pub jobs: usize,
     pub format: Format,
+    /// Where the digest cache is (REGTOOL_CACHE_DIR), None when REGTOOL_DIGEST_CACHE=0.
+    pub digest_cache: Option<PathBuf>,
 }
 
 /// Parses the `host[:port]` a variable gives (see [`Host`]), refused with a hint. The text is
@@ -754,6 +762,10 @@ impl Settings {
             })?),
         };
         let created = epoch.map(regtool::image::append::rfc3339);
+        let digest_cache = match lookup(env, "DIGEST_CACHE") {
+            Some((n, v)) if !boolean(&n, &v)? => None,
+            _ => remote.auth.cache_dir.clone(),
+        };
         Ok(Settings {
             location,
             remote,
@@ -766,6 +778,7 @@ impl Settings {
             blob_info: flag(env, "BLOB_INFO")?,
             jobs,
             format,
+            digest_cache,
         })
     }
 
@@ -1011,6 +1024,28 @@ mod tests {
             let s = Settings::from_env(&env(&[("REGTOOL_PROGRESS", v)])).unwrap();
             assert_eq!(s.progress, Progress::Auto, "{v}");
         }
+    }
+
+    #[test]
+    fn the_digest_cache_is_on_by_default_in_the_cache_dir_and_off_with_0() {
+        let with = |v: &str| {
+            Settings::from_env(&env(&[
+                ("REGTOOL_CACHE_DIR", "/c"),
+                ("REGTOOL_DIGEST_CACHE", v),
+            ]))
+        };
+        for v in ["", "1", "true", "TRUE"] {
+            assert_eq!(with(v).unwrap().digest_cache, Some("/c".into()), "{v}");
+        }
+        for v in ["0", "false", "False"] {
+            assert_eq!(with(v).unwrap().digest_cache, None, "{v}");
+        }
+        let e = with("no").err().unwrap();
+        assert_eq!(e.kind, regtool::error::Kind::Config);
+        assert_eq!(
+            e.message,
+            "REGTOOL_DIGEST_CACHE: expected 1 or 0 (or true or false), got \"no\""
+        );
     }
 
     #[test]

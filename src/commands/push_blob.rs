@@ -9,7 +9,8 @@ use std::io::Read;
 use std::path::Path;
 
 use regtool::alias::{self, Member};
-use regtool::error::{Error, Result};
+use regtool::digest_cache::{DigestCache, Stamp};
+use regtool::error::{Error, Kind, Result};
 use regtool::oci::digest::hash_reader;
 use regtool::oci::{Algorithm, Digest, Repository, Tag};
 use regtool::store::{FileRange, ReadAt};
@@ -107,9 +108,10 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
 }
 
 /// What one argument names: a regular file (hashed, then uploaded from the same open file),
-/// or a stream read once (stdin, a FIFO, a character device, `/dev/fd/N` of a pipe).
+/// with its stamp for the digest cache, or a stream read once (stdin, a FIFO, a character
+/// device, `/dev/fd/N` of a pipe).
 enum Input {
-    File(File, u64),
+    File(File, Stamp),
     Stream(Box<dyn Read + Send>),
 }
 
@@ -125,7 +127,7 @@ fn open_input(f: &str) -> Result<Input> {
         return Err(Error::usage(format!("{f} is a directory")));
     }
     Ok(match meta.is_file() {
-        true => Input::File(file, meta.len()),
+        true => Input::File(file, Stamp::new(Path::new(f), &meta)),
         false => Input::Stream(Box::new(file)),
     })
 }
@@ -140,7 +142,7 @@ fn push_all(
     regtool::parallel::map(ctx.settings.jobs, inputs, |i, input| {
         let name = &names[i];
         let result = match input {
-            Input::File(file, size) => push_file(ctx, repo, name, &file, size),
+            Input::File(file, stamp) => push_file(ctx, repo, name, &file, &stamp),
             Input::Stream(reader) => push_stream(ctx, repo, name, reader),
         };
         let shown = if name == "-" { "stdin" } else { name };
@@ -148,13 +150,31 @@ fn push_all(
     })
 }
 
+/// Pushes a regular file: its digest from the digest cache when its stamp is there, else
+/// hashed (and then recorded there). A cached digest the store refuses as not the content's
+/// (the registry verifies every upload) is forgotten, and the file hashed and pushed again.
 fn push_file(
     ctx: &Ctx,
     repo: &Repository,
     path: &str,
     file: &File,
-    size: u64,
+    stamp: &Stamp,
 ) -> Result<(Digest, u64)> {
+    let size = stamp.size();
+    let cache = match &ctx.settings.digest_cache {
+        Some(dir) if stamp.worth_caching() => Some(DigestCache::new(dir)),
+        _ => None,
+    };
+    if let Some(digest) = cache.as_ref().and_then(|c| c.get(stamp)) {
+        match push_known(ctx, repo, path, file, &digest, size) {
+            Err(e) if e.kind == Kind::Data => {
+                if let Some(c) = &cache {
+                    c.forget(stamp);
+                }
+            }
+            done => return done.map(|()| (digest, size)),
+        }
+    }
     let hashing = ctx.bars.bar(&format!("hash {path}"), Some(size));
     let (digest, hashed) = hash_reader(
         &mut hashing.wrap_read(FileRange::new(file, 0, u64::MAX)),
@@ -164,14 +184,34 @@ fn push_file(
     if hashed != size {
         return Err(Error::data("the file changed while it was read"));
     }
-    if ctx.store().has_blob(repo, &digest, size)? {
-        return Ok((digest, size));
+    // Recorded only when the file's stat is still the one it was opened with.
+    if let Some(c) = &cache
+        && let Ok(meta) = file.metadata()
+        && Stamp::new(Path::new(path), &meta) == *stamp
+    {
+        c.put(stamp, &digest);
+    }
+    push_known(ctx, repo, path, file, &digest, size)?;
+    Ok((digest, size))
+}
+
+/// Pushes a file of known digest, unless the repository has it.
+fn push_known(
+    ctx: &Ctx,
+    repo: &Repository,
+    path: &str,
+    file: &File,
+    digest: &Digest,
+    size: u64,
+) -> Result<()> {
+    if ctx.store().has_blob(repo, digest, size)? {
+        return Ok(());
     }
     let bar = ctx.bars.bar(path, Some(size));
     ctx.store()
-        .put_blob_file(repo, &digest, size, &Progress { file, bar: &bar })?;
+        .put_blob_file(repo, digest, size, &Progress { file, bar: &bar })?;
     bar.finish_and_clear();
-    Ok((digest, size))
+    Ok(())
 }
 
 /// A file read at positions that moves a progress bar to the furthest byte read.

@@ -12,6 +12,7 @@ mod archives;
 mod auth;
 mod badinput;
 mod blobstore;
+mod digests;
 mod dxf;
 mod errors;
 mod first_hour;
