@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use crate::cancel::{self, Cancel};
 use crate::error::{Error, Result};
 use crate::image::layer::{Compression, sniff};
+use crate::image::source::LayerSource;
 use crate::oci::digest::{Algorithm, hash_reader};
 use crate::oci::{Digest, Platform};
 use crate::store::FileRange;
@@ -544,6 +545,37 @@ impl Archive {
         }
         .map_err(|e| e.context(&what))?;
         Ok(digest)
+    }
+}
+
+/// A layer member as a [`LayerSource`] (read by range, as often as needed).
+struct MemberSource<'a> {
+    archive: &'a Archive,
+    member: String,
+}
+
+impl LayerSource for MemberSource<'_> {
+    fn describe(&self) -> String {
+        format!("{}: {}", self.archive.name, self.member)
+    }
+    fn open(&mut self) -> Result<Box<dyn Read + '_>> {
+        Ok(Box::new(self.archive.open_member(&self.member)?))
+    }
+}
+
+impl Archive {
+    /// The layers of `image` as sources for the merge engine (flatten), bottom first.
+    pub fn layer_sources(&self, image: &Image) -> Vec<Box<dyn LayerSource + '_>> {
+        image
+            .layers
+            .iter()
+            .map(|member| {
+                Box::new(MemberSource {
+                    archive: self,
+                    member: member.clone(),
+                }) as Box<dyn LayerSource + '_>
+            })
+            .collect()
     }
 }
 

@@ -283,16 +283,13 @@ impl<R: Read> Read for DataErrors<R> {
 /// child for `platform`. `repo_tags` go in `manifest.json`. Blobs are verified as they stream
 /// (resumed after a broken connection, `retries` times), each layer's diff_id against the
 /// config.
-#[allow(clippy::too_many_arguments)]
 pub fn save(
     src: crate::image::copy::Side<'_>,
     reference: &crate::oci::Reference,
     platform: &crate::oci::Platform,
     repo_tags: &[String],
-    out: Output<'_>,
-    tmp: &Path,
+    mut writer: Writer<'_>,
     retries: u32,
-    cancel: &Cancel,
 ) -> Result<()> {
     use crate::image::{copy, flatten};
     use crate::oci::Manifest;
@@ -329,7 +326,6 @@ pub fn save(
             layers.len()
         )));
     }
-    let mut writer = Writer::new(out, tmp, cancel);
     for (layer, diff_id) in layers.iter().zip(&diff_ids) {
         if !layer.media_type.contains("tar") {
             return Err(Error::data(format!(
@@ -337,7 +333,6 @@ pub fn save(
                 layer.digest, layer.media_type
             )));
         }
-        cancel.check()?;
         let mut blob =
             flatten::open_verified(src, layer.digest.clone(), Some(layer.size), retries)?;
         writer.add_layer(&mut blob, Some(diff_id), &layer.digest.to_string())?;

@@ -8,8 +8,28 @@ use regtool::Cancel;
 use regtool::archive::Archive;
 use regtool::archive::write::{Output, Writer};
 use regtool::error::Result;
-use regtool::oci::ImageRef;
+use regtool::oci::{ImageRef, Platform};
 use regtool::outfile::OutFile;
+
+/// This machine's platform, as images name it (Go's GOOS/GOARCH): what an archive gets from
+/// a multi-platform index without REGTOOL_PLATFORM.
+pub fn own_platform() -> Platform {
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        "arm" => "arm",
+        other => other,
+    };
+    Platform {
+        os: std::env::consts::OS.to_string(),
+        architecture: architecture.to_string(),
+        variant: None,
+    }
+}
 
 /// Opens the archive at `path` (`-`: stdin), its spool files removed on `cancel`.
 pub fn open(path: &Path, cancel: &Cancel) -> Result<Archive> {

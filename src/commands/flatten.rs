@@ -3,15 +3,20 @@
 
 use std::path::PathBuf;
 
+use regtool::Cancel;
 use regtool::error::{Error, Result};
+use regtool::image::copy::Side;
+use regtool::image::endpoint::Endpoint;
 use regtool::image::{flatten, merge};
+use regtool::layout::Layout;
 
 use super::Ctx;
 
 /// Write the merged root filesystem of an image as one tar
 ///
 /// IMAGE is [host[:port]/]repo[:tag|@digest], in the registry it names or in the store of
-/// REGTOOL_HOST. A multi-platform index needs REGTOOL_PLATFORM.
+/// REGTOOL_HOST; or an OCI layout (oci:PATH[:TAG]) or a docker archive (docker-archive:PATH,
+/// the legacy form too). A multi-platform index needs REGTOOL_PLATFORM.
 ///
 /// The layers are applied in order, as a container runtime stacks them: whiteouts and
 /// opaque directories remove what lower layers put there, later layers win, and no whiteout
@@ -24,7 +29,7 @@ use super::Ctx;
 /// twice, and holds no file content in memory.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The image: [host[:port]/]repo[:tag|@digest]
+    /// The image: [host[:port]/]repo[:tag|@digest], oci:PATH[:TAG] or docker-archive:PATH
     pub image: String,
     /// Write the tar to FILE instead of stdout: a regular file (or a symlink's target) complete
     /// or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made
@@ -42,21 +47,62 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let platform = ctx.settings.platform.clone();
     let retries = ctx.settings.remote.retries;
     let cancel = ctx.cancel.clone();
-    let located = super::locate(ctx, &args.image)?;
+    let (archive, layout);
+    let layout_repo = Layout::repo();
+    let mut image = match Endpoint::parse(&args.image)? {
+        Endpoint::Archive(a) => {
+            archive = super::archive_io::open(&a.path, &cancel)?;
+            let image = archive.image()?;
+            flatten::Image {
+                layers: archive.layer_sources(&image),
+                config: image.config,
+            }
+        }
+        Endpoint::Layout(l) => {
+            layout = l.open(&cancel);
+            let side = Side {
+                store: &layout,
+                repo: &layout_repo,
+            };
+            let reference = l.reference(&layout)?;
+            flatten::open(side, &reference, platform.as_ref(), retries, &cancel)?
+        }
+        Endpoint::Registry(_) => {
+            let located = super::locate(ctx, &args.image)?;
+            let reference = located.reference.reference();
+            return flatten_located(ctx, located, &reference, &args, platform, retries);
+        }
+    };
+    write(ctx, &mut image, &args, &cancel)
+}
+
+fn flatten_located(
+    ctx: &Ctx,
+    located: super::Located<'_>,
+    reference: &regtool::oci::Reference,
+    args: &Args,
+    platform: Option<regtool::oci::Platform>,
+    retries: u32,
+) -> Result<()> {
+    let cancel = ctx.cancel.clone();
     let mut image = flatten::open(
         located.side(),
-        &located.reference.reference(),
+        reference,
         platform.as_ref(),
         retries,
         &cancel,
     )?;
-    // A stdout of its own: `located` borrows the context (its store) while the tar streams.
+    write(ctx, &mut image, args, &cancel)
+}
+
+fn write(ctx: &Ctx, image: &mut flatten::Image<'_>, args: &Args, cancel: &Cancel) -> Result<()> {
+    // A stdout of its own: the image may borrow the context (its store) while the tar streams.
     let mut out = crate::output::Output::new(ctx.settings.format);
-    super::tar_out::write_to(&mut out, args.output.as_ref(), &cancel, |w| {
-        merge::merge(&mut image.layers, w, &cancel).map(|_| ())
+    super::tar_out::write_to(&mut out, args.output.as_ref(), cancel, |w| {
+        merge::merge(&mut image.layers, w, cancel).map(|_| ())
     })?;
     if let Some(path) = &args.config {
-        super::tar_out::write_to(&mut out, Some(path), &cancel, |w| {
+        super::tar_out::write_to(&mut out, Some(path), cancel, |w| {
             w.write_all(&image.config)
                 .map_err(|e| regtool::error::from_io(format!("writing {}", path.display()), e))
         })?;

@@ -12,7 +12,6 @@ use regtool::image::copy::Side;
 use regtool::image::endpoint::Endpoint;
 use regtool::image::make_image::{self, Base};
 use regtool::layout::Layout;
-use regtool::oci::Platform;
 use serde_json::json;
 
 use super::Ctx;
@@ -48,29 +47,14 @@ pub struct Args {
     pub output: String,
 }
 
-/// This machine's platform, as images name it (Go's GOOS/GOARCH).
-pub fn own_platform() -> Platform {
-    let architecture = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        "arm" => "arm",
-        other => other,
-    };
-    Platform {
-        os: std::env::consts::OS.to_string(),
-        architecture: architecture.to_string(),
-        variant: None,
-    }
-}
-
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let output = Endpoint::parse_local(&args.output)?;
     let cancel = ctx.cancel.clone();
-    let platform = ctx.settings.platform.clone().unwrap_or_else(own_platform);
+    let platform = ctx
+        .settings
+        .platform
+        .clone()
+        .unwrap_or_else(super::archive_io::own_platform);
     let created = ctx
         .settings
         .created

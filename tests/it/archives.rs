@@ -362,3 +362,52 @@ fn make_image_into_and_on_top_of_an_oci_layout() {
     .fails(2);
     assert!(!out.exists());
 }
+
+#[test]
+fn flatten_reads_archives_and_layouts_as_it_reads_the_registry() {
+    let layers = crate::layertools::layers();
+    let reg = plain();
+    let dir = tempdir();
+    let d = dir.path();
+    let src = format!("docker://{}/t/flat:v1", reg.host);
+    let archive = d.join("flat.tar");
+    let archive_arg = format!("docker-archive:{}", archive.display());
+    run(
+        d,
+        "skopeo",
+        &["copy", "-q", "--src-tls-verify=false", &src, &archive_arg],
+    );
+    let from_registry = regtool(&["flatten", &format!("{}/t/flat:v1", reg.host)]).run();
+    let want = from_registry.ok();
+    assert!(!want.is_empty());
+    let from_archive = regtool(&["flatten", &archive_arg]).run();
+    assert!(
+        from_archive.stdout == from_registry.stdout,
+        "{}",
+        from_archive.stderr
+    );
+    let layout_arg = format!("oci:{}:flat", layers.dir.join("L").display());
+    let from_layout = regtool(&["flatten", &layout_arg]).run();
+    assert!(
+        from_layout.stdout == from_registry.stdout,
+        "{}",
+        from_layout.stderr
+    );
+    // --config gives the archive's config as stored.
+    let cfg = d.join("config.json");
+    regtool(&[
+        "flatten",
+        &archive_arg,
+        "-o",
+        "/dev/null",
+        "--config",
+        cfg.to_str().unwrap(),
+    ])
+    .run()
+    .ok();
+    let inspect = run(d, "skopeo", &["inspect", "--raw", "--config", &archive_arg]);
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap().trim_end(),
+        inspect.trim_end()
+    );
+}

@@ -57,11 +57,11 @@ for name, path in [("evil-dotdot.tar", "a/../../x"), ("evil-abs.tar", "/abs")]:
 "#;
 
 /// The layers of [`LAYERS_PY`], and an image of them pushed as t/flat:v1.
-struct Layers {
-    dir: PathBuf,
+pub(crate) struct Layers {
+    pub(crate) dir: PathBuf,
 }
 
-fn layers() -> &'static Layers {
+pub(crate) fn layers() -> &'static Layers {
     static L: OnceLock<Layers> = OnceLock::new();
     L.get_or_init(|| {
         let dir = tempfile::Builder::new()
