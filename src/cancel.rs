@@ -13,7 +13,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Kind, Result};
@@ -39,6 +39,8 @@ struct Inner {
     /// cleanups are already in hand: dropping a guard then cannot lose one.
     cancelled: AtomicBool,
     next: AtomicU64,
+    /// Wakes [`Cancel::sleep`]ers when the token is cancelled (paired with `entries`).
+    wake: Condvar,
 }
 
 /// A cancellation token with the cleanups registered against it. Cheap to clone: clones share
@@ -82,6 +84,26 @@ impl Cancel {
             return Err(Error::new(Kind::Interrupted, "interrupted"));
         }
         Ok(())
+    }
+
+    /// Waits `duration`, or less: `Err` of kind [`Kind::Interrupted`] as soon as the token is
+    /// cancelled (at once if it already is). The wait between two retries, which an
+    /// interrupt must not have to sit out.
+    pub fn sleep(&self, duration: Duration) -> Result<()> {
+        let deadline = Instant::now() + duration;
+        let mut entries = self.lock();
+        while !self.is_cancelled() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            entries = match self.inner.wake.wait_timeout(entries, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        drop(entries);
+        self.check()
     }
 
     /// Registers an action (cancelling an upload session) to run on cancel, until the guard
@@ -174,6 +196,7 @@ impl Cancel {
         let mut entries = self.lock();
         entries.closed = true;
         self.inner.cancelled.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_all();
         Pending::of(
             std::mem::take(&mut entries.list)
                 .into_iter()
@@ -294,6 +317,21 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
+
+    #[test]
+    fn a_sleep_ends_when_the_token_is_cancelled() {
+        let cancel = Cancel::new();
+        assert!(cancel.sleep(Duration::from_millis(1)).is_ok());
+        let (tx, rx) = mpsc::channel();
+        let sleeper = cancel.clone();
+        std::thread::spawn(move || tx.send(sleeper.sleep(Duration::from_secs(600))));
+        std::thread::sleep(Duration::from_millis(50));
+        cancel.cancel(Duration::from_secs(1));
+        let slept = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(slept.unwrap_err().kind, Kind::Interrupted);
+        // Once cancelled, a sleep does not even start.
+        assert!(cancel.sleep(Duration::from_secs(600)).is_err());
+    }
 
     fn counter() -> (Arc<AtomicUsize>, impl Fn() + Send + Sync + 'static) {
         let ran = Arc::new(AtomicUsize::new(0));

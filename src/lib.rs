@@ -18,6 +18,7 @@ pub mod parallel;
 pub mod pipe;
 pub mod registry;
 pub mod resume;
+pub mod retry;
 pub mod secret;
 pub mod store;
 pub mod text;

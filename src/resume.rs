@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Kind};
 use crate::oci::{Digest, Repository};
-use crate::registry::transport::retry::Budget;
+use crate::retry::Budget;
 use crate::store::Store;
 
 /// A blob stream that reopens the blob where it broke off, within a retry budget.
@@ -20,7 +20,7 @@ pub struct Resuming<'a> {
     digest: Digest,
     offset: u64,
     inner: Box<dyn Read + Send + 'a>,
-    /// The operation's retry budget (see `registry::transport::retry`).
+    /// The operation's retry budget (see `crate::retry`).
     budget: Budget,
     /// The blob's whole size, when known: a reopened stream must offer what remains of it.
     size: Option<u64>,
@@ -85,7 +85,7 @@ impl Resuming<'_> {
     /// same budget (on whatever thread reads), so retries do not multiply.
     fn reopen(&mut self, mut last: io::Error) -> io::Result<()> {
         while let Some(wait) = self.budget.next(None, Duration::ZERO) {
-            std::thread::sleep(wait);
+            self.budget.wait(wait)?;
             let reopened = self.budget.enter(|| {
                 self.store
                     .open_blob_at(&self.repo, &self.digest, self.offset)
@@ -124,7 +124,7 @@ pub fn again<T>(
     loop {
         match budget.enter(&mut op) {
             Err(e) if e.kind == Kind::Unavailable => match budget.next(None, Duration::ZERO) {
-                Some(wait) => std::thread::sleep(wait),
+                Some(wait) => budget.wait(wait)?,
                 None => return Err(e),
             },
             other => return other,

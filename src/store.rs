@@ -179,7 +179,7 @@ pub trait Store: Send + Sync {
 
     /// How operations on this store are tried again after a transient failure; None for a
     /// store that has no such failures (a local one).
-    fn retry_policy(&self) -> Option<crate::registry::transport::retry::RetryPolicy> {
+    fn retry_policy(&self) -> Option<crate::retry::RetryPolicy> {
         None
     }
 

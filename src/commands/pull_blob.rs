@@ -3,7 +3,7 @@
 //! after every byte was verified, devices and pipes are written as the bytes arrive). With no
 //! arguments the manifest on stdin names the blobs.
 
-use regtool::registry::transport::retry::RetryPolicy;
+use regtool::retry::RetryPolicy;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -111,6 +111,7 @@ fn pull_all(
         out,
         bars,
         settings,
+        cancel,
         ..
     } = ctx;
     for (digest, known) in blobs {
@@ -120,6 +121,7 @@ fn pull_all(
             digest,
             *known,
             settings.remote.retries,
+            cancel,
         )?;
         if settings.blob_info {
             let size = size.unwrap_or(0);
@@ -150,9 +152,13 @@ fn open<'a>(
     digest: &Digest,
     known: Option<u64>,
     retries: u32,
+    cancel: &regtool::Cancel,
 ) -> Result<(BlobStream<'a>, Option<u64>)> {
-    // One blob is one operation: its requests and its resumptions draw from one budget.
-    let budget = RetryPolicy::new(retries).budget();
+    // One blob is one operation: its requests and its resumptions draw from one budget, and
+    // an interrupt ends its waits.
+    let budget = RetryPolicy::new(retries)
+        .budget()
+        .with_cancel(cancel.clone());
     let mut blob = budget.enter(|| store.open_blob(repo, digest))?;
     // The manifest's size is the promise; an answer announcing another length is refused
     // before a byte of it is written.

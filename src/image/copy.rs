@@ -7,7 +7,7 @@
 use crate::alias::Resolved;
 use crate::error::{Error, Result};
 use crate::oci::{Descriptor, Digest, Manifest, Platform, Reference, Repository, Tag};
-use crate::registry::transport::retry::RetryPolicy;
+use crate::retry::RetryPolicy;
 use crate::store::{Fetched, Mount, Store};
 
 /// One side of a copy: a store and a repository in it.

@@ -8,7 +8,7 @@
 //! compressed size of the image is on disk at once, and layers are fetched one at a time,
 //! when the merge reaches them.
 
-use crate::registry::transport::retry::RetryPolicy;
+use crate::retry::RetryPolicy;
 use std::io::{self, Read};
 
 use crate::cancel::Cancel;

@@ -3,7 +3,7 @@
 //! (`transport/scheme.rs`), authentication on 401 (`auth/`), redirects followed by hand with
 //! `Authorization` kept to the registry's own origin (`transport/redirect.rs`,
 //! docs/registry-notes.md §7), retries of replayable requests on transient failures from the
-//! operation's budget (`transport/retry.rs`, §19), the debug log, and the wire
+//! operation's budget (`crate::retry`, §19), the debug log, and the wire
 //! (`transport/wire.rs`).
 
 use std::io::Read;
@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use ureq::http::{self, Method};
 
+use crate::cancel::Cancel;
 use crate::error::{Cause, Error, Kind, Result};
 use crate::oci::Host;
 use crate::registry::auth::{Auth, TokenCall};
@@ -20,11 +21,12 @@ use crate::registry::options::{LogSink, Options};
 use crate::registry::scope::Scope;
 use crate::registry::transport::logger::Logger;
 use crate::registry::transport::redirect::{Redirects, is_redirect, same_origin};
-use crate::registry::transport::retry::{Budget, RetryPolicy, never_sent};
 use crate::registry::transport::scheme::{Fallback, Scheme, plain_http_error};
 use crate::registry::transport::token::TokenClient;
 use crate::registry::transport::wire::Wire;
+use crate::registry::transport::wire::never_sent;
 use crate::registry::url;
+use crate::retry::{Budget, RetryPolicy};
 use crate::secret::Secret;
 
 /// A registry's answer, its body still to read.
@@ -120,6 +122,11 @@ pub struct Http {
     log: Logger,
     /// Extra CA certificates were given (for the hint of a certificate failure).
     trusts_given_certs: bool,
+    /// Ends a wait between retries early (see [`Http::with_cancel`]); a default one is never
+    /// cancelled.
+    cancel: Cancel,
+    /// Whether `cancel` was given (only then do operations adopt it).
+    cancel_given: bool,
 }
 
 impl Http {
@@ -133,7 +140,17 @@ impl Http {
             retry: RetryPolicy::new(opts.retries),
             log: Logger::new(opts.debug, opts.log.clone()),
             trusts_given_certs: !opts.tls.extra_roots.is_empty(),
+            cancel: Cancel::new(),
+            cancel_given: false,
         }
+    }
+
+    /// The same stack, its waits between retries ending (with [`Kind::Interrupted`]) as soon
+    /// as `cancel` is cancelled.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Http {
+        self.cancel = cancel;
+        self.cancel_given = true;
+        self
     }
 
     /// The registry's host.
@@ -192,6 +209,11 @@ impl Http {
         let (mut redirects, mut authed) = (Redirects::default(), false);
         // Retries draw from the operation's budget (one of their own for a lone request).
         let budget = Budget::current_or(self.retry);
+        // The operation waits no longer than the registry: resumed downloads and upload
+        // sessions wait on this budget too.
+        if self.cancel_given {
+            budget.cancel_by_default(&self.cancel);
+        }
         loop {
             let attempt_started = Instant::now();
             // Credentials go only to the registry's own origin: never to a redirect target on
@@ -231,7 +253,7 @@ impl Http {
                         self.log(|| {
                             format!("{err}; retry {} of {}", budget.used(), budget.retries())
                         });
-                        std::thread::sleep(wait);
+                        self.cancel.sleep(wait)?;
                         continue;
                     }
                     return Err(err);
@@ -278,7 +300,7 @@ impl Http {
                             budget.retries()
                         )
                     });
-                    std::thread::sleep(wait);
+                    self.cancel.sleep(wait)?;
                 }
                 _ => return Ok(resp),
             }
@@ -314,6 +336,7 @@ impl Http {
             trusts_given_certs: self.trusts_given_certs,
             logger: self.log.clone(),
             retry: self.retry,
+            cancel: &self.cancel,
         }
         .call(call)
     }

@@ -44,6 +44,7 @@ impl Registry {
     /// The same registry, its uploads stopping (and their sessions cancelled) when `cancel`
     /// is cancelled.
     pub fn with_cancel(mut self, cancel: Cancel) -> Registry {
+        self.http = self.http.with_cancel(cancel.clone());
         self.cancel = cancel;
         self
     }
@@ -423,7 +424,7 @@ impl Store for Registry {
         )
     }
 
-    fn retry_policy(&self) -> Option<transport::retry::RetryPolicy> {
+    fn retry_policy(&self) -> Option<crate::retry::RetryPolicy> {
         Some(self.http.retry_policy())
     }
 

@@ -79,7 +79,7 @@ pub struct Options {
     pub tls: TlsOptions,
     /// Upload in chunks of this many bytes; None: one request per blob.
     pub chunk_size: Option<u64>,
-    /// Retries per operation after a transient failure (see `transport::retry`).
+    /// Retries per operation after a transient failure (see `crate::retry`).
     pub retries: u32,
     /// Idle timeout for connecting and for each read or write.
     pub timeout: Duration,

@@ -11,7 +11,7 @@
 //! request the registry (or a load balancer in front of it) refused with 408, 429 or 5xx took
 //! nothing, and goes again as it was. Only when the registry says the session is gone
 //! (404) does a file start over in a new one. All of this is one loop drawing from one retry
-//! budget (the operation's: see `transport/retry.rs`); the requests inside it are not retried
+//! budget (the operation's: see `crate::retry`); the requests inside it are not retried
 //! by the transport as well, unless they never left. A failure after the registry took more
 //! bytes than at the one before gives back the retries taken since: the budget bounds
 //! failures in a row, so a long chunked upload behind a flaky load balancer goes through.
@@ -35,8 +35,8 @@ use crate::registry::errors::from_status;
 use crate::registry::http::{Body, Http, Request, Response, Retry, header, read_limited};
 use crate::registry::options::LogSink;
 use crate::registry::scope::Scope;
-use crate::registry::transport::retry::Budget;
 use crate::registry::url;
+use crate::retry::Budget;
 use crate::store::ReadAt;
 
 /// The most of a stream held in memory: a chunk from stdin larger than this is sent in
@@ -68,7 +68,7 @@ pub struct Upload<'a> {
     /// The bytes the registry has.
     offset: u64,
     /// The retry budget: the operation's this upload is part of (a copy), else the upload's
-    /// own (see `transport/retry.rs`).
+    /// own (see `crate::retry`).
     budget: Budget,
     /// A closing PUT was sent: if the session is then gone, the blob may be in place.
     put_sent: bool,
@@ -586,7 +586,7 @@ impl<'a> Upload<'a> {
         };
         self.progress.retries += 1;
         self.progress.waited += wait;
-        std::thread::sleep(wait);
+        self.cancel.sleep(wait)?;
         Ok(())
     }
 

@@ -157,3 +157,54 @@ fn a_second_ctrl_c_exits_at_once_while_the_cancel_hangs() {
     assert_eq!(stderr, "regtool: interrupted\n");
     assert!(elapsed < BUDGET / 2, "exited after {elapsed:?}");
 }
+
+/// A registry whose blobs answer 503 with `Retry-After: 10`.
+fn always_busy() -> Server {
+    Server::start(|_| Response::new(503).header("Retry-After", "10").body("busy"))
+}
+
+fn blob_requests(server: &Server) -> usize {
+    server
+        .seen()
+        .iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .count()
+}
+
+#[test]
+fn a_cancel_ends_a_retry_backoff_at_once_in_the_library() {
+    let server = always_busy();
+    let mut opts = regtool::registry::Options::new(server.host.parse().unwrap());
+    opts.retries = 1;
+    let cancel = regtool::Cancel::new();
+    let registry = regtool::registry::Registry::new(&opts).with_cancel(cancel.clone());
+    let repo = regtool::oci::Repository::new("fred/logs").unwrap();
+    let digest: regtool::oci::Digest = sha256(b"x").parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let opened = regtool::Store::open_blob(&registry, &repo, &digest).map(|_| ());
+        tx.send(opened.map_err(|e| e.kind)).unwrap();
+    });
+    wait_until("the first attempt", || blob_requests(&server) == 1);
+    cancel.cancel(Duration::from_secs(1));
+    // Without the cancel, the backoff ends after 10 s and the retry meets 503 again.
+    let result = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(result, Err(regtool::Kind::Interrupted));
+    assert_eq!(blob_requests(&server), 1, "no attempt after the cancel");
+}
+
+#[test]
+fn ctrl_c_during_a_retry_backoff_exits_130_at_once() {
+    let server = always_busy();
+    let child = regtool(&["pull-blob", "fred/logs", &sha256(b"x")])
+        .env("REGTOOL_HOST", &server.host)
+        .env("REGTOOL_RETRIES", "1")
+        .spawn();
+    wait_until("the first attempt", || blob_requests(&server) == 1);
+    let start = Instant::now();
+    interrupt(&child);
+    // The backoff has 10 s to go; the cleanup's own budget is 3 s.
+    let (code, stderr, _) = wait_within(child, start, BUDGET + Duration::from_secs(4));
+    assert_eq!(code, 130, "{stderr}");
+    assert_eq!(blob_requests(&server), 1, "no attempt after the interrupt");
+}

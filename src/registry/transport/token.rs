@@ -7,14 +7,15 @@ use std::time::Instant;
 use ureq::SendBody;
 use ureq::http::{self, Method};
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Kind, Result};
 use crate::registry::auth::TokenCall;
 use crate::registry::errors::from_transport;
 use crate::registry::http::{header, read_limited};
 use crate::registry::transport::logger::Logger;
-use crate::registry::transport::retry::{Budget, RetryPolicy};
 use crate::registry::transport::wire::Wire;
 use crate::registry::url;
+use crate::retry::{Budget, RetryPolicy};
 
 /// What a token call needs: the wire, the registry's name (for messages) and the log.
 pub struct TokenClient<'a> {
@@ -28,6 +29,8 @@ pub struct TokenClient<'a> {
     pub logger: Logger,
     /// How often a failed call goes again.
     pub retry: RetryPolicy,
+    /// Ends a wait between retries early.
+    pub cancel: &'a Cancel,
 }
 
 impl TokenClient<'_> {
@@ -68,7 +71,7 @@ impl TokenClient<'_> {
                     budget.retries()
                 )
             });
-            std::thread::sleep(wait);
+            self.cancel.sleep(wait)?;
         }
     }
 

@@ -161,6 +161,19 @@ pub fn proxied(target: &str) -> bool {
     ureq::Proxy::try_from_env().is_some_and(|p| !p.is_no_proxy(&uri))
 }
 
+/// Whether a request certainly never reached the server: the connection was never made.
+pub fn never_sent(e: &ureq::Error) -> bool {
+    use ureq::Timeout;
+    match e {
+        ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::ConnectProxyFailed(_) => true,
+        ureq::Error::Timeout(t) => matches!(t, Timeout::Resolve | Timeout::Connect),
+        ureq::Error::Io(io) => io.kind() == io::ErrorKind::ConnectionRefused,
+        _ => false,
+    }
+}
+
 /// Yields exactly `remaining` bytes of `inner`, and fails (instead of letting the HTTP client
 /// wait forever for the promised Content-Length) when `inner` ends early.
 struct ExactReader<'a> {

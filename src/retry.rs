@@ -1,6 +1,7 @@
 //! The one retry policy (docs/registry-notes.md §19), shared by every layer that tries again:
-//! requests in the transport, token calls, download resumption, upload session loops and
-//! image copies.
+//! requests in the registry's transport, token calls, download resumption, upload session
+//! loops and image copies. It knows nothing of HTTP (which failures are worth a retry is the
+//! transport's business), so the backend-neutral [`crate::store::Store`] can name it.
 //!
 //! A [`RetryPolicy`] says how many retries an *operation* may make and how long it may spend
 //! failing; a [`Budget`] is one operation's account against it. Everything done for the
@@ -11,11 +12,17 @@
 //! The operation's budget reaches the requests made for it through [`Budget::enter`]: the
 //! requests are made deep inside the `Store` methods, which have no place for it. A request
 //! made outside any operation gets a budget of its own.
+//!
+//! The waits between attempts end early when the operation is cancelled: a budget made with
+//! [`Budget::with_cancel`] waits on that [`Cancel`] ([`Budget::wait`]), and the registry's
+//! transport waits on its own, so that an interrupt never has to sit out a backoff.
 
 use std::cell::RefCell;
-use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use crate::cancel::Cancel;
+use crate::error::Result;
 
 /// How long an operation may spend failing (waiting between attempts, and in attempts that
 /// failed), whatever the number of retries allows.
@@ -48,6 +55,7 @@ impl RetryPolicy {
             policy: self,
             used: 0,
             spent: Duration::ZERO,
+            cancel: None,
         })))
     }
 }
@@ -58,6 +66,8 @@ struct Account {
     used: u32,
     /// Time spent failing.
     spent: Duration,
+    /// The operation's cancellation, which ends a wait early.
+    cancel: Option<Cancel>,
 }
 
 /// One operation's account of retries and time, shared (it is a handle) by every layer
@@ -96,6 +106,36 @@ impl Budget {
         if let Ok(mut account) = self.0.lock() {
             account.used = account.used.saturating_sub(retries);
             account.spent = account.spent.saturating_sub(time);
+        }
+    }
+
+    /// The same budget, its waits ending early (with [`crate::Kind::Interrupted`]) once
+    /// `cancel` is cancelled.
+    pub fn with_cancel(self, cancel: Cancel) -> Budget {
+        if let Ok(mut account) = self.0.lock() {
+            account.cancel = Some(cancel);
+        }
+        self
+    }
+
+    /// Gives the budget `cancel` unless it has one: a registry does so for the operations its
+    /// requests serve, so that a caller who cancels the registry ends their waits too.
+    pub fn cancel_by_default(&self, cancel: &Cancel) {
+        if let Ok(mut account) = self.0.lock() {
+            account.cancel.get_or_insert_with(|| cancel.clone());
+        }
+    }
+
+    /// Waits `wait` (what [`Budget::next`] gave) before the retry, or less: an error of kind
+    /// [`crate::Kind::Interrupted`] as soon as the operation's cancel (if it has one) fires.
+    pub fn wait(&self, wait: Duration) -> Result<()> {
+        let cancel = self.0.lock().ok().and_then(|a| a.cancel.clone());
+        match cancel {
+            Some(cancel) => cancel.sleep(wait),
+            None => {
+                std::thread::sleep(wait);
+                Ok(())
+            }
         }
     }
 
@@ -207,22 +247,24 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Whether a request certainly never reached the server: the connection was never made.
-pub fn never_sent(e: &ureq::Error) -> bool {
-    use ureq::Timeout;
-    match e {
-        ureq::Error::HostNotFound
-        | ureq::Error::ConnectionFailed
-        | ureq::Error::ConnectProxyFailed(_) => true,
-        ureq::Error::Timeout(t) => matches!(t, Timeout::Resolve | Timeout::Connect),
-        ureq::Error::Io(io) => io.kind() == io::ErrorKind::ConnectionRefused,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_waits_on_its_cancel_and_adopts_one_only_when_it_has_none() {
+        let (mine, other) = (Cancel::new(), Cancel::new());
+        let budget = RetryPolicy::new(1).budget().with_cancel(mine.clone());
+        budget.cancel_by_default(&other);
+        other.cancel(Duration::from_secs(1));
+        assert!(budget.wait(Duration::from_millis(1)).is_ok(), "its own cancel");
+        mine.cancel(Duration::from_secs(1));
+        let e = budget.wait(Duration::from_secs(600)).unwrap_err();
+        assert_eq!(e.kind, crate::Kind::Interrupted);
+        let adopted = RetryPolicy::new(1).budget();
+        adopted.cancel_by_default(&other);
+        assert!(adopted.wait(Duration::from_secs(600)).is_err());
+    }
 
     #[test]
     fn retry_after_is_honoured_and_capped() {
