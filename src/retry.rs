@@ -257,7 +257,10 @@ mod tests {
         let budget = RetryPolicy::new(1).budget().with_cancel(mine.clone());
         budget.cancel_by_default(&other);
         other.cancel(Duration::from_secs(1));
-        assert!(budget.wait(Duration::from_millis(1)).is_ok(), "its own cancel");
+        assert!(
+            budget.wait(Duration::from_millis(1)).is_ok(),
+            "its own cancel"
+        );
         mine.cancel(Duration::from_secs(1));
         let e = budget.wait(Duration::from_secs(600)).unwrap_err();
         assert_eq!(e.kind, crate::Kind::Interrupted);

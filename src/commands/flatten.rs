@@ -90,6 +90,8 @@ fn flatten_located(
         reference,
         platform.as_ref(),
         retries,
+        // The library reads no environment: TMPDIR (else /tmp) is the binary's to read.
+        &std::env::temp_dir(),
         &cancel,
     )?;
     write(ctx, &mut image, args, &cancel)

@@ -53,13 +53,15 @@ pub fn open_all(paths: &[PathBuf], cancel: &Cancel) -> Result<Vec<Box<dyn LayerS
     if stdin > 1 {
         return Err(Error::usage("stdin (-) can be read only once"));
     }
+    // Streams are spooled in TMPDIR (else /tmp): the library reads no environment.
+    let tmp = std::env::temp_dir();
     paths
         .iter()
         .map(|p| {
             if p.as_os_str() == "-" {
-                Ok(source::stdin(cancel))
+                Ok(source::stdin(&tmp, cancel))
             } else {
-                source::open_path(p, cancel)
+                source::open_path(p, &tmp, cancel)
             }
         })
         .collect()

@@ -30,12 +30,13 @@ pub struct Image<'a> {
 }
 
 /// Opens the image `reference` names in `side`; an index needs `platform`. The layers' spool
-/// files are removed on `cancel`.
+/// files go in `tmp` and are removed on `cancel`.
 pub fn open<'a>(
     side: Side<'a>,
     reference: &Reference,
     platform: Option<&Platform>,
     retries: u32,
+    tmp: &std::path::Path,
     cancel: &Cancel,
 ) -> Result<Image<'a>> {
     let (_, mut manifest) = copy::fetch(side, reference)?;
@@ -69,11 +70,12 @@ pub fn open<'a>(
                     layer.digest, layer.media_type
                 )));
             }
-            Ok(
-                Box::new(Spooled::new(layer.digest.to_string(), cancel, move || {
-                    open_verified(side, layer.digest, Some(layer.size), retries)
-                })) as Box<dyn LayerSource + 'a>,
-            )
+            Ok(Box::new(Spooled::new(
+                layer.digest.to_string(),
+                tmp,
+                cancel,
+                move || open_verified(side, layer.digest, Some(layer.size), retries),
+            )) as Box<dyn LayerSource + 'a>)
         })
         .collect::<Result<_>>()?;
     Ok(Image { config, layers })

@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cancel::{self, Cancel};
 use crate::error::{Error, Result};
@@ -58,25 +58,29 @@ enum Spool<'a> {
     Gone,
 }
 
-/// A stream read once: the first read copies it to a temporary file, later reads come from
-/// that file. The file is removed when the source is dropped (and on cancel).
+/// A stream read once: the first read copies it to a temporary file in the directory the
+/// caller names (the library reads no environment: the binary gives `TMPDIR`), later reads
+/// come from that file. The file is removed when the source is dropped (and on cancel).
 pub struct Spooled<'a> {
     name: String,
     spool: Spool<'a>,
+    dir: PathBuf,
     cancel: Cancel,
 }
 
 impl<'a> Spooled<'a> {
     /// `open` is called once, when the layer is first read (so a registry connection is not
-    /// held open while earlier layers are read).
+    /// held open while earlier layers are read). The spool file goes in `dir`.
     pub fn new(
         name: impl Into<String>,
+        dir: &Path,
         cancel: &Cancel,
         open: impl FnOnce() -> Result<Box<dyn Read + 'a>> + 'a,
     ) -> Spooled<'a> {
         Spooled {
             name: name.into(),
             spool: Spool::Fresh(Box::new(open)),
+            dir: dir.to_path_buf(),
             cancel: cancel.clone(),
         }
     }
@@ -89,10 +93,10 @@ impl LayerSource for Spooled<'_> {
     fn open(&mut self) -> Result<Box<dyn Read + '_>> {
         match std::mem::replace(&mut self.spool, Spool::Gone) {
             Spool::Fresh(opener) => {
-                let dir = std::env::temp_dir();
+                let dir = &self.dir;
                 let (tmp, guard) = self
                     .cancel
-                    .tempfile(".regtool-spool-", &dir)
+                    .tempfile(".regtool-spool-", dir)
                     .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), &e))?;
                 let side = tmp
                     .reopen()
@@ -220,9 +224,9 @@ fn visit_all(
 }
 
 /// Opens a layer named on the command line: a regular file is read in place; anything else
-/// (a pipe, `<(...)`, a device) is spooled, the spool removed on `cancel`. A missing file is a
-/// not-found error.
-pub fn open_path(path: &std::path::Path, cancel: &Cancel) -> Result<Box<dyn LayerSource>> {
+/// (a pipe, `<(...)`, a device) is spooled in `tmp`, the spool removed on `cancel`. A missing
+/// file is a not-found error.
+pub fn open_path(path: &Path, tmp: &Path, cancel: &Cancel) -> Result<Box<dyn LayerSource>> {
     let shown = path.display().to_string();
     let file = File::open(path).map_err(|e| Error::io(format!("opening {shown}"), &e))?;
     let meta = file
@@ -234,15 +238,15 @@ pub fn open_path(path: &std::path::Path, cancel: &Cancel) -> Result<Box<dyn Laye
     if meta.is_file() {
         return Ok(Box::new(FileSource::new(path.to_path_buf(), file)));
     }
-    Ok(Box::new(Spooled::new(shown, cancel, move || {
+    Ok(Box::new(Spooled::new(shown, tmp, cancel, move || {
         Ok(Box::new(file) as Box<dyn Read>)
     })))
 }
 
-/// Standard input as a layer (spooled: it can be read only once), the spool removed on
-/// `cancel`.
-pub fn stdin(cancel: &Cancel) -> Box<dyn LayerSource> {
-    Box::new(Spooled::new("stdin", cancel, || {
+/// Standard input as a layer (spooled in `tmp`: it can be read only once), the spool removed
+/// on `cancel`.
+pub fn stdin(tmp: &Path, cancel: &Cancel) -> Box<dyn LayerSource> {
+    Box::new(Spooled::new("stdin", tmp, cancel, || {
         Ok(Box::new(io::stdin().lock()) as Box<dyn Read>)
     }))
 }
@@ -255,20 +259,26 @@ mod tests {
     fn a_spooled_stream_reads_the_same_twice() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let copy = data.clone();
-        let mut s = Spooled::new("x", &Cancel::new(), move || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spooled::new("x", dir.path(), &Cancel::new(), move || {
             Ok(Box::new(io::Cursor::new(copy)) as Box<dyn Read>)
         });
         for _ in 0..2 {
             let mut got = Vec::new();
             s.open().unwrap().read_to_end(&mut got).unwrap();
             assert!(got == data);
+            // The spool is in the directory the caller gave.
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         }
+        drop(s);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
     fn missing_and_directory_paths_are_refused() {
         let e = open_path(
-            std::path::Path::new("/nonexistent/layer.tar"),
+            Path::new("/nonexistent/layer.tar"),
+            Path::new("/tmp"),
             &Cancel::new(),
         )
         .err()
@@ -278,7 +288,7 @@ mod tests {
             e.message,
             "opening /nonexistent/layer.tar: No such file or directory"
         );
-        let e = open_path(std::path::Path::new("/"), &Cancel::new())
+        let e = open_path(Path::new("/"), Path::new("/tmp"), &Cancel::new())
             .err()
             .unwrap();
         assert_eq!(e.kind, crate::error::Kind::Usage);

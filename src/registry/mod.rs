@@ -1,16 +1,16 @@
 //! The registry backend of [`Store`]: the distribution API (OCI distribution spec v1.1) over
-//! [`http::Http`].
+//! `http::Http` (the layered HTTP stack, internal).
 
 pub mod auth;
-pub mod errors;
+pub(crate) mod errors;
 pub mod headers;
-pub mod http;
+pub(crate) mod http;
 pub mod options;
 pub mod scope;
 pub mod tls;
-pub mod transport;
+pub(crate) mod transport;
 pub mod upload;
-pub mod url;
+pub(crate) mod url;
 
 use std::io::Read;
 

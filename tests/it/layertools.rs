@@ -344,6 +344,18 @@ fn squash_is_the_same_bytes_whatever_the_compression() {
         .run();
     fifo_writer.join().unwrap();
     assert!(piped.stdout == plain_out, "{}", piped.stderr);
+    // The spool goes in TMPDIR, which the binary reads and hands to the library.
+    let missing = l.dir.join("no-such-tmp");
+    let out = regtool(&["squash", "-"])
+        .env("TMPDIR", &missing)
+        .stdin(std::fs::read(l.dir.join("layer1.tar.zst")).unwrap())
+        .run();
+    assert!(
+        out.fails(2)
+            .contains(&format!("creating a file in {}", missing.display())),
+        "{}",
+        out.stderr
+    );
     // The squashed layer is what flatten gives for the image of the same layers.
     let flat = regtool(&["flatten", "t/flat:v1"])
         .host(plain())
