@@ -65,7 +65,8 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
                 repo: &layout_repo,
             };
             let reference = l.reference(&layout)?;
-            flatten::open(side, &reference, platform.as_ref(), retries, &cancel)?
+            let tmp = std::env::temp_dir();
+            flatten::open(side, &reference, platform.as_ref(), retries, &tmp, &cancel)?
         }
         Endpoint::Registry(_) => {
             let located = super::locate(ctx, &args.image)?;
