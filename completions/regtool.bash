@@ -64,6 +64,9 @@ _regtool() {
             regtool,pull-blob)
                 cmd="regtool__subcmd__pull__subcmd__blob"
                 ;;
+            regtool,pull-image)
+                cmd="regtool__subcmd__pull__subcmd__image"
+                ;;
             regtool,push-blob)
                 cmd="regtool__subcmd__push__subcmd__blob"
                 ;;
@@ -83,7 +86,7 @@ _regtool() {
 
     case "${cmd}" in
         regtool)
-            opts="-h -V --help --version push-blob pull-blob blob-size mount-blob del-blob set-alias get-alias del-alias get-digest resolve get-manifest list-aliases list-repos auth append-layer copy flatten squash make-layer make-image"
+            opts="-h -V --help --version push-blob pull-blob blob-size mount-blob del-blob set-alias get-alias del-alias get-digest resolve get-manifest list-aliases list-repos auth append-layer copy pull-image flatten squash make-layer make-image"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -361,6 +364,20 @@ _regtool() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        regtool__subcmd__pull__subcmd__image)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

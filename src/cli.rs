@@ -44,6 +44,7 @@ pub enum Command {
     Auth(commands::auth::Args),
     AppendLayer(commands::append_layer::Args),
     Copy(commands::copy::Args),
+    PullImage(commands::pull_image::Args),
     Flatten(commands::flatten::Args),
     Squash(commands::squash::Args),
     MakeLayer(commands::make_layer::Args),

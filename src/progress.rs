@@ -54,6 +54,52 @@ impl Bars {
     }
 }
 
+/// One bar per blob a copy streams (`regtool::image::copy::Watch`), labelled by its digest,
+/// cleared when the blob is done; a resumed or retried blob keeps its bar.
+pub struct BlobBars<'a> {
+    bars: &'a Bars,
+    shown: std::sync::Mutex<std::collections::HashMap<String, ProgressBar>>,
+}
+
+impl<'a> BlobBars<'a> {
+    pub fn new(bars: &'a Bars) -> BlobBars<'a> {
+        BlobBars {
+            bars,
+            shown: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl regtool::image::copy::Watch for BlobBars<'_> {
+    fn watch<'r>(
+        &self,
+        blob: &regtool::oci::Descriptor,
+        reader: Box<dyn std::io::Read + Send + 'r>,
+    ) -> Box<dyn std::io::Read + Send + 'r> {
+        let key = blob.digest.to_string();
+        let bar = match self.shown.lock() {
+            Ok(mut shown) => shown
+                .entry(key.clone())
+                .or_insert_with(|| self.bars.bar(&key, Some(blob.size)))
+                .clone(),
+            Err(_) => return reader,
+        };
+        bar.set_position(0);
+        Box::new(bar.wrap_read(reader))
+    }
+
+    fn done(&self, blob: &regtool::oci::Descriptor) {
+        let bar = self
+            .shown
+            .lock()
+            .ok()
+            .and_then(|mut shown| shown.remove(&blob.digest.to_string()));
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// Labels are digests or file names: keep the start, which is what tells them apart.
 fn short(label: &str) -> String {
     let clean = regtool::text::sanitize(label, 19);

@@ -18,6 +18,7 @@ pub mod make_image;
 pub mod make_layer;
 pub mod mount_blob;
 pub mod pull_blob;
+pub mod pull_image;
 pub mod push_blob;
 pub mod resolve;
 pub mod set_alias;
@@ -71,6 +72,7 @@ pub fn run(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Auth(a) => auth::run(ctx, a),
         Command::AppendLayer(a) => append_layer::run(ctx, a),
         Command::Copy(a) => copy::run(ctx, a),
+        Command::PullImage(a) => pull_image::run(ctx, a),
         Command::Squash(a) => squash::run(ctx, a),
         Command::MakeLayer(a) => make_layer::run(ctx, a),
         Command::MakeImage(a) => make_image::run(ctx, a),

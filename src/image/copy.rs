@@ -4,6 +4,8 @@
 //! are copied byte for byte, children before the index that names them, so a digest
 //! reference stays valid.
 
+use std::io::Read;
+
 use crate::alias::Resolved;
 use crate::error::{Error, Result};
 use crate::oci::{Descriptor, Digest, Manifest, Platform, Reference, Repository, Tag};
@@ -25,12 +27,50 @@ impl Side<'_> {
     }
 }
 
+/// Sees the bytes of each blob a copy streams (the binary draws a progress bar per blob; the
+/// library draws nothing).
+pub trait Watch: Sync {
+    /// Wraps the stream of `blob`'s bytes on their way to the destination; `done` is called
+    /// when the blob is copied (or failed).
+    fn watch<'a>(
+        &self,
+        blob: &Descriptor,
+        reader: Box<dyn Read + Send + 'a>,
+    ) -> Box<dyn Read + Send + 'a>;
+    /// The blob is copied, or failed.
+    fn done(&self, _blob: &Descriptor) {}
+}
+
+/// Watches nothing.
+pub struct Unwatched;
+
+impl Watch for Unwatched {
+    fn watch<'a>(
+        &self,
+        _blob: &Descriptor,
+        reader: Box<dyn Read + Send + 'a>,
+    ) -> Box<dyn Read + Send + 'a> {
+        reader
+    }
+}
+
 /// Makes every blob of `blobs` present in `dst`, taking them from `src`.
 pub fn ensure_blobs(
     src: Side<'_>,
     dst: Side<'_>,
     blobs: Vec<Descriptor>,
     jobs: usize,
+) -> Result<()> {
+    ensure_blobs_watched(src, dst, blobs, jobs, &Unwatched)
+}
+
+/// [`ensure_blobs`], the streamed blobs shown to `watch`.
+pub fn ensure_blobs_watched(
+    src: Side<'_>,
+    dst: Side<'_>,
+    blobs: Vec<Descriptor>,
+    jobs: usize,
+    watch: &dyn Watch,
 ) -> Result<()> {
     let same_store = src.same_store(&dst);
     let results = crate::parallel::map(jobs, blobs, |_, blob| {
@@ -47,10 +87,10 @@ pub fn ensure_blobs(
         // A broken upload starts over from a new session; a broken download resumes. The
         // blob's copy is one operation: every retry of it, at any layer, draws from one budget.
         let budget = retry_policy(src, dst).budget();
-        crate::resume::again(&budget, || {
+        let copied = crate::resume::again(&budget, || {
             let stream = src.store.open_blob(src.repo, &blob.digest)?;
             stream.expect_size(&blob.digest, Some(blob.size))?;
-            let mut reader = crate::resume::Resuming::new(
+            let reader = crate::resume::Resuming::new(
                 src.store,
                 src.repo,
                 &blob.digest,
@@ -58,10 +98,12 @@ pub fn ensure_blobs(
                 budget.clone(),
             )
             .with_size(Some(blob.size));
+            let mut reader = watch.watch(&blob, Box::new(reader));
             dst.store
                 .put_blob(dst.repo, &blob.digest, blob.size, &mut reader)
-        })
-        .map_err(|e| e.context(format!("copying {}", blob.digest)))
+        });
+        watch.done(&blob);
+        copied.map_err(|e| e.context(format!("copying {}", blob.digest)))
     });
     results.into_iter().collect()
 }
@@ -110,12 +152,35 @@ fn copy_image(
     fetched: &Fetched,
     manifest: &Manifest,
     tag: Option<&Tag>,
-    jobs: usize,
+    opts: &Options<'_>,
 ) -> Result<Digest> {
-    ensure_blobs(src, dst, image_blobs(manifest), jobs)?;
+    ensure_blobs_watched(src, dst, image_blobs(manifest), opts.jobs, opts.watch)?;
     let reference = stored_as(fetched, tag);
     dst.store
         .put_manifest(dst.repo, &reference, &fetched.bytes, manifest.media_type())
+}
+
+/// How a copy goes: the platform to take from an index (None: all of them), how many blobs
+/// move at once, and who watches them move.
+#[derive(Clone, Copy)]
+pub struct Options<'a> {
+    /// With a platform, an index gives just that platform's image.
+    pub platform: Option<&'a Platform>,
+    /// Blobs copied at once.
+    pub jobs: usize,
+    /// Sees each streamed blob.
+    pub watch: &'a dyn Watch,
+}
+
+impl<'a> Options<'a> {
+    /// Every platform, `jobs` blobs at once, unwatched.
+    pub fn new(jobs: usize) -> Options<'a> {
+        Options {
+            platform: None,
+            jobs,
+            watch: &Unwatched,
+        }
+    }
 }
 
 /// Copies the image or index `reference` names to `dst` under `tag` (or by digest). With a
@@ -128,31 +193,74 @@ pub fn copy(
     platform: Option<&Platform>,
     jobs: usize,
 ) -> Result<Digest> {
-    let (fetched, manifest) = fetch(src, reference)?;
-    let Manifest::Index { manifests, .. } = &manifest else {
-        return copy_image(src, dst, &fetched, &manifest, tag, jobs);
+    let opts = Options {
+        platform,
+        ..Options::new(jobs)
     };
-    if let Some(wanted) = platform {
+    copy_with(src, reference, dst, tag, &opts).map(|copied| copied.digest)
+}
+
+/// What a copy stored at the top: the manifest or index's digest, size and media type.
+pub type Copied = Descriptor;
+
+/// [`copy`] with all its options; returns the descriptor of what it stored at the top.
+pub fn copy_with(
+    src: Side<'_>,
+    reference: &Reference,
+    dst: Side<'_>,
+    tag: Option<&Tag>,
+    opts: &Options<'_>,
+) -> Result<Copied> {
+    let (fetched, manifest) = fetch(src, reference)?;
+    let described = |fetched: &Fetched, manifest: &Manifest, digest: Digest| {
+        Descriptor::new(manifest.media_type(), digest, fetched.bytes.len() as u64)
+    };
+    let Manifest::Index { manifests, .. } = &manifest else {
+        let digest = copy_image(src, dst, &fetched, &manifest, tag, opts)?;
+        return Ok(described(&fetched, &manifest, digest));
+    };
+    if let Some(wanted) = opts.platform {
         let child = crate::oci::manifest::child_for(manifests, wanted, reference)?;
         let (cf, cm) = fetch(src, &(&child.digest).into())?;
-        return copy_image(src, dst, &cf, &cm, tag, jobs);
+        let digest = copy_image(src, dst, &cf, &cm, tag, opts)?;
+        return Ok(described(&cf, &cm, digest));
     }
+    // Every child is fetched and checked before the first blob moves, so that an index with
+    // a bad child writes nothing.
+    let mut children = Vec::with_capacity(manifests.len());
     for child in manifests {
         let (cf, cm) = fetch(src, &(&child.digest).into())?;
-        match cm {
-            Manifest::Index { .. } => {
-                return Err(Error::data(format!(
-                    "{reference}: nested indexes are not supported"
-                )));
-            }
-            _ => {
-                copy_image(src, dst, &cf, &cm, None, jobs)?;
-            }
+        if let Manifest::Index { .. } = cm {
+            return Err(Error::data(format!(
+                "{reference}: nested indexes are not supported"
+            )));
         }
+        children.push((cf, cm));
+    }
+    let blobs: Vec<Descriptor> = children
+        .iter()
+        .flat_map(|(_, cm)| image_blobs(cm))
+        .collect();
+    ensure_blobs_watched(src, dst, unique(blobs), opts.jobs, opts.watch)?;
+    // Children before the index that names them.
+    for (cf, cm) in &children {
+        dst.store
+            .put_manifest(dst.repo, &(&cf.digest).into(), &cf.bytes, cm.media_type())?;
     }
     let reference = stored_as(&fetched, tag);
-    dst.store
-        .put_manifest(dst.repo, &reference, &fetched.bytes, manifest.media_type())
+    let digest =
+        dst.store
+            .put_manifest(dst.repo, &reference, &fetched.bytes, manifest.media_type())?;
+    Ok(described(&fetched, &manifest, digest))
+}
+
+/// The blobs, each once (in their first order): platforms share layers.
+fn unique(blobs: Vec<Descriptor>) -> Vec<Descriptor> {
+    let mut seen = std::collections::HashSet::new();
+    blobs
+        .into_iter()
+        .filter(|b| seen.insert(b.digest.clone()))
+        .collect()
 }
 
 /// What a copied manifest is stored under: the tag, else its digest.

@@ -18,6 +18,7 @@ mod errors;
 mod first_hour;
 mod hints;
 mod hostile;
+mod imagelayouts;
 mod images;
 mod layertools;
 mod layout;
