@@ -70,6 +70,9 @@ _regtool() {
             regtool,push-blob)
                 cmd="regtool__subcmd__push__subcmd__blob"
                 ;;
+            regtool,push-image)
+                cmd="regtool__subcmd__push__subcmd__image"
+                ;;
             regtool,resolve)
                 cmd="regtool__subcmd__resolve"
                 ;;
@@ -86,7 +89,7 @@ _regtool() {
 
     case "${cmd}" in
         regtool)
-            opts="-h -V --help --version push-blob pull-blob blob-size mount-blob del-blob set-alias get-alias del-alias get-digest resolve get-manifest list-aliases list-repos auth append-layer copy pull-image flatten squash make-layer make-image"
+            opts="-h -V --help --version push-blob pull-blob blob-size mount-blob del-blob set-alias get-alias del-alias get-digest resolve get-manifest list-aliases list-repos auth append-layer copy pull-image push-image flatten squash make-layer make-image"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -386,6 +389,20 @@ _regtool() {
             return 0
             ;;
         regtool__subcmd__push__subcmd__blob)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        regtool__subcmd__push__subcmd__image)
             opts="-h -V --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -43,6 +43,7 @@ complete -c regtool -n "__fish_regtool_needs_command" -f -a "auth" -d 'Mint a be
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "append-layer" -d 'Append tarballs as new layers to an image in a registry, without pulling it'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "copy" -d 'Copy an image or index to another repository or registry'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "pull-image" -d 'Save a registry image to an OCI layout'
+complete -c regtool -n "__fish_regtool_needs_command" -f -a "push-image" -d 'Upload an image from an OCI layout to a registry'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "flatten" -d 'Write the merged root filesystem of an image as one tar'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "squash" -d 'Merge layer tarballs into one plain layer tar'
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "make-layer" -d 'Make a reproducible layer tar from files, directories and Python wheels'
@@ -82,6 +83,8 @@ complete -c regtool -n "__fish_regtool_using_subcommand copy" -s h -l help -d 'P
 complete -c regtool -n "__fish_regtool_using_subcommand copy" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand pull-image" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand pull-image" -s V -l version -d 'Print version'
+complete -c regtool -n "__fish_regtool_using_subcommand push-image" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c regtool -n "__fish_regtool_using_subcommand push-image" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s o -l output -d 'Write the tar to FILE instead of stdout: a regular file (or a symlink\'s target) complete or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand flatten" -l config -d 'Also write the image\'s config (JSON, as stored) to FILE' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -45,6 +45,7 @@ pub enum Command {
     AppendLayer(commands::append_layer::Args),
     Copy(commands::copy::Args),
     PullImage(commands::pull_image::Args),
+    PushImage(commands::push_image::Args),
     Flatten(commands::flatten::Args),
     Squash(commands::squash::Args),
     MakeLayer(commands::make_layer::Args),

@@ -20,6 +20,7 @@ pub mod mount_blob;
 pub mod pull_blob;
 pub mod pull_image;
 pub mod push_blob;
+pub mod push_image;
 pub mod resolve;
 pub mod set_alias;
 pub mod squash;
@@ -73,6 +74,7 @@ pub fn run(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::AppendLayer(a) => append_layer::run(ctx, a),
         Command::Copy(a) => copy::run(ctx, a),
         Command::PullImage(a) => pull_image::run(ctx, a),
+        Command::PushImage(a) => push_image::run(ctx, a),
         Command::Squash(a) => squash::run(ctx, a),
         Command::MakeLayer(a) => make_layer::run(ctx, a),
         Command::MakeImage(a) => make_image::run(ctx, a),

@@ -10,7 +10,7 @@ use crate::alias::Resolved;
 use crate::error::{Error, Result};
 use crate::oci::{Descriptor, Digest, Manifest, Platform, Reference, Repository, Tag};
 use crate::retry::RetryPolicy;
-use crate::store::{Fetched, Mount, Store};
+use crate::store::{Fetched, Location, Mount, Store};
 
 /// One side of a copy: a store and a repository in it.
 #[derive(Clone, Copy)]
@@ -154,7 +154,9 @@ fn copy_image(
     tag: Option<&Tag>,
     opts: &Options<'_>,
 ) -> Result<Digest> {
-    ensure_blobs_watched(src, dst, image_blobs(manifest), opts.jobs, opts.watch)?;
+    let blobs = image_blobs(manifest);
+    check_local(src, &blobs)?;
+    ensure_blobs_watched(src, dst, blobs, opts.jobs, opts.watch)?;
     let reference = stored_as(fetched, tag);
     dst.store
         .put_manifest(dst.repo, &reference, &fetched.bytes, manifest.media_type())
@@ -241,7 +243,9 @@ pub fn copy_with(
         .iter()
         .flat_map(|(_, cm)| image_blobs(cm))
         .collect();
-    ensure_blobs_watched(src, dst, unique(blobs), opts.jobs, opts.watch)?;
+    let blobs = unique(blobs);
+    check_local(src, &blobs)?;
+    ensure_blobs_watched(src, dst, blobs, opts.jobs, opts.watch)?;
     // Children before the index that names them.
     for (cf, cm) in &children {
         dst.store
@@ -252,6 +256,36 @@ pub fn copy_with(
         dst.store
             .put_manifest(dst.repo, &reference, &fetched.bytes, manifest.media_type())?;
     Ok(described(&fetched, &manifest, digest))
+}
+
+/// A local source (a layout) must hold every blob before the first one moves, so that an
+/// image that is not whole leaves nothing at the destination (checking costs a stat each).
+/// A missing blob is not found; one of another size is bad data.
+fn check_local(src: Side<'_>, blobs: &[Descriptor]) -> Result<()> {
+    if let Location::Registry(_) = src.store.location() {
+        return Ok(());
+    }
+    for blob in blobs {
+        match src.store.blob_size(src.repo, &blob.digest)? {
+            Some(size) if size == blob.size => {}
+            Some(size) => {
+                return Err(Error::data(format!(
+                    "{}: blob {} has {size} bytes, not the {} its manifest says",
+                    src.store.location(),
+                    blob.digest,
+                    blob.size
+                )));
+            }
+            None => {
+                return Err(Error::not_found(format!(
+                    "{}: blob {} is missing",
+                    src.store.location(),
+                    blob.digest
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The blobs, each once (in their first order): platforms share layers.

@@ -266,3 +266,143 @@ fn an_interrupted_pull_removes_the_layout_it_created() {
     );
     assert!(!work.path().join("L").exists());
 }
+
+#[test]
+fn pull_then_push_keeps_every_digest() {
+    base();
+    let reg = plain();
+    let work = tempdir();
+    let dir = work.path();
+    for tag in ["docker", "oci", "multi"] {
+        let source = resolve(reg, "t/base", tag);
+        let pulled = regtool(&[
+            "pull-image",
+            &format!("t/base:{tag}"),
+            &format!("oci:L:{tag}"),
+        ])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .ok();
+        assert_eq!(pulled.trim(), source);
+        let out = regtool(&[
+            "push-image",
+            &format!("oci:L:{tag}"),
+            &format!("t/back:{tag}"),
+        ])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .ok();
+        assert_eq!(out.trim(), format!("t/back@{source}"));
+        assert_eq!(resolve(reg, "t/back", tag), source);
+    }
+    // Both platforms of the index are whole in the registry.
+    let arm = regtool(&["get-alias", "t/back", "multi"])
+        .host(reg)
+        .env("REGTOOL_PLATFORM", "linux/arm64")
+        .run()
+        .ok();
+    assert_eq!(arm.lines().count(), 2, "{arm}");
+}
+
+#[test]
+fn push_image_uploads_what_skopeo_wrote() {
+    base();
+    let reg = plain();
+    let work = tempdir();
+    let dir = work.path();
+    let source = resolve(reg, "t/base", "oci");
+    run(
+        dir,
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/t/base:oci", reg.host),
+            "oci:S:v1",
+        ],
+    );
+    // A bare directory: its only image; the tag of the destination.
+    let out = regtool(&["push-image", "S", "t/fromskopeo:v2"])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .ok();
+    assert_eq!(out.trim(), format!("t/fromskopeo@{source}"));
+    // Without a destination tag, the layout's; a second push sends no blob.
+    let again = regtool(&["push-image", "oci:S:v1", "t/fromskopeo"])
+        .host(reg)
+        .dir(dir)
+        .env("REGTOOL_DEBUG", "1")
+        .run();
+    assert_eq!(again.ok().trim(), format!("t/fromskopeo@{source}"));
+    assert!(!again.stderr.contains("POST"), "{}", again.stderr);
+    assert_eq!(resolve(reg, "t/fromskopeo", "v1"), source);
+}
+
+#[test]
+fn push_image_refuses_layouts_that_are_not_what_they_claim() {
+    base();
+    let reg = plain();
+    let work = tempdir();
+    let dir = work.path();
+    regtool(&["pull-image", "t/base:oci", "oci:L:v1"])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .ok();
+    let push = |image: &str, dst: &str| {
+        regtool(&["push-image", image, dst])
+            .host(reg)
+            .dir(dir)
+            .env("REGTOOL_DEBUG", "1")
+            .run()
+    };
+    // No such tag, no layout at all: not found.
+    push("oci:L:nope", "t/refused:v1").fails(2);
+    push("oci:Nothing:v1", "t/refused:v1").fails(2);
+    push("Nothing", "t/refused:v1").fails(2);
+    // Two images and no tag: which one?
+    regtool(&["pull-image", "t/base:docker", "oci:L:docker"])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .ok();
+    assert!(push("L", "t/refused:v1").fails(64).contains("v1, docker"));
+    // A blob missing from the layout: 2 before anything is sent; one of another size: 65.
+    let m = crate::images::manifest(reg, "t/base", "oci");
+    let layer = m["layers"][0]["digest"].as_str().unwrap();
+    let blob = dir.join("L/blobs/sha256").join(&layer[7..]);
+    let bytes = std::fs::read(&blob).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    let out = push("oci:L:v1", "t/refused:v1");
+    out.fails(2);
+    assert!(
+        !out.stderr.contains("POST") && !out.stderr.contains("PUT"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(&blob, &bytes[1..]).unwrap();
+    let out = push("oci:L:v1", "t/refused:v1");
+    out.fails(65);
+    assert!(
+        !out.stderr.contains("POST") && !out.stderr.contains("PUT"),
+        "{}",
+        out.stderr
+    );
+    regtool(&["resolve", "t/refused", "v1"])
+        .host(reg)
+        .run()
+        .fails(2);
+    // A malformed index.json: 65.
+    std::fs::write(dir.join("L/index.json"), "[]").unwrap();
+    push("oci:L:v1", "t/refused:v1").fails(65);
+    // Usage errors.
+    push(
+        "oci:L:v1",
+        "t/refused@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    )
+    .fails(64);
+    push("docker.io/library/debian:12", "t/refused:v1").fails(2);
+}
