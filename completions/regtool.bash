@@ -34,6 +34,9 @@ _regtool() {
             regtool,del-blob)
                 cmd="regtool__subcmd__del__subcmd__blob"
                 ;;
+            regtool,digest)
+                cmd="regtool__subcmd__digest"
+                ;;
             regtool,flatten)
                 cmd="regtool__subcmd__flatten"
                 ;;
@@ -89,7 +92,7 @@ _regtool() {
 
     case "${cmd}" in
         regtool)
-            opts="-h -V --help --version push-blob pull-blob blob-size mount-blob del-blob set-alias get-alias del-alias get-digest resolve get-manifest list-aliases list-repos auth append-layer copy pull-image push-image flatten squash make-layer make-image"
+            opts="-h -V --help --version push-blob pull-blob blob-size mount-blob del-blob set-alias get-alias del-alias get-digest resolve get-manifest list-aliases list-repos auth append-layer copy pull-image push-image digest flatten squash make-layer make-image"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -173,6 +176,20 @@ _regtool() {
             return 0
             ;;
         regtool__subcmd__del__subcmd__blob)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        regtool__subcmd__digest)
             opts="-h -V --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

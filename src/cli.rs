@@ -46,6 +46,7 @@ pub enum Command {
     Copy(commands::copy::Args),
     PullImage(commands::pull_image::Args),
     PushImage(commands::push_image::Args),
+    Digest(commands::digest::Args),
     Flatten(commands::flatten::Args),
     Squash(commands::squash::Args),
     MakeLayer(commands::make_layer::Args),

@@ -8,10 +8,12 @@ pub mod blob_size;
 pub mod copy;
 pub mod del_alias;
 pub mod del_blob;
+pub mod digest;
 pub mod flatten;
 pub mod get_alias;
 pub mod get_digest;
 pub mod get_manifest;
+pub mod image_arg;
 pub mod list_aliases;
 pub mod list_repos;
 pub mod make_image;
@@ -75,6 +77,7 @@ pub fn run(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Copy(a) => copy::run(ctx, a),
         Command::PullImage(a) => pull_image::run(ctx, a),
         Command::PushImage(a) => push_image::run(ctx, a),
+        Command::Digest(a) => digest::run(ctx, a),
         Command::Squash(a) => squash::run(ctx, a),
         Command::MakeLayer(a) => make_layer::run(ctx, a),
         Command::MakeImage(a) => make_image::run(ctx, a),

@@ -3,14 +3,9 @@
 //! time, verified while they stream and resumed after a cut; the index.json entry last. A
 //! failed pull leaves no entry, and no layout directory where there was none.
 
-use std::path::{Path, PathBuf};
-
 use regtool::error::{Error, Result};
-use regtool::image::copy::{self, Side};
 use regtool::image::endpoint::{Endpoint, LayoutRef};
-use regtool::layout::Layout;
 use regtool::oci::Tag;
-use regtool::store::Store;
 use serde_json::json;
 
 use super::Ctx;
@@ -58,39 +53,14 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         None => Some(src.reference.tag.clone().unwrap_or_else(Tag::latest)),
     });
     let layout = target.open(&ctx.cancel);
-    let repo = Layout::repo();
-    let fresh = Fresh::prepare(&target, &layout, &ctx.cancel)?;
-    let watch = crate::progress::BlobBars::new(&ctx.bars);
-    let opts = copy::Options {
-        platform: ctx.settings.platform.as_ref(),
-        jobs: ctx.settings.jobs,
-        watch: &watch,
-    };
-    let dst = Side {
-        store: &layout,
-        repo: &repo,
-    };
-    let pulled = copy::copy_with(
+    let top = super::image_arg::save_to_layout(
+        ctx,
         src.side(),
         &src.reference.reference(),
-        dst,
+        &target,
+        &layout,
         tag.as_ref(),
-        &opts,
-    )
-    .and_then(|top| {
-        if tag.is_none() {
-            layout.add_untagged(&repo, &top)?;
-        }
-        Ok(top)
-    });
-    let top = match pulled {
-        Ok(top) => top,
-        Err(e) => {
-            fresh.undo();
-            return Err(e);
-        }
-    };
-    drop(fresh);
+    )?;
     let text = top.digest.to_string();
     let written = Endpoint::Layout(LayoutRef {
         path: target.path.clone(),
@@ -100,71 +70,4 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         &text,
         json!({"digest": top.digest, "destination": written.to_string()}),
     )
-}
-
-/// What a pull must undo when it fails: the layout it is creating (removed on cancel too, by
-/// the signal thread, since the process exits from there).
-struct Fresh {
-    /// The directory, and whether it is ours (else it was empty, and only its contents are).
-    created: Option<(PathBuf, bool)>,
-    _guard: Option<regtool::cancel::Guard>,
-}
-
-impl Fresh {
-    /// Checks the target before any download: an existing layout must have a readable index
-    /// (a malformed one is bad data); an existing directory without a layout must be empty.
-    fn prepare(target: &LayoutRef, layout: &Layout, cancel: &regtool::Cancel) -> Result<Fresh> {
-        let path = &target.path;
-        let repo = Layout::repo();
-        if layout.exists(&repo)? {
-            layout.list_tags(&repo)?;
-            return Ok(Fresh {
-                created: None,
-                _guard: None,
-            });
-        }
-        let whole = match std::fs::read_dir(path) {
-            Ok(mut entries) => {
-                if entries.next().is_some() {
-                    return Err(Error::usage(format!(
-                        "{}: not an OCI layout (no oci-layout file), and not empty",
-                        path.display()
-                    ))
-                    .with_hint("pull into a new or empty directory"));
-                }
-                false
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), &e)),
-        };
-        let undo = path.clone();
-        let guard = cancel.on_cancel(move || remove(&undo, whole));
-        Ok(Fresh {
-            created: Some((path.clone(), whole)),
-            _guard: Some(guard),
-        })
-    }
-
-    fn undo(self) {
-        if let Some((path, whole)) = &self.created {
-            remove(path, *whole);
-        }
-    }
-}
-
-/// Removes a layout the pull created: the directory itself, or (`whole` false) what it put in
-/// a directory that was empty.
-fn remove(path: &Path, whole: bool) {
-    if whole {
-        let _ = std::fs::remove_dir_all(path);
-        return;
-    }
-    for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-        let p = entry.path();
-        let _ = if p.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-    }
 }

@@ -214,6 +214,8 @@ impl Layout {
     /// The layout directory of a repository, created on first write. `oci-layout` is written
     /// last and under the lock, so that two first writers cannot both write an empty index.
     fn ensure(&self, repo: &Repository) -> Result<PathBuf> {
+        // A cancelled write creates nothing: the cleanup may be removing a new layout.
+        self.cancel.check()?;
         let dir = self.repo_dir(repo)?;
         if !dir.join("oci-layout").is_file() {
             fs::create_dir_all(dir.join("blobs").join("sha256"))

@@ -406,3 +406,117 @@ fn push_image_refuses_layouts_that_are_not_what_they_claim() {
     .fails(64);
     push("docker.io/library/debian:12", "t/refused:v1").fails(2);
 }
+
+#[test]
+fn digest_of_a_layout_a_manifest_file_and_the_registry_agree() {
+    base();
+    let reg = plain();
+    let work = tempdir();
+    let dir = work.path();
+    let digest = |arg: &str| {
+        regtool(&["digest", arg])
+            .host(reg)
+            .dir(dir)
+            .run()
+            .ok()
+            .trim()
+            .to_string()
+    };
+    for tag in ["docker", "oci", "multi"] {
+        let source = resolve(reg, "t/base", tag);
+        regtool(&[
+            "pull-image",
+            &format!("t/base:{tag}"),
+            &format!("oci:L:{tag}"),
+        ])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .ok();
+        assert_eq!(digest(&format!("oci:L:{tag}")), source);
+        assert_eq!(digest(&format!("t/base:{tag}")), source);
+        assert_eq!(digest(&format!("{}/t/base:{tag}", reg.host)), source);
+        let raw = regtool(&["get-manifest", "t/base", tag])
+            .host(reg)
+            .run()
+            .ok();
+        let file = dir.join(format!("{tag}.json"));
+        std::fs::write(&file, raw.strip_suffix('\n').unwrap()).unwrap();
+        assert_eq!(digest(file.to_str().unwrap()), source);
+        let piped = regtool(&["digest", "-"])
+            .stdin(raw.strip_suffix('\n').unwrap())
+            .run()
+            .ok();
+        assert_eq!(piped.trim(), source);
+    }
+    // A bare directory with one image.
+    regtool(&["pull-image", "t/base:arm", "One"])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .ok();
+    assert_eq!(digest("One"), resolve(reg, "t/base", "arm"));
+    assert_eq!(digest("oci:One"), resolve(reg, "t/base", "arm"));
+    // Not found, not a manifest, ambiguous, corrupt.
+    let fails = |arg: &str, status: i32| {
+        regtool(&["digest", arg])
+            .host(reg)
+            .dir(dir)
+            .run()
+            .fails(status)
+            .to_string()
+    };
+    fails("oci:L:nope", 2);
+    fails("oci:Nothing:v1", 2);
+    fails("t/base:nope", 2);
+    std::fs::write(dir.join("notes.txt"), "not a manifest").unwrap();
+    fails("notes.txt", 65);
+    fails("L", 64);
+    let oci = resolve(reg, "t/base", "oci");
+    std::fs::write(dir.join("L/blobs/sha256").join(&oci[7..]), "{}").unwrap();
+    fails("oci:L:oci", 65);
+}
+
+#[test]
+fn copy_between_layouts_and_registries_keeps_digests() {
+    base();
+    let reg = plain();
+    let work = tempdir();
+    let dir = work.path();
+    let copy = |src: &str, dst: &str| {
+        regtool(&["copy", src, dst])
+            .host(reg)
+            .dir(dir)
+            .run()
+            .ok()
+            .trim()
+            .to_string()
+    };
+    let multi = resolve(reg, "t/base", "multi");
+    assert_eq!(copy("t/base:multi", "oci:C:m"), multi);
+    assert_eq!(copy("oci:C:m", "t/copied:m"), multi);
+    assert_eq!(resolve(reg, "t/copied", "m"), multi);
+    // Layout to layout; the destination's tag is the source's.
+    assert_eq!(copy("oci:C:m", "oci:C2"), multi);
+    assert_eq!(skopeo_digest(dir, "oci:C2:m"), multi);
+    // One platform of a layout's index.
+    let arm = regtool(&["copy", "oci:C2:m", "t/copied:arm"])
+        .host(reg)
+        .dir(dir)
+        .env("REGTOOL_PLATFORM", "linux/arm64")
+        .run()
+        .ok();
+    assert_eq!(arm.trim(), resolve(reg, "t/base", "arm"));
+    // A failed copy into a new layout leaves no directory.
+    regtool(&["copy", "t/base:nope", "oci:X:v1"])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .fails(2);
+    assert!(!dir.join("X").exists());
+    regtool(&["copy", "oci:C:m", &format!("t/copied@{multi}")])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .fails(64);
+}
