@@ -43,6 +43,25 @@ impl TokenServer {
             .filter(|r| r.path.starts_with("/token"))
             .count()
     }
+
+    /// Token requests whose scopes name `repo`: on the shared server, tests running at the
+    /// same time ask for tokens too, and must not count in each other's numbers.
+    pub fn requests_for(&self, repo: &str) -> usize {
+        let ours = format!("repository:{repo}:");
+        self.server
+            .seen()
+            .iter()
+            .filter(|r| r.path.starts_with("/token"))
+            .filter(|r| {
+                let q = r.path.split_once('?').map_or("", |(_, q)| q);
+                let form = String::from_utf8_lossy(&r.body);
+                query(q)
+                    .into_iter()
+                    .chain(query(&form))
+                    .any(|(k, v)| k == "scope" && v.split(' ').any(|s| s.starts_with(&ours)))
+            })
+            .count()
+    }
 }
 
 fn b64url(data: &[u8]) -> String {
