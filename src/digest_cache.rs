@@ -66,6 +66,13 @@ impl Stamp {
         self.size
     }
 
+    /// Whether the file's content is unchanged by its stat: same file, size and mtime. The
+    /// ctime is left out: removing or renaming the file changes it.
+    pub fn same_content(&self, other: &Stamp) -> bool {
+        (self.dev, self.ino, self.size, self.mtime)
+            == (other.dev, other.ino, other.size, other.mtime)
+    }
+
     /// Whether the file is worth caching (see [`MIN_SIZE`]).
     pub fn worth_caching(&self) -> bool {
         self.size >= MIN_SIZE

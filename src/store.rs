@@ -136,6 +136,35 @@ pub trait Store: Send + Sync {
         self.put_blob(repo, digest, size, &mut FileRange::new(file, 0, size))
     }
 
+    /// Stores a blob from a regular file of `size` bytes whose digest is not known yet,
+    /// unless the repository has it: the digest, and whether the blob was uploaded. `hash` and
+    /// `upload` are the same file, given twice so that a caller can count each reader's
+    /// progress; both are read at positions. A file that is not `size` bytes long when read
+    /// is a data error. The default hashes the file, asks [`Store::has_blob`] and stores it
+    /// from `upload`: two reads (the local store keeps it, as its copy is a write that a blob
+    /// it has does not need). A registry uploads while it hashes (see [`crate::registry`]).
+    fn push_file(
+        &self,
+        repo: &Repository,
+        hash: &dyn ReadAt,
+        upload: &dyn ReadAt,
+        size: u64,
+        algorithm: Algorithm,
+    ) -> Result<(Digest, bool)> {
+        let (digest, hashed) =
+            crate::oci::digest::hash_reader(&mut FileRange::new(hash, 0, u64::MAX), algorithm)?;
+        if hashed != size {
+            return Err(crate::error::Error::data(
+                "the file changed while it was read",
+            ));
+        }
+        if self.has_blob(repo, &digest, size)? {
+            return Ok((digest, false));
+        }
+        self.put_blob_file(repo, &digest, size, upload)?;
+        Ok((digest, true))
+    }
+
     /// Stores a blob of unknown length and digest in one pass, hashing while it streams.
     fn put_blob_stream(
         &self,

@@ -1,8 +1,10 @@
 //! `push-blob <repo> <file>... [@alias]`: uploads files (or stdin as `-`), concurrently, and
-//! prints one digest per file in argument order. A regular file is hashed first, so a blob the
-//! registry already has is not uploaded again, and then uploaded from the same open file
-//! (read again at positions when a request must be resent). Anything else (stdin, a FIFO,
-//! `/dev/stdin`, `<(cmd)`) is a stream, uploaded in one pass while hashing.
+//! prints one digest per file in argument order. A regular file is hashed while it is
+//! uploaded (the upload trailing the hash; once the hash is done, a blob the registry has is
+//! not uploaded further) from the same open file, read at positions (again when a request
+//! must be resent); its digest is kept in the digest cache, so a file pushed again is not
+//! read again. Anything else (stdin, a FIFO, `/dev/stdin`, `<(cmd)`) is a stream, uploaded
+//! in one pass while hashing.
 
 use std::fs::File;
 use std::io::Read;
@@ -11,9 +13,8 @@ use std::path::Path;
 use regtool::alias::{self, Member};
 use regtool::digest_cache::{DigestCache, Stamp};
 use regtool::error::{Error, Kind, Result};
-use regtool::oci::digest::hash_reader;
 use regtool::oci::{Algorithm, Digest, Repository, Tag};
-use regtool::store::{FileRange, ReadAt};
+use regtool::store::ReadAt;
 use serde_json::json;
 
 use super::Ctx;
@@ -26,8 +27,10 @@ use super::Ctx;
 /// With the alias, each blob from a named regular file gets its file name as title
 /// annotation; -, FIFOs, devices and descriptor paths (/dev/fd/N of <(cmd)) get none.
 ///
-/// A regular file is hashed, then uploaded from the same open file: a request that fails is
-/// sent again from the file, never from memory. Anything else (-, a FIFO, /dev/stdin, <(cmd))
+/// A regular file is hashed while it is uploaded, from the same open file: once the hash is
+/// done, a blob the registry has is not uploaded further (the session is cancelled), and a
+/// request that fails is sent again from the file, never from memory. The digest of a file
+/// is kept (REGTOOL_DIGEST_CACHE): pushed again unchanged, it costs one request. Anything else (-, a FIFO, /dev/stdin, <(cmd))
 /// is a stream, uploaded in one pass while it is hashed; with REGTOOL_CHUNK_SIZE at most 16 MiB
 /// of it is held, to send a chunk again.
 #[derive(clap::Args)]
@@ -150,9 +153,11 @@ fn push_all(
     })
 }
 
-/// Pushes a regular file: its digest from the digest cache when its stamp is there, else
-/// hashed (and then recorded there). A cached digest the store refuses as not the content's
-/// (the registry verifies every upload) is forgotten, and the file hashed and pushed again.
+/// Pushes a regular file: its digest from the digest cache when its stamp is there (then
+/// one HEAD, and an upload only if the repository lacks the blob), else hashed while it is
+/// uploaded (see `Store::push_file`) and then recorded. A cached digest the store refuses as
+/// not the content's (the registry verifies every upload) is forgotten, and the file pushed
+/// again, hashed.
 fn push_file(
     ctx: &Ctx,
     repo: &Repository,
@@ -175,23 +180,31 @@ fn push_file(
             done => return done.map(|()| (digest, size)),
         }
     }
-    let hashing = ctx.bars.bar(&format!("hash {path}"), Some(size));
-    let (digest, hashed) = hash_reader(
-        &mut hashing.wrap_read(FileRange::new(file, 0, u64::MAX)),
+    let bar = ctx.bars.bar(path, Some(size));
+    let (digest, _) = ctx.store().push_file(
+        repo,
+        file,
+        &Progress { file, bar: &bar },
+        size,
         Algorithm::Sha256,
     )?;
-    hashing.finish_and_clear();
-    if hashed != size {
-        return Err(Error::data("the file changed while it was read"));
+    bar.finish_and_clear();
+    // What went up is what was hashed (the registry checked); but a file written meanwhile
+    // was pushed as it was at some moment of the push, which is no state it was ever meant
+    // to have. Removing or renaming it is no change: the open file is what was pushed.
+    let now = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading {path}"), &e))?;
+    let after = Stamp::new(Path::new(path), &now);
+    if !after.same_content(stamp) {
+        return Err(Error::data("the file changed while it was pushed"));
     }
     // Recorded only when the file's stat is still the one it was opened with.
     if let Some(c) = &cache
-        && let Ok(meta) = file.metadata()
-        && Stamp::new(Path::new(path), &meta) == *stamp
+        && after == *stamp
     {
         c.put(stamp, &digest);
     }
-    push_known(ctx, repo, path, file, &digest, size)?;
     Ok((digest, size))
 }
 

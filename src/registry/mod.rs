@@ -32,6 +32,53 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The hasher of [`Store::push_file`]: reads the file at positions, telling `lead` how
+    /// far it got, then asks the repository for the blob; the digest, and whether the
+    /// repository has it. Its verdict goes to `lead` whatever happens, so the upload never
+    /// waits for a hasher that failed.
+    fn hash_ahead(
+        &self,
+        repo: &Repository,
+        file: &dyn crate::store::ReadAt,
+        size: u64,
+        algorithm: Algorithm,
+        lead: &upload::Lead,
+    ) -> Result<(Digest, bool)> {
+        let hashed = (|| {
+            let mut hasher = algorithm.hasher();
+            let mut buf = vec![0u8; crate::oci::digest::COPY_BUFFER];
+            let mut pos = 0u64;
+            // One byte past the size is enough to see that the file grew.
+            while pos <= size {
+                self.cancel.check()?;
+                let want = (size + 1 - pos).min(buf.len() as u64) as usize;
+                let n = file
+                    .read_at(&mut buf[..want], pos)
+                    .map_err(|e| crate::error::from_io("reading the file", e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                pos += n as u64;
+                if !lead.advance(pos.min(size)) {
+                    return Err(Error::other("the upload was given up"));
+                }
+            }
+            if pos != size {
+                return Err(Error::data("the file changed while it was read"));
+            }
+            let digest = hasher.finish();
+            let has = self.has_blob(repo, &digest, size)?;
+            Ok((digest, has))
+        })();
+        lead.decide(match &hashed {
+            Ok((digest, true)) => upload::Verdict::Skip(digest.clone()),
+            Ok((digest, false)) => upload::Verdict::Upload(digest.clone()),
+            Err(_) => upload::Verdict::Stop,
+        });
+        hashed
+    }
+
     /// A client for the registry `opts` describes; never cancelled (see [`Registry::with_cancel`]).
     pub fn new(opts: &Options) -> Registry {
         Registry {
@@ -250,6 +297,45 @@ impl Store for Registry {
         let repo = repo.as_str();
         upload::Upload::start(&self.http, repo, self.chunk_size, &self.cancel)?
             .finish_file(digest, size, file)
+    }
+
+    /// Hashes the file and uploads it at once, on two threads: the upload (POST, then one
+    /// streaming PATCH, or chunks) reads only what the hash has read; once the hash is done,
+    /// a HEAD decides: the closing PUT `?digest=`, or (the repository has the blob) a DELETE
+    /// of the session, whose body ends at once. The cost is the longer of hashing and
+    /// uploading, not both; what goes up of a blob the repository has is what the upload
+    /// could send while the hash ran ahead of it (docs/design.md). A failed upload still
+    /// waits for the hash: a repository that has the blob needs no upload (and no push
+    /// permission).
+    fn push_file(
+        &self,
+        repo: &Repository,
+        hash: &dyn crate::store::ReadAt,
+        upload: &dyn crate::store::ReadAt,
+        size: u64,
+        algorithm: Algorithm,
+    ) -> Result<(Digest, bool)> {
+        let lead = upload::Lead::new();
+        std::thread::scope(|s| {
+            let hasher = s.spawn(|| self.hash_ahead(repo, hash, size, algorithm, &lead));
+            let uploaded =
+                upload::Upload::start(&self.http, repo.as_str(), self.chunk_size, &self.cancel)
+                    .and_then(|u| u.finish_file_hashing(size, upload, &lead));
+            if let Err(e) = &uploaded
+                && e.kind == Kind::Interrupted
+            {
+                lead.abandon();
+                return uploaded;
+            }
+            let hashed = hasher
+                .join()
+                .unwrap_or_else(|_| Err(Error::other("hashing the file failed")));
+            match (hashed, uploaded) {
+                (Err(e), _) => Err(e),
+                (Ok((digest, true)), _) => Ok((digest, false)),
+                (Ok(_), done) => done,
+            }
+        })
     }
 
     fn put_blob_stream(

@@ -72,6 +72,8 @@ pub struct Upload<'a> {
     budget: Budget,
     /// A closing PUT was sent: if the session is then gone, the blob may be in place.
     put_sent: bool,
+    /// The hasher found the blob in the repository: the session is to be cancelled.
+    skipped: bool,
     /// The most bytes the registry had at a failure, and the retries (and their waits)
     /// taken since it last had more: a failure after the registry took more bytes gives
     /// those back to the budget, so a long chunked upload behind a load balancer that fails
@@ -189,9 +191,137 @@ enum Standing {
 
 /// What an upload reads.
 enum Source<'s> {
-    /// A regular file of known size: any part, any number of times.
-    File(&'s dyn ReadAt, u64),
+    /// A regular file of known size: any part, any number of times; with a [`Lead`] when it
+    /// is being hashed meanwhile (the upload then never reads past the hasher).
+    File(&'s dyn ReadAt, u64, Option<&'s Lead>),
     Stream(Box<Stream<'s>>),
+}
+
+/// The hasher of a file uploaded while it is hashed, as the upload sees it: how far it has
+/// read, and, once it is done, what the upload is to do. The upload reads only what the
+/// hasher has read, so the hash is always done first, and a blob the repository turns out to
+/// have is never uploaded in full: the upload's body ends at the next read after the verdict,
+/// and the session is cancelled.
+pub struct Lead {
+    state: Mutex<LeadState>,
+    moved: Condvar,
+}
+
+#[derive(Default)]
+struct LeadState {
+    hashed: u64,
+    verdict: Option<Verdict>,
+    abandoned: bool,
+}
+
+/// What the hasher decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The repository does not have the blob: finish the upload under this digest.
+    Upload(Digest),
+    /// The repository has it: cancel the upload.
+    Skip(Digest),
+    /// The hasher failed (it has the error): give the upload up.
+    Stop,
+}
+
+impl Default for Lead {
+    fn default() -> Lead {
+        Lead::new()
+    }
+}
+
+impl Lead {
+    /// A hasher that has read nothing yet.
+    pub fn new() -> Lead {
+        Lead {
+            state: Mutex::new(LeadState::default()),
+            moved: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LeadState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The hasher has read `hashed` bytes. False when the upload gave up: stop hashing.
+    pub fn advance(&self, hashed: u64) -> bool {
+        let mut s = self.lock();
+        s.hashed = hashed;
+        self.moved.notify_all();
+        !s.abandoned
+    }
+
+    /// The hasher is done.
+    pub fn decide(&self, verdict: Verdict) {
+        self.lock().verdict = Some(verdict);
+        self.moved.notify_all();
+    }
+
+    /// The upload gave up: the hasher may stop.
+    pub fn abandon(&self) {
+        self.lock().abandoned = true;
+    }
+
+    /// Waits until the hasher has read past `pos` or decided; how far it has read, and its
+    /// verdict if any.
+    fn wait_past(&self, pos: u64) -> (u64, Option<Verdict>) {
+        let guard = self.lock();
+        let s = self
+            .moved
+            .wait_while(guard, |s| s.hashed <= pos && s.verdict.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        (s.hashed, s.verdict.clone())
+    }
+
+    /// Waits for the verdict.
+    fn verdict(&self) -> Verdict {
+        let guard = self.lock();
+        let s = self
+            .moved
+            .wait_while(guard, |s| s.verdict.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        s.verdict.clone().unwrap_or(Verdict::Stop)
+    }
+
+    /// Whether the upload is to end what it sends now (the blob is there, or the hash failed).
+    fn stopped(&self) -> bool {
+        matches!(self.lock().verdict, Some(Verdict::Skip(_) | Verdict::Stop))
+    }
+
+    /// The digest to upload under, once the hasher decided so.
+    fn digest(&self) -> Option<Digest> {
+        match &self.lock().verdict {
+            Some(Verdict::Upload(d)) => Some(d.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A file read at positions from `pos`, never past what the hasher has read, ending early
+/// once the hasher says to stop: the body of the one streaming PATCH of a file uploaded while
+/// it is hashed.
+struct Trailing<'s> {
+    file: &'s dyn ReadAt,
+    pos: u64,
+    end: u64,
+    lead: &'s Lead,
+}
+
+impl Read for Trailing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.end || buf.is_empty() {
+            return Ok(0);
+        }
+        let (hashed, verdict) = self.lead.wait_past(self.pos);
+        if matches!(verdict, Some(Verdict::Skip(_) | Verdict::Stop)) || hashed <= self.pos {
+            return Ok(0);
+        }
+        let want = (hashed.min(self.end) - self.pos).min(buf.len() as u64) as usize;
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 /// A stream read once, hashed (when its digest is not known in advance) and counted as it
@@ -368,6 +498,7 @@ impl<'a> Upload<'a> {
             offset: 0,
             budget: Budget::current_or(http.retry_policy()),
             put_sent: false,
+            skipped: false,
             progress: Progress::default(),
         };
         upload.set_min_chunk(min_chunk);
@@ -402,9 +533,31 @@ impl<'a> Upload<'a> {
 
     /// Uploads a regular file of known digest and size.
     pub fn finish_file(mut self, digest: &Digest, size: u64, file: &dyn ReadAt) -> Result<()> {
-        let mut source = Source::File(file, size);
+        let mut source = Source::File(file, size, None);
         let result = self.drive(&mut source, Some(digest));
         self.cancel_on_error(result).map(|_| ())
+    }
+
+    /// Uploads a regular file of known size while it is hashed (by the caller, on another
+    /// thread, which reports to `lead`): one streaming PATCH (or PATCHes of the chunk size)
+    /// that never reads past the hasher, then, on the hasher's verdict, the closing PUT
+    /// `?digest=`, or (the repository has the blob) a DELETE of the session. True when the
+    /// blob was uploaded, false when it was skipped. A [`Verdict::Stop`] is an error whose
+    /// cause the hasher has.
+    pub fn finish_file_hashing(
+        mut self,
+        size: u64,
+        file: &dyn ReadAt,
+        lead: &Lead,
+    ) -> Result<(Digest, bool)> {
+        let mut source = Source::File(file, size, Some(lead));
+        let result = self.drive(&mut source, None);
+        let done = self.cancel_on_error(result)?;
+        if self.skipped {
+            cancel(self.http, &self.repo, &self.location());
+            return Ok((done, false));
+        }
+        Ok((done, true))
     }
 
     /// Uploads a stream of known digest and size (read once).
@@ -434,7 +587,7 @@ impl<'a> Upload<'a> {
         let result = self.drive(&mut source, None);
         let size = match &source {
             Source::Stream(s) => s.read,
-            Source::File(_, size) => *size,
+            Source::File(_, size, _) => *size,
         };
         self.cancel_on_error(result).map(|d| (d, size))
     }
@@ -479,7 +632,11 @@ impl<'a> Upload<'a> {
     /// Sends the next request. Some(digest) once the blob is in place.
     fn step(&mut self, source: &mut Source<'_>, digest: Option<&Digest>) -> Step<Option<Digest>> {
         match source {
-            Source::File(file, size) => {
+            Source::File(file, size, Some(lead)) => {
+                let (file, size, lead) = (*file, *size, *lead);
+                self.hashing_step(file, size, lead)
+            }
+            Source::File(file, size, None) => {
                 let (file, size) = (*file, *size);
                 let rest = size - self.offset;
                 let body = match self.chunk_size {
@@ -496,6 +653,54 @@ impl<'a> Upload<'a> {
                 Ok(Some(digest.clone()))
             }
             Source::Stream(stream) => self.stream_step(stream, digest),
+        }
+    }
+
+    /// The next request of a file uploaded while it is hashed: more of the file while the
+    /// hasher has not said to stop, then what its verdict says.
+    fn hashing_step(&mut self, file: &dyn ReadAt, size: u64, lead: &Lead) -> Step<Option<Digest>> {
+        let rest = size - self.offset;
+        if rest > 0 && !lead.stopped() {
+            match self.chunk_size {
+                Some(chunk) => {
+                    // A chunk has a fixed length: it goes once the hasher has read past it.
+                    let len = chunk.min(rest);
+                    let (hashed, _) = lead.wait_past(self.offset + len - 1);
+                    if hashed >= self.offset + len {
+                        self.patch(Body::File(file, self.offset, len), Some(len))?;
+                        return Ok(None);
+                    }
+                }
+                None => {
+                    let before = self.offset;
+                    let mut body = Trailing {
+                        file,
+                        pos: before,
+                        end: size,
+                        lead,
+                    };
+                    self.patch(Body::Stream(&mut body, None), None)?;
+                    // A registry that says no Range took what it was sent.
+                    if self.offset == before {
+                        self.offset = body.pos;
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+        match lead.verdict() {
+            Verdict::Upload(digest) if rest == 0 => {
+                self.put(&digest, Body::Empty, 0)?;
+                Ok(Some(digest))
+            }
+            Verdict::Upload(_) => Ok(None),
+            Verdict::Skip(digest) => {
+                self.skipped = true;
+                Ok(Some(digest))
+            }
+            Verdict::Stop => Err(Failure::Fatal(Error::other(
+                "the upload was given up: its file could not be hashed",
+            ))),
         }
     }
 
@@ -630,7 +835,7 @@ impl<'a> Upload<'a> {
     ) -> Result<Option<Digest>> {
         let what = format!("uploading to {}", self.repo);
         let sent = match source {
-            Source::File(_, size) => *size,
+            Source::File(_, size, _) => *size,
             Source::Stream(s) => s.buf_end(),
         };
         if self.put_sent
@@ -682,8 +887,8 @@ impl<'a> Upload<'a> {
     /// closing PUT was lost, and the session went with the upload's success).
     fn in_place(&self, source: &mut Source<'_>, digest: Option<&Digest>) -> Result<Option<Digest>> {
         let (digest, size) = match source {
-            Source::File(_, size) => match digest {
-                Some(d) => (d.clone(), *size),
+            Source::File(_, size, lead) => match digest.cloned().or(lead.and_then(Lead::digest)) {
+                Some(d) => (d, *size),
                 None => return Ok(None),
             },
             Source::Stream(s) => (s.digest(digest)?, s.read),

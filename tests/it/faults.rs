@@ -155,6 +155,13 @@ fn relay(client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mute
             })
             .unwrap_or(0);
         let _ = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink());
+        let chunked = head.iter().any(|h| {
+            h.to_ascii_lowercase().starts_with("transfer-encoding:")
+                && h.to_ascii_lowercase().contains("chunked")
+        });
+        if chunked {
+            drain_chunked(&mut reader);
+        }
         let extra = retry_after
             .map(|s| format!("Retry-After: {s}\r\n"))
             .unwrap_or_default();
@@ -264,6 +271,30 @@ fn relay(client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mute
         }
     }
     let _ = client_out.shutdown(Shutdown::Both);
+}
+
+/// Reads a chunked request body to its end (chunks, the last chunk, trailers).
+fn drain_chunked(reader: &mut impl BufRead) {
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let size = line.trim().split(';').next().unwrap_or("");
+        let Ok(size) = u64::from_str_radix(size, 16) else {
+            return;
+        };
+        if size == 0 {
+            break;
+        }
+        let _ = std::io::copy(&mut reader.take(size + 2), &mut std::io::sink());
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            return;
+        }
+    }
 }
 
 /// A forward proxy: `CONNECT host:port` tunnels (for HTTPS_PROXY), absolute-form requests

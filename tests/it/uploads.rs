@@ -44,14 +44,15 @@ fn a_load_balancer_failing_every_other_request_does_not_defeat_a_push() {
     );
     let out = via(&proxy, &["push-blob", "t/flaky", file.to_str().unwrap()]).run();
     assert_eq!(out.ok().trim(), sha256(&data), "{}", out.stderr);
-    // One session: the refused PUT was sent again to it.
+    // One session: the refused PATCH (the data) and the refused closing PUT were each sent
+    // again to it.
     let lines = proxy.lines();
     assert_eq!(
         proxy.count("POST /v2/t/flaky/blobs/uploads/"),
         1,
         "{lines:?}"
     );
-    assert_eq!(proxy.count("FAULT"), 1, "{lines:?}");
+    assert_eq!(proxy.count("FAULT"), 2, "{lines:?}");
     assert_eq!(pulled("t/flaky", &sha256(&data)), data);
     assert_eq!(kept_uploads("t/flaky"), 0);
 }
@@ -182,13 +183,14 @@ fn a_lost_answer_to_the_closing_put_finds_the_blob_in_place() {
 }
 
 #[test]
-fn a_cut_put_starts_over_only_once_the_registry_says_the_session_is_gone() {
+fn a_cut_upload_starts_over_only_once_the_registry_says_the_session_is_gone() {
+    // The file's data goes in a PATCH (uploaded while it is hashed); that request is cut.
     let dir = tempdir();
     let (file, data) = file_of(&dir, 1_000_000, 105);
     let proxy = FaultProxy::start(
         &plain().host,
         vec![rule(
-            "PUT",
+            "PATCH",
             "/blobs/uploads/",
             Fault::CutRequest(300_000),
             1,
@@ -439,4 +441,104 @@ fn a_chunked_upload_without_progress_stops_after_its_retries() {
     let lines = proxy.lines();
     let patches = lines.iter().filter(|l| l.starts_with("PATCH ")).count();
     assert_eq!(patches, 3, "{lines:?}");
+}
+
+/// The requests a proxy saw, by method.
+fn methods(proxy: &FaultProxy, method: &str) -> usize {
+    let prefix = format!("{method} ");
+    proxy
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with(&prefix))
+        .count()
+}
+
+#[test]
+fn a_new_file_goes_up_while_it_is_hashed_in_one_patch_and_an_empty_put() {
+    let dir = tempdir();
+    let (file, data) = file_of(&dir, 3_000_000, 113);
+    let proxy = FaultProxy::start(&plain().host, vec![]);
+    let out = via(&proxy, &["push-blob", "t/racing", file.to_str().unwrap()])
+        .env("REGTOOL_DIGEST_CACHE", "0")
+        .run();
+    assert_eq!(out.ok().trim(), sha256(&data), "{}", out.stderr);
+    let lines = proxy.lines();
+    // The session opens while the file is hashed (the POST and the HEAD that follows the
+    // hash race), the data goes in one streaming PATCH, and the closing PUT carries the digest.
+    for (method, n) in [
+        ("POST", 1),
+        ("PATCH", 1),
+        ("HEAD", 1),
+        ("PUT", 1),
+        ("DELETE", 0),
+    ] {
+        assert_eq!(methods(&proxy, method), n, "{method}: {lines:?}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("PUT ") && l.contains(&sha256(&data)[7..])),
+        "{lines:?}"
+    );
+    assert_eq!(pulled("t/racing", &sha256(&data)), data);
+}
+
+#[test]
+fn a_file_whose_blob_the_repository_has_cancels_its_upload() {
+    // A copy under another name (no digest cache entry): hashed while an upload starts; the
+    // HEAD finds the blob, the session is cancelled, nothing is closed with a PUT.
+    let dir = tempdir();
+    let (file, data) = file_of(&dir, 3_000_000, 114);
+    let copy = dir.path().join("copy.bin");
+    std::fs::copy(&file, &copy).unwrap();
+    regtool(&["push-blob", "t/racing-known", file.to_str().unwrap()])
+        .host(plain())
+        .run()
+        .ok();
+    for chunk in [None, Some("256k")] {
+        let proxy = FaultProxy::start(&plain().host, vec![]);
+        let mut cmd = via(
+            &proxy,
+            &["push-blob", "t/racing-known", copy.to_str().unwrap()],
+        )
+        .env("REGTOOL_DIGEST_CACHE", "0");
+        if let Some(c) = chunk {
+            cmd = cmd.env("REGTOOL_CHUNK_SIZE", c);
+        }
+        let out = cmd.run();
+        assert_eq!(out.ok().trim(), sha256(&data), "{}", out.stderr);
+        let lines = proxy.lines();
+        assert_eq!(methods(&proxy, "HEAD"), 1, "{lines:?}");
+        assert_eq!(methods(&proxy, "PUT"), 0, "{lines:?}");
+        assert_eq!(methods(&proxy, "DELETE"), 1, "{lines:?}");
+        assert!(out.stderr.is_empty(), "{}", out.stderr);
+        assert_eq!(kept_uploads("t/racing-known"), 0, "{chunk:?} {lines:?}");
+    }
+}
+
+#[test]
+fn an_interrupt_while_a_file_goes_up_hashed_cancels_its_session() {
+    let dir = tempdir();
+    let (file, _) = file_of(&dir, 2_000_000, 115);
+    let proxy = FaultProxy::start(
+        &plain().host,
+        vec![rule("PATCH", "/blobs/uploads/", Fault::Delay(1500), MAX)],
+    );
+    let child = via(
+        &proxy,
+        &["push-blob", "t/racing-int", file.to_str().unwrap()],
+    )
+    .env("REGTOOL_DIGEST_CACHE", "0")
+    .spawn();
+    wait_until("the PATCH is sent", || {
+        proxy.count("PATCH /v2/t/racing-int/blobs/uploads/") > 0
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("cancelling"), "{stderr}");
+    assert_eq!(methods(&proxy, "PUT"), 0, "{:?}", proxy.lines());
+    assert_eq!(kept_uploads("t/racing-int"), 0, "{:?}", proxy.lines());
 }
