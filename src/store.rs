@@ -151,18 +151,7 @@ pub trait Store: Send + Sync {
         size: u64,
         algorithm: Algorithm,
     ) -> Result<(Digest, bool)> {
-        let (digest, hashed) =
-            crate::oci::digest::hash_reader(&mut FileRange::new(hash, 0, u64::MAX), algorithm)?;
-        if hashed != size {
-            return Err(crate::error::Error::data(
-                "the file changed while it was read",
-            ));
-        }
-        if self.has_blob(repo, &digest, size)? {
-            return Ok((digest, false));
-        }
-        self.put_blob_file(repo, &digest, size, upload)?;
-        Ok((digest, true))
+        hash_then_put(self, repo, hash, upload, size, algorithm)
     }
 
     /// Stores a blob of unknown length and digest in one pass, hashing while it streams.
@@ -217,6 +206,30 @@ pub trait Store: Send + Sync {
     fn registry(&self) -> Option<&crate::registry::Registry> {
         None
     }
+}
+
+/// [`Store::push_file`] in two reads: hashes the file, asks the store for the blob, and
+/// stores it from `upload` only when it is missing.
+pub fn hash_then_put<S: Store + ?Sized>(
+    store: &S,
+    repo: &Repository,
+    hash: &dyn ReadAt,
+    upload: &dyn ReadAt,
+    size: u64,
+    algorithm: Algorithm,
+) -> Result<(Digest, bool)> {
+    let (digest, hashed) =
+        crate::oci::digest::hash_reader(&mut FileRange::new(hash, 0, u64::MAX), algorithm)?;
+    if hashed != size {
+        return Err(crate::error::Error::data(
+            "the file changed while it was read",
+        ));
+    }
+    if store.has_blob(repo, &digest, size)? {
+        return Ok((digest, false));
+    }
+    store.put_blob_file(repo, &digest, size, upload)?;
+    Ok((digest, true))
 }
 
 /// Reads and drops `n` bytes (failing if the stream is shorter).

@@ -1,7 +1,7 @@
 //! `push-blob <repo> <file>... [@alias]`: uploads files (or stdin as `-`), concurrently, and
-//! prints one digest per file in argument order. A regular file is hashed while it is
-//! uploaded (the upload trailing the hash; once the hash is done, a blob the registry has is
-//! not uploaded further) from the same open file, read at positions (again when a request
+//! prints one digest per file in argument order. A regular file (of 8 MiB or more, on a
+//! registry) is hashed while it is uploaded (the upload trailing the hash; once the hash is
+//! done, a blob the registry has is not uploaded further) from the same open file, read at positions (again when a request
 //! must be resent); its digest is kept in the digest cache, so a file pushed again is not
 //! read again. Anything else (stdin, a FIFO, `/dev/stdin`, `<(cmd)`) is a stream, uploaded
 //! in one pass while hashing.
@@ -27,9 +27,10 @@ use super::Ctx;
 /// With the alias, each blob from a named regular file gets its file name as title
 /// annotation; -, FIFOs, devices and descriptor paths (/dev/fd/N of <(cmd)) get none.
 ///
-/// A regular file is hashed while it is uploaded, from the same open file: once the hash is
-/// done, a blob the registry has is not uploaded further (the session is cancelled), and a
-/// request that fails is sent again from the file, never from memory. The digest of a file
+/// A regular file of 8 MiB or more is hashed while it is uploaded, from the same open file:
+/// once the hash is done, a blob the registry has is not uploaded further (the session is
+/// cancelled); a smaller file is hashed first. A request that fails is sent again from the
+/// file, never from memory. The digest of a file
 /// is kept (REGTOOL_DIGEST_CACHE): pushed again unchanged, it costs one request. Anything else (-, a FIFO, /dev/stdin, <(cmd))
 /// is a stream, uploaded in one pass while it is hashed; with REGTOOL_CHUNK_SIZE at most 16 MiB
 /// of it is held, to send a chunk again.

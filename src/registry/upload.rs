@@ -467,6 +467,25 @@ pub fn cancel(http: &Http, repo: &str, location: &str) {
     report_cancel(repo, answer, true, http.sink());
 }
 
+/// [`cancel`], said on stderr only when it failed for another reason than a refusal (401,
+/// 403): for a session given up because the blob is there, not because anything failed.
+fn cancel_unless_denied(http: &Http, repo: &str, location: &str) {
+    if !is_session(location) {
+        return;
+    }
+    let answer = http
+        .send(Request::new(Method::DELETE, location).scope(Scope::push(repo)))
+        .map(|mut r| {
+            let body = read_limited(&mut r, 4096).unwrap_or_default();
+            (r.status().as_u16(), body)
+        });
+    match answer {
+        Ok((401 | 403, _)) => {}
+        Err(e) if e.kind == Kind::Denied => {}
+        answer => report_cancel(repo, answer.ok(), true, http.sink()),
+    }
+}
+
 impl<'a> Upload<'a> {
     /// Opens an upload session. This request also settles authentication, so that the
     /// streamed requests after it (which cannot be replayed) are sent with credentials.
@@ -554,7 +573,10 @@ impl<'a> Upload<'a> {
         let result = self.drive(&mut source, None);
         let done = self.cancel_on_error(result)?;
         if self.skipped {
-            cancel(self.http, &self.repo, &self.location());
+            // distribution wants the delete right for this DELETE: a pusher without it
+            // leaves the partial upload to the registry's purge, quietly (nothing of it
+            // can ever be committed without the PUT).
+            cancel_unless_denied(self.http, &self.repo, &self.location());
             return Ok((done, false));
         }
         Ok((done, true))

@@ -181,7 +181,7 @@ fn a_cut_file_upload_starts_over_from_a_new_session() {
     let proxy = FaultProxy::start(
         &plain().host,
         vec![rule(
-            "PATCH",
+            "PUT",
             "/blobs/uploads/",
             Fault::CutRequest(300_000),
             1,
