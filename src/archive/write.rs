@@ -282,7 +282,7 @@ impl<R: Read> Read for DataErrors<R> {
 /// Saves the image `reference` names in `src` as an archive (docker save): an index gives the
 /// child for `platform`. `repo_tags` go in `manifest.json`. Blobs are verified as they stream
 /// (resumed after a broken connection, `retries` times), each layer's diff_id against the
-/// config.
+/// config. Returns the config's digest (docker's image ID).
 pub fn save(
     src: crate::image::copy::Side<'_>,
     reference: &crate::oci::Reference,
@@ -290,7 +290,7 @@ pub fn save(
     repo_tags: &[String],
     mut writer: Writer<'_>,
     retries: u32,
-) -> Result<()> {
+) -> Result<Digest> {
     use crate::image::{copy, flatten};
     use crate::oci::Manifest;
     let (_, mut manifest) = copy::fetch(src, reference)?;
@@ -337,5 +337,21 @@ pub fn save(
             flatten::open_verified(src, layer.digest.clone(), Some(layer.size), retries)?;
         writer.add_layer(&mut blob, Some(diff_id), &layer.digest.to_string())?;
     }
-    writer.finish(&config, repo_tags)
+    writer.finish(&config, repo_tags)?;
+    Ok(Digest::sha256(&config))
+}
+
+/// Writes `image` of `archive` into `writer` as it is (the same config and layers, as plain
+/// tars), named `repo_tags`: an archive copied into another, normalised.
+pub fn copy(
+    archive: &super::Archive,
+    image: &super::Image,
+    repo_tags: &[String],
+    mut writer: Writer<'_>,
+) -> Result<()> {
+    for (member, diff_id) in image.layers.iter().zip(&image.diff_ids) {
+        let what = format!("{}: {member}", archive.name());
+        writer.add_layer(&mut archive.open_member(member)?, Some(diff_id), &what)?;
+    }
+    writer.finish(&image.config, repo_tags)
 }

@@ -5,11 +5,14 @@
 use std::path::Path;
 
 use regtool::Cancel;
-use regtool::archive::Archive;
-use regtool::archive::write::{Output, Writer};
+use regtool::archive::write::{self, Output, Writer};
+use regtool::archive::{Archive, push};
 use regtool::error::Result;
-use regtool::oci::{ImageRef, Platform};
+use regtool::image::copy::Side;
+use regtool::oci::{Descriptor, Digest, ImageRef, Platform, Reference, Tag};
 use regtool::outfile::OutFile;
+
+use super::Ctx;
 
 /// This machine's platform, as images name it (Go's GOOS/GOARCH): what an archive gets from
 /// a multi-platform index without REGTOOL_PLATFORM.
@@ -29,6 +32,87 @@ pub fn own_platform() -> Platform {
         architecture: architecture.to_string(),
         variant: None,
     }
+}
+
+/// Saves the image `reference` names in `src` as the archive at `path` (one platform:
+/// REGTOOL_PLATFORM or this machine's), named `name` in its RepoTags. Returns the image ID
+/// (the config's digest, as `docker load` reports it).
+pub fn save(
+    ctx: &Ctx,
+    src: Side<'_>,
+    reference: &Reference,
+    name: Option<&ImageRef>,
+    path: &Path,
+) -> Result<Digest> {
+    let platform = ctx.settings.platform.clone().unwrap_or_else(own_platform);
+    let tags = repo_tags(name);
+    let retries = ctx.settings.remote.retries;
+    let mut id = None;
+    create(path, &ctx.cancel, |writer| {
+        id = Some(write::save(
+            src, reference, &platform, &tags, writer, retries,
+        )?);
+        Ok(())
+    })?;
+    id.ok_or_else(|| regtool::Error::other("the archive was not written"))
+}
+
+/// Copies the archive at `src` into a new archive at `dst` named `name` (else with the
+/// source's RepoTags). Returns the image ID.
+pub fn copy(ctx: &Ctx, src: &Path, name: Option<&ImageRef>, dst: &Path) -> Result<Digest> {
+    let archive = open(src, &ctx.cancel)?;
+    let image = archive.image()?;
+    let tags = match name {
+        Some(_) => repo_tags(name),
+        None => image.repo_tags.clone(),
+    };
+    create(dst, &ctx.cancel, |writer| {
+        write::copy(&archive, &image, &tags, writer)
+    })?;
+    Ok(Digest::sha256(&image.config))
+}
+
+/// The tag an archive's image is pushed under when the destination names none: the one in
+/// its first RepoTags entry, if any.
+pub fn archive_tag(image: &regtool::archive::Image) -> Option<Tag> {
+    let first = image.repo_tags.first()?;
+    ImageRef::parse(first).ok()?.tag
+}
+
+/// Uploads the archive at `path` to `dst` under `tag` (None: the archive's own tag, else by
+/// digest), plain layers compressed as REGTOOL_COMPRESSION says. Returns the manifest's
+/// descriptor and whether it was stored under a tag.
+pub fn push(
+    ctx: &Ctx,
+    path: &Path,
+    dst: Side<'_>,
+    tag: Option<&Tag>,
+) -> Result<(Descriptor, Option<Tag>)> {
+    let archive = open(path, &ctx.cancel)?;
+    let image = archive.image()?;
+    let tag = tag.cloned().or_else(|| archive_tag(&image));
+    let reference = tag.clone().map(Reference::Tag);
+    let top = push::push(
+        &archive,
+        &image,
+        dst,
+        reference.as_ref(),
+        ctx.settings.compression,
+        ctx.settings.jobs,
+    )?;
+    Ok((top, tag))
+}
+
+/// The manifest digest [`push`] will give the archive at `path`.
+pub fn digest(ctx: &Ctx, path: &Path) -> Result<Digest> {
+    let archive = open(path, &ctx.cancel)?;
+    let image = archive.image()?;
+    push::digest(
+        &archive,
+        &image,
+        ctx.settings.compression,
+        ctx.settings.jobs,
+    )
 }
 
 /// Opens the archive at `path` (`-`: stdin), its spool files removed on `cancel`.

@@ -28,6 +28,9 @@ pub struct Args {
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let (src_end, dst_end) = (Endpoint::parse(&args.src)?, Endpoint::parse(&args.dst)?);
+    if matches!(src_end, Endpoint::Archive(_)) || matches!(dst_end, Endpoint::Archive(_)) {
+        return with_archive(ctx, &args, src_end, dst_end);
+    }
     let src = image_arg::open(ctx, src_end, &args.src, "copy")?;
     let dst = image_arg::open(ctx, dst_end, &args.dst, "copy")?;
     if dst.digest().is_some() {
@@ -56,4 +59,58 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         &text,
         json!({"digest": top.digest, "destination": destination}),
     )
+}
+
+/// A copy with a docker archive on either side: an archive's image is pushed (plain layers
+/// compressed as REGTOOL_COMPRESSION says; the importer when the destination is a layout);
+/// an image is saved into an archive (one platform). Into an archive, prints the image ID
+/// (the config's digest, as docker load reports it).
+fn with_archive(ctx: &mut Ctx, args: &Args, src_end: Endpoint, dst_end: Endpoint) -> Result<()> {
+    let (text, value) = match (src_end, dst_end) {
+        (Endpoint::Archive(a), Endpoint::Archive(b)) => {
+            let id = super::archive_io::copy(ctx, &a.path, b.reference.as_ref(), &b.path)?;
+            let destination = Endpoint::Archive(b).to_string();
+            (
+                id.to_string(),
+                json!({"id": id, "destination": destination}),
+            )
+        }
+        (Endpoint::Archive(a), dst_end) => {
+            let dst = image_arg::open(ctx, dst_end, &args.dst, "copy")?;
+            if dst.digest().is_some() {
+                return Err(Error::usage("the destination takes a tag, not a digest"));
+            }
+            let tag = dst
+                .tag()
+                .or(a.reference.as_ref().and_then(|r| r.tag.as_ref()))
+                .cloned();
+            let (top, stored) = super::archive_io::push(ctx, &a.path, dst.side(), tag.as_ref())?;
+            if let (Opened::Layout { layout, repo, .. }, None) = (&dst, &stored) {
+                layout.add_untagged(repo, &top)?;
+            }
+            let destination = dst.pinned(&top.digest);
+            (
+                top.digest.to_string(),
+                json!({"digest": top.digest, "destination": destination}),
+            )
+        }
+        (src_end, Endpoint::Archive(b)) => {
+            let src = image_arg::open(ctx, src_end, &args.src, "copy")?;
+            let reference = src.reference()?;
+            let name = match (&b.reference, &src) {
+                (Some(name), _) => Some(name.clone()),
+                (None, Opened::Registry(located)) => Some(located.reference.clone()),
+                (None, Opened::Layout { .. }) => None,
+            };
+            let id = super::archive_io::save(ctx, src.side(), &reference, name.as_ref(), &b.path)?;
+            drop(src);
+            let destination = Endpoint::Archive(b).to_string();
+            (
+                id.to_string(),
+                json!({"id": id, "destination": destination}),
+            )
+        }
+        _ => return Err(Error::other("no archive in this copy")),
+    };
+    ctx.out.result(&text, value)
 }

@@ -7,7 +7,9 @@ use std::io::Read;
 use std::path::Path;
 
 use regtool::error::{Error, Result};
-use regtool::image::endpoint::{ARCHIVE_PREFIX, Endpoint, LayoutRef, OCI_PREFIX, PathKind};
+use regtool::image::endpoint::{
+    ARCHIVE_PREFIX, ArchiveRef, Endpoint, LayoutRef, OCI_PREFIX, PathKind,
+};
 use regtool::oci::{Digest, Manifest, media};
 use serde_json::json;
 
@@ -40,6 +42,10 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
                 path: text.into(),
                 tag: None,
             }),
+            PathKind::File if text.ends_with(".tar") => Endpoint::Archive(ArchiveRef {
+                path: text.into(),
+                reference: None,
+            }),
             PathKind::File => {
                 let mut file = std::fs::File::open(text)
                     .map_err(|e| Error::io(format!("opening {text}"), &e))?;
@@ -48,6 +54,11 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
             PathKind::Missing => Endpoint::parse(text)?,
         }
     };
+    if let Endpoint::Archive(a) = &endpoint {
+        // What push-image will give: the layers compressed into a hashing sink.
+        let digest = super::archive_io::digest(ctx, &a.path)?;
+        return print(ctx, digest);
+    }
     let image = image_arg::open(ctx, endpoint, text, "digest")?;
     let reference = image.reference()?;
     let side = image.side();

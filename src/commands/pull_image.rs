@@ -35,12 +35,22 @@ pub struct Args {
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let target = match Endpoint::parse_local(&args.image)? {
         Endpoint::Layout(layout) => layout,
-        Endpoint::Archive(_) => {
-            return Err(Error::usage(format!(
-                "{}: pulling into a docker archive is not supported yet",
-                args.image
-            ))
-            .with_hint("pull into an OCI layout: oci:PATH[:TAG]"));
+        Endpoint::Archive(a) => {
+            let src = super::locate(ctx, &args.reference)?;
+            let name = a.reference.as_ref().unwrap_or(&src.reference);
+            let id = super::archive_io::save(
+                ctx,
+                src.side(),
+                &src.reference.reference(),
+                Some(name),
+                &a.path,
+            )?;
+            drop(src);
+            let text = id.to_string();
+            let written = Endpoint::Archive(a);
+            return ctx
+                .out
+                .result(&text, json!({"id": id, "destination": written.to_string()}));
         }
         Endpoint::Registry(_) => {
             return Err(Error::usage("pull-image saves to a layout, not a registry")

@@ -32,11 +32,19 @@ pub struct Args {
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let source = match Endpoint::parse_local(&args.image)? {
         Endpoint::Layout(layout) => layout,
-        Endpoint::Archive(_) => {
-            return Err(Error::usage(format!(
-                "{}: pushing a docker archive is not supported yet",
-                args.image
-            )));
+        Endpoint::Archive(a) => {
+            let dst = super::locate(ctx, &args.reference)?;
+            if dst.reference.digest.is_some() {
+                return Err(Error::usage("the destination takes a tag, not a digest"));
+            }
+            let tag =
+                (dst.reference.tag.as_ref()).or(a.reference.as_ref().and_then(|r| r.tag.as_ref()));
+            let (top, _) = super::archive_io::push(ctx, &a.path, dst.side(), tag)?;
+            let pinned = dst.pinned(&top.digest);
+            drop(dst);
+            return ctx
+                .out
+                .result(&pinned, json!({"digest": top.digest, "reference": pinned}));
         }
         Endpoint::Registry(_) => {
             return Err(Error::usage("push-image reads a layout, not a registry")

@@ -411,3 +411,251 @@ fn flatten_reads_archives_and_layouts_as_it_reads_the_registry() {
         inspect.trim_end()
     );
 }
+
+fn skopeo_digest(d: &Path, image: &str) -> String {
+    let out = run(d, "skopeo", &["inspect", "--tls-verify=false", image]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["Digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn skopeos_archive_pushes_with_the_digest_digest_predicts() {
+    let _ = base();
+    let reg = plain();
+    let dir = tempdir();
+    let d = dir.path();
+    let archive = d.join("s.tar");
+    let archive_arg = format!("docker-archive:{}", archive.display());
+    run(
+        d,
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            &format!("docker://{}/t/base:docker", reg.host),
+            &format!("{archive_arg}:t/base:docker"),
+        ],
+    );
+    let predicted = regtool(&["digest", &archive_arg])
+        .run()
+        .ok()
+        .trim()
+        .to_string();
+    // A bare .tar path is an archive too.
+    assert_eq!(
+        regtool(&["digest", archive.to_str().unwrap()])
+            .run()
+            .ok()
+            .trim(),
+        predicted
+    );
+    let dst = format!("{}/t/archived:v1", reg.host);
+    let pushed = regtool(&["push-image", archive.to_str().unwrap(), &dst])
+        .run()
+        .ok();
+    assert_eq!(
+        pushed.trim(),
+        format!("{}/t/archived@{predicted}", reg.host)
+    );
+    assert_eq!(skopeo_digest(d, &format!("docker://{dst}")), predicted);
+    // The same archive pushed again (another tag): the same digest.
+    let again = regtool(&[
+        "push-image",
+        &archive_arg,
+        &format!("{}/t/archived:v2", reg.host),
+    ])
+    .run()
+    .ok();
+    assert!(again.trim().ends_with(&predicted), "{again}");
+    // zstd: another digest, predicted as well.
+    let zstd = regtool(&["digest", &archive_arg])
+        .env("REGTOOL_COMPRESSION", "zstd")
+        .run()
+        .ok();
+    assert_ne!(zstd.trim(), predicted);
+    let pushed = regtool(&[
+        "push-image",
+        &archive_arg,
+        &format!("{}/t/archived:zstd", reg.host),
+    ])
+    .env("REGTOOL_COMPRESSION", "zstd")
+    .run()
+    .ok();
+    assert!(pushed.trim().ends_with(zstd.trim()), "{pushed}");
+    // The archive's own tag when the destination names none.
+    let untagged = regtool(&[
+        "push-image",
+        &archive_arg,
+        &format!("{}/t/archived", reg.host),
+    ])
+    .run()
+    .ok();
+    assert!(untagged.trim().ends_with(&predicted));
+    assert_eq!(
+        skopeo_digest(d, &format!("docker://{}/t/archived:docker", reg.host)),
+        predicted
+    );
+    // The importer: copy into a layout, the same digest; umoci unpacks it.
+    let layout = d.join("L");
+    let layout_arg = format!("oci:{}:v1", layout.display());
+    let copied = regtool(&["copy", &archive_arg, &layout_arg]).run().ok();
+    assert_eq!(copied.trim(), predicted);
+    assert_eq!(skopeo_digest(d, &layout_arg), predicted);
+    run(
+        d,
+        "umoci",
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:v1", layout.display()),
+            "bundle",
+        ],
+    );
+    assert!(d.join("bundle/rootfs/etc/two.txt").is_file());
+}
+
+#[test]
+fn pull_image_to_an_archive_is_read_by_skopeo_and_copied_back() {
+    let _ = base();
+    let reg = plain();
+    let dir = tempdir();
+    let d = dir.path();
+    let archive = d.join("arm.tar");
+    let src = format!("{}/t/base:multi", reg.host);
+    let id = regtool(&["pull-image", &src, archive.to_str().unwrap()])
+        .env("REGTOOL_PLATFORM", "linux/arm64")
+        .run()
+        .ok();
+    let archive_arg = format!("docker-archive:{}", archive.display());
+    let inspect = run(d, "skopeo", &["inspect", &archive_arg]);
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["Architecture"], "arm64");
+    let m = manifest_json(&archive);
+    assert_eq!(m[0]["RepoTags"], serde_json::json!([src]));
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            m[0]["Config"].as_str().unwrap().trim_end_matches(".json")
+        ),
+        id.trim()
+    );
+    // The same pull gives the same bytes.
+    let again = d.join("again.tar");
+    regtool(&[
+        "pull-image",
+        &src,
+        &format!("docker-archive:{}:fred/x:v9", again.display()),
+    ])
+    .env("REGTOOL_PLATFORM", "linux/arm64")
+    .run()
+    .ok();
+    assert_eq!(
+        manifest_json(&again)[0]["RepoTags"],
+        serde_json::json!(["fred/x:v9"])
+    );
+    assert_eq!(manifest_json(&again)[0]["Layers"], m[0]["Layers"]);
+    // skopeo copies it back to the registry; its flattened tree is the original's.
+    let back = format!("{}/t/back:arm", reg.host);
+    run(
+        d,
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &archive_arg,
+            &format!("docker://{back}"),
+        ],
+    );
+    let original = regtool(&["flatten", &src])
+        .env("REGTOOL_PLATFORM", "linux/arm64")
+        .run();
+    let returned = regtool(&["flatten", &back]).run();
+    assert!(original.ok() == returned.ok());
+    // copy from a layout or a registry into an archive (an archive holds one platform).
+    let copied = d.join("copied.tar");
+    regtool(&[
+        "copy",
+        &format!("{}/t/base:oci", reg.host),
+        &format!("docker-archive:{}", copied.display()),
+    ])
+    .run()
+    .ok();
+    let archive_copy = d.join("copy2.tar");
+    regtool(&[
+        "copy",
+        &format!("docker-archive:{}", copied.display()),
+        &format!("docker-archive:{}:a/b:c", archive_copy.display()),
+    ])
+    .run()
+    .ok();
+    assert_eq!(
+        manifest_json(&archive_copy)[0]["RepoTags"],
+        serde_json::json!(["a/b:c"])
+    );
+    assert_eq!(
+        manifest_json(&archive_copy)[0]["Layers"],
+        manifest_json(&copied)[0]["Layers"]
+    );
+    // Not there: 2, and no archive.
+    let missing = d.join("missing.tar");
+    regtool(&[
+        "pull-image",
+        &format!("{}/t/base:nope", reg.host),
+        missing.to_str().unwrap(),
+    ])
+    .run()
+    .fails(2);
+    assert!(!missing.exists());
+}
+
+#[test]
+fn bad_archives_push_nothing() {
+    let reg = plain();
+    let dir = tempdir();
+    let d = dir.path();
+    let l = layer(d, "ok.tar", "etc/ok", "ok\n");
+    let good = d.join("good.tar");
+    regtool(&["make-image", &l, "-o", good.to_str().unwrap()])
+        .run()
+        .ok();
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = d.join("truncated.tar");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let dst = format!("{}/t/badarchive:v1", reg.host);
+    regtool(&["push-image", truncated.to_str().unwrap(), &dst])
+        .run()
+        .fails(65);
+    regtool(&["digest", &format!("docker-archive:{}", truncated.display())])
+        .run()
+        .fails(65);
+    // A layer member that is not a tar: the archive rewritten with text in its place.
+    let mut out = tar::Builder::new(Vec::new());
+    let mut a = tar::Archive::new(&bytes[..]);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if name.ends_with(".tar") {
+            data = b"this is no tar at all\n".repeat(30);
+        }
+        let mut h = e.header().clone();
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        out.append(&h, &data[..]).unwrap();
+    }
+    let not_tar = d.join("not-a-tar-layer.tar");
+    std::fs::write(&not_tar, out.into_inner().unwrap()).unwrap();
+    let e = regtool(&["push-image", not_tar.to_str().unwrap(), &dst]).run();
+    assert!(e.fails(65).contains("not-a-tar-layer.tar"), "{}", e.stderr);
+    regtool(&["push-image", d.join("absent.tar").to_str().unwrap(), &dst])
+        .run()
+        .fails(2);
+    regtool(&["get-manifest", "t/badarchive", "v1"])
+        .host(reg)
+        .run()
+        .fails(2);
+}
