@@ -18,11 +18,15 @@ use super::image_arg::{self, Opened};
 /// only image without a tag). The destination takes no digest; without a tag it gets the
 /// source's, else the manifest is stored by digest (an untagged entry in a layout).
 /// Manifests and blobs are copied byte for byte, so digests are kept.
+///
+/// Either side may be a docker archive, docker-archive:PATH[:NAME]: from one, as push-image
+/// uploads it (into a layout: google/containerregistry's importer); into one, as pull-image
+/// saves it (one platform; prints the image ID).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Source image: [host[:port]/]repo[:tag|@digest] or oci:PATH[:TAG]
+    /// Source image: [host[:port]/]repo[:tag|@digest], oci:PATH[:TAG] or docker-archive:PATH
     pub src: String,
-    /// Destination: [host[:port]/]repo[:tag] or oci:PATH[:TAG]
+    /// Destination: [host[:port]/]repo[:tag], oci:PATH[:TAG] or docker-archive:PATH[:NAME]
     pub dst: String,
 }
 

@@ -23,9 +23,14 @@ use super::image_arg::{self, Opened};
 /// registry reference, [host[:port]/]repo[:tag|@digest] (in the registry it names, or in the
 /// store of REGTOOL_HOST). A file that is not a manifest is refused (65). The digest is
 /// the one the registry reports after push-image: manifests keep their bytes.
+///
+/// A docker archive (docker-archive:PATH, or a file ending in .tar) gives the digest
+/// push-image will produce for it: its plain layers are compressed as REGTOOL_COMPRESSION
+/// says into a hashing sink (as long as compressing them takes; nothing is stored).
 #[derive(clap::Args)]
 pub struct Args {
-    /// oci:PATH[:TAG], a manifest file (- for stdin), a layout directory, or a reference
+    /// oci:PATH[:TAG], docker-archive:PATH, a manifest file (- for stdin), a layout directory,
+    /// or a reference
     pub image: String,
 }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::Ctx;
 
-/// Save a registry image to an OCI layout
+/// Save a registry image to an OCI layout or a docker archive
 ///
 /// REF is [host[:port]/]repo[:tag|@digest], in the registry it names or in the store of
 /// REGTOOL_HOST. IMAGE is oci:PATH[:TAG], or a bare path (never a registry reference here):
@@ -24,11 +24,18 @@ use super::Ctx;
 /// Blobs the layout has (checked by hashing them) are not downloaded again. The index.json
 /// entry is written last: a pull that fails or is interrupted leaves none, and removes the
 /// layout directory it created. A directory that holds other files and no layout is refused.
+///
+/// Into a docker archive (docker-archive:PATH[:NAME], or PATH.tar): one platform
+/// (REGTOOL_PLATFORM, else this machine's), each layer decompressed into a plain tar named by
+/// its diff_id and checked against the config, RepoTags NAME (else REF): what docker load and
+/// skopeo read. A regular file is written complete or not at all. Prints the image ID (the
+/// config's digest, as docker load reports it).
 #[derive(clap::Args)]
 pub struct Args {
     /// Source image: [host[:port]/]repo[:tag|@digest]
     pub reference: String,
-    /// Destination: oci:PATH[:TAG], or a path (a directory: a layout)
+    /// Destination: oci:PATH[:TAG], docker-archive:PATH[:NAME], or a path (a directory: a
+    /// layout; a name ending in .tar: an archive)
     pub image: String,
 }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::Ctx;
 
-/// Upload an image from an OCI layout to a registry
+/// Upload an image from an OCI layout or a docker archive to a registry
 ///
 /// IMAGE is oci:PATH[:TAG], or a bare path (never a registry reference here): a directory is
 /// a layout. Without a tag, the layout's only image. REF is [host[:port]/]repo[:tag], in the
@@ -21,9 +21,16 @@ use super::Ctx;
 /// goes whole (children first), unless REGTOOL_PLATFORM picks one. Every blob the manifests
 /// name must be in the layout before anything is sent (missing: status 2; another size: 65).
 /// Blobs the registry has are not sent again; REGTOOL_JOBS at a time.
+///
+/// A docker archive (docker-archive:PATH, or PATH.tar; docker-archive:- reads stdin): plain layers
+/// are compressed on the way in one pass (REGTOOL_COMPRESSION; reproducibly, so the same
+/// archive always gives the same digest, the one `regtool digest` prints), compressed ones go
+/// as they are, each diff_id checked against the config; the manifest is OCI. Without a tag,
+/// the archive's own (its first RepoTags entry), else by digest only.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Source: oci:PATH[:TAG], or a path (a directory: a layout)
+    /// Source: oci:PATH[:TAG], docker-archive:PATH, or a path (a directory: a layout; a name
+    /// ending in .tar: an archive)
     pub image: String,
     /// Destination: [host[:port]/]repo[:tag]
     pub reference: String,

@@ -659,3 +659,28 @@ fn bad_archives_push_nothing() {
         .run()
         .fails(2);
 }
+
+#[test]
+fn an_archive_on_stdin_is_spooled() {
+    let reg = plain();
+    let dir = tempdir();
+    let d = dir.path();
+    let l = layer(d, "ok.tar", "etc/ok", "ok\n");
+    let good = d.join("good.tar");
+    regtool(&["make-image", &l, "-o", good.to_str().unwrap()])
+        .run()
+        .ok();
+    let predicted = regtool(&["digest", good.to_str().unwrap()]).run().ok();
+    // docker save | gzip | regtool push-image docker-archive:- ...
+    run(d, "gzip", &["-k", "-n", good.to_str().unwrap()]);
+    let gz = std::fs::read(d.join("good.tar.gz")).unwrap();
+    let pushed = regtool(&[
+        "push-image",
+        "docker-archive:-",
+        &format!("{}/t/stdin-archive:v1", reg.host),
+    ])
+    .stdin(gz)
+    .run()
+    .ok();
+    assert!(pushed.trim().ends_with(predicted.trim()), "{pushed}");
+}
