@@ -684,3 +684,26 @@ fn an_archive_on_stdin_is_spooled() {
     .ok();
     assert!(pushed.trim().ends_with(predicted.trim()), "{pushed}");
 }
+
+#[test]
+fn make_image_then_push_image_unpacks_to_the_base_plus_the_layers() {
+    let _ = base();
+    let reg = plain();
+    let dir = tempdir();
+    let d = dir.path();
+    let l = layer(d, "new.tar", "srv/app.txt", "app\n");
+    run(d, "zstd", &["-q", &l]);
+    let made = d.join("made.tar");
+    let src = format!("{}/t/base:oci", reg.host);
+    regtool(&["make-image", "--base", &src, &format!("{l}.zst"), "-o", made.to_str().unwrap()])
+        .run()
+        .ok();
+    let dst = format!("{}/t/made:v1", reg.host);
+    regtool(&["push-image", made.to_str().unwrap(), &dst]).run().ok();
+    let layout = d.join("L");
+    run(d, "skopeo", &["copy", "-q", "--src-tls-verify=false", &format!("docker://{dst}"), &format!("oci:{}:v1", layout.display())]);
+    run(d, "umoci", &["unpack", "--rootless", "--image", &format!("{}:v1", layout.display()), "bundle"]);
+    for f in ["etc/one.txt", "etc/two.txt", "srv/app.txt"] {
+        assert!(d.join("bundle/rootfs").join(f).is_file(), "{f}");
+    }
+}
