@@ -695,15 +695,87 @@ fn make_image_then_push_image_unpacks_to_the_base_plus_the_layers() {
     run(d, "zstd", &["-q", &l]);
     let made = d.join("made.tar");
     let src = format!("{}/t/base:oci", reg.host);
-    regtool(&["make-image", "--base", &src, &format!("{l}.zst"), "-o", made.to_str().unwrap()])
+    regtool(&[
+        "make-image",
+        "--base",
+        &src,
+        &format!("{l}.zst"),
+        "-o",
+        made.to_str().unwrap(),
+    ])
+    .run()
+    .ok();
+    let dst = format!("{}/t/made:v1", reg.host);
+    regtool(&["push-image", made.to_str().unwrap(), &dst])
         .run()
         .ok();
-    let dst = format!("{}/t/made:v1", reg.host);
-    regtool(&["push-image", made.to_str().unwrap(), &dst]).run().ok();
     let layout = d.join("L");
-    run(d, "skopeo", &["copy", "-q", "--src-tls-verify=false", &format!("docker://{dst}"), &format!("oci:{}:v1", layout.display())]);
-    run(d, "umoci", &["unpack", "--rootless", "--image", &format!("{}:v1", layout.display()), "bundle"]);
+    run(
+        d,
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            &format!("docker://{dst}"),
+            &format!("oci:{}:v1", layout.display()),
+        ],
+    );
+    run(
+        d,
+        "umoci",
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:v1", layout.display()),
+            "bundle",
+        ],
+    );
     for f in ["etc/one.txt", "etc/two.txt", "srv/app.txt"] {
         assert!(d.join("bundle/rootfs").join(f).is_file(), "{f}");
     }
+}
+
+#[test]
+fn an_interrupted_make_image_leaves_no_archive_and_no_spool() {
+    let dir = tempdir();
+    let d = dir.path();
+    let tmp = d.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = d.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let l = layer(d, "first.tar", "etc/first", &"x".repeat(100_000));
+    // The first layer is written, then the second (stdin) never ends.
+    let mut child = regtool(&[
+        "make-image",
+        &l,
+        "-",
+        "-o",
+        out.join("img.tar").to_str().unwrap(),
+    ])
+    .env("TMPDIR", &tmp)
+    .spawn();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &std::fs::read(&l).unwrap()[..20_000]).unwrap();
+    wait_until("the archive is being written", || {
+        std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .any(|e| e.metadata().is_ok_and(|m| m.len() > 100_000))
+    });
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    drop(stdin);
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "a partial archive was left"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "a spool file was left"
+    );
 }
