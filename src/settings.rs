@@ -4,7 +4,8 @@
 //! variable dxf also had is the fallback. The library never sees a variable: this module
 //! reads the files they name (password, PEM) and hands it typed [`Options`].
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -361,19 +362,44 @@ struct TlsFiles {
     skip_verify: bool,
 }
 
+/// The most a file named by a setting may hold: a CA bundle is a few hundred KiB, a
+/// password or token far less. A device or a FIFO that never ends (`/dev/zero`) is refused
+/// instead of filling the memory.
+const MAX_SETTING_FILE: u64 = 16 << 20;
+
+/// The content of the file `var` names, at most [`MAX_SETTING_FILE`] bytes.
+fn read_setting_file(var: &str, path: &Path) -> Result<Vec<u8>> {
+    let cannot = |e: std::io::Error| {
+        Error::config(
+            var,
+            format!(
+                "cannot read {}: {}",
+                path.display(),
+                regtool::error::io_reason(&e)
+            ),
+        )
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SETTING_FILE + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SETTING_FILE {
+        return Err(Error::config(
+            var,
+            format!(
+                "{} is larger than {} MiB",
+                path.display(),
+                MAX_SETTING_FILE >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 impl TlsFiles {
     fn read(named: &(String, PathBuf)) -> Result<Vec<u8>> {
         let (var, path) = named;
-        std::fs::read(path).map_err(|e| {
-            Error::config(
-                var,
-                format!(
-                    "cannot read {}: {}",
-                    path.display(),
-                    regtool::error::io_reason(&e)
-                ),
-            )
-        })
+        read_setting_file(var, path)
     }
 
     /// Everything, for REGTOOL_HOST.
@@ -523,12 +549,9 @@ fn registry_options(env: &dyn Env, host: Option<&Host>, jobs: usize) -> Result<O
     let password = match (lookup(env, "PASSWORD"), lookup(env, "PASSWORD_FILE")) {
         (Some((_, p)), _) => Some(Secret::from(p)),
         (None, Some((n, path))) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                Error::config(
-                    &n,
-                    format!("cannot read {path}: {}", regtool::error::io_reason(&e)),
-                )
-            })?;
+            let bytes = read_setting_file(&n, Path::new(&path))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::config(&n, format!("{path} is not UTF-8 text")))?;
             Some(Secret::from(text.trim_end_matches(['\r', '\n'])))
         }
         (None, None) => None,

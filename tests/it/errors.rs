@@ -492,3 +492,28 @@ fn a_redirect_that_fails_names_the_host_that_failed() {
         );
     }
 }
+
+#[test]
+fn a_file_setting_that_never_ends_is_refused_not_read_into_memory() {
+    // /dev/zero as a password or a PEM file: read whole, it fills the memory (here: 2 GB of
+    // address space, so that a regression fails instead of swapping the machine).
+    for (var, extra) in [
+        ("REGTOOL_PASSWORD_FILE", ("REGTOOL_USERNAME", "u")),
+        ("REGTOOL_TLSVERIFY", ("REGTOOL_TIMEOUT", "5")),
+        ("REGTOOL_CLIENT_CERT", ("REGTOOL_CLIENT_KEY", "/dev/zero")),
+    ] {
+        let out = regtool_in_bash(
+            "ulimit -v 2000000; exec \"$REGTOOL\" list-aliases fred/logs",
+            &[],
+        )
+        .env("REGTOOL_HOST", "127.0.0.1:1")
+        .env(var, "/dev/zero")
+        .env(extra.0, extra.1)
+        .run();
+        let err = out.fails(78);
+        assert!(
+            err.starts_with(&format!("regtool: {var}: /dev/zero is larger than ")),
+            "{err}"
+        );
+    }
+}
