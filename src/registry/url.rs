@@ -70,18 +70,38 @@ pub fn encode(value: &str) -> String {
     out
 }
 
-/// The URL with its query string replaced by `?…`, for logs: distribution's `_state` and
-/// signed redirect URLs carry material that has no place in a terminal.
+/// The URL with its query string replaced by `?…` and any user info in its authority by
+/// `…@`, for logs and messages: distribution's `_state`, signed redirect URLs and a
+/// `user:password@` that a server's Location may carry have no place in a terminal.
 pub fn redact(url: &str) -> String {
-    match url.find('?') {
+    let url = match url.find(['?', '#']) {
         Some(i) => format!("{}?…", &url[..i]),
         None => url.to_string(),
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url;
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+        None => url,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_hides_queries_fragments_and_user_info() {
+        assert_eq!(
+            redact("https://u:p@cdn.example/x/y?sig=1"),
+            "https://…@cdn.example/x/y?…"
+        );
+        assert_eq!(redact("https://h/x#frag"), "https://h/x?…");
+        assert_eq!(redact("https://h/a@b"), "https://h/a@b");
+        assert_eq!(redact("/v2/x?last=a@b"), "/v2/x?…");
+    }
 
     #[test]
     fn origins_compare_with_default_ports() {

@@ -376,3 +376,26 @@ fn a_loopback_registry_reached_through_a_proxy_gets_no_clear_text_credentials() 
     let err = out.fails(69);
     assert!(err.starts_with("regtool: localhost:"), "{err}");
 }
+
+#[test]
+fn the_debug_log_shows_no_user_info_nor_query_of_a_redirect() {
+    let server = Server::start(|req| {
+        let host = req.headers.get("host").cloned().unwrap_or_default();
+        if req.path.starts_with("/cdn") {
+            return Response::new(200).body("blob bytes");
+        }
+        Response::new(307).header(
+            "Location",
+            format!("http://user:location-password@{host}/cdn/blob?sig=signature-secret"),
+        )
+    });
+    let out = regtool(&["pull-blob", "fred/logs", &sha256(b"blob bytes")])
+        .env("REGTOOL_HOST", &server.host)
+        .env("REGTOOL_DEBUG", "1")
+        .run();
+    assert_eq!(out.stdout, b"blob bytes", "{}", out.stderr);
+    assert!(out.stderr.contains("/cdn/blob?…"), "{}", out.stderr);
+    for secret in ["location-password", "signature-secret", "user:"] {
+        assert!(!out.stderr.contains(secret), "{}", out.stderr);
+    }
+}
