@@ -182,7 +182,7 @@ pub const VARS: &[Var] = &[
         name: "CACHE_DIR",
         dxf: false,
         plain: false,
-        help: "Where bearer tokens and file digests are cached (default: the user's cache directory; files 0600 in a 0700 directory). Token entries name the user by an HMAC of the credentials under a random key kept there (key), never by a plain hash of them.",
+        help: "Where bearer tokens and file digests are cached (default: the user's cache directory; files 0600 in a 0700 directory). Token entries name the user by an HMAC of the credentials under a random key kept there (key), never by a plain hash of them. An existing directory must be the user's own and writable by nobody else (such as /tmp is): otherwise 78.",
     },
     Var {
         name: "DIGEST_CACHE",
@@ -366,6 +366,34 @@ struct TlsFiles {
 /// password or token far less. A device or a FIFO that never ends (`/dev/zero`) is refused
 /// instead of filling the memory.
 const MAX_SETTING_FILE: u64 = 16 << 20;
+
+/// `dir` when it may hold secrets: missing (it is made 0700), or an existing directory of
+/// the user's own that nobody else may write to. In a shared one (`/tmp`), another user
+/// could plant the token cache's key (and so test password guesses against the file) or
+/// replace the cached tokens.
+fn private_dir(var: &str, dir: PathBuf) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(&dir) else {
+        return Ok(dir);
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let why = if meta.uid() != euid {
+        "belongs to another user"
+    } else if meta.mode() & 0o022 != 0 {
+        "is writable by other users"
+    } else {
+        return Ok(dir);
+    };
+    Err(Error::config(
+        var,
+        format!(
+            "{} {why}: the tokens and the key kept there would be theirs to read or replace",
+            dir.display()
+        ),
+    )
+    .with_hint("name a directory of your own that only you can write to"))
+}
 
 /// The content of the file `var` names, at most [`MAX_SETTING_FILE`] bytes.
 fn read_setting_file(var: &str, path: &Path) -> Result<Vec<u8>> {
@@ -576,7 +604,6 @@ fn registry_options(env: &dyn Env, host: Option<&Host>, jobs: usize) -> Result<O
     };
     let insecure_hosts = insecure_hosts(env, host)?;
     let insecure = host.is_some_and(|h| h.listed_in(&insecure_hosts, 80));
-    let path = |name: &str| lookup(env, name).map(|(_, v)| PathBuf::from(v));
     let timeout = Duration::from_secs(number(env, "TIMEOUT", 60, 1, 86_400)?);
     let auth_host = match lookup(env, "AUTH_HOST") {
         Some((n, h)) => Some(check_host(&n, &h)?),
@@ -610,8 +637,8 @@ fn registry_options(env: &dyn Env, host: Option<&Host>, jobs: usize) -> Result<O
         access_token: lookup(env, "ACCESS_TOKEN").map(|(_, v)| v.into()),
         auth_host,
         sources: Some(SharedSource::new(credential_sources(env, timeout))),
-        cache_dir: match path("CACHE_DIR") {
-            Some(p) => Some(p),
+        cache_dir: match lookup(env, "CACHE_DIR") {
+            Some((n, p)) => Some(private_dir(&n, PathBuf::from(p))?),
             None => directories::ProjectDirs::from("", "", "regtool")
                 .map(|d| d.cache_dir().to_path_buf()),
         },

@@ -399,3 +399,38 @@ fn the_debug_log_shows_no_user_info_nor_query_of_a_redirect() {
         assert!(!out.stderr.contains(secret), "{}", out.stderr);
     }
 }
+
+#[test]
+fn a_token_cache_in_a_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    // /tmp, or any directory another user may write to: they could plant the cache's key
+    // (and test password guesses against tokens.json) or swap the tokens.
+    let shared = tempdir();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = regtool(&["list-aliases", "fred/logs"])
+        .env("REGTOOL_HOST", "127.0.0.1:1")
+        .env("REGTOOL_CACHE_DIR", shared.path())
+        .run();
+    assert!(
+        out.fails(78).starts_with(&format!(
+            "regtool: REGTOOL_CACHE_DIR: {} is writable by other users",
+            shared.path().display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hint: name a directory of your own"),
+        "{}",
+        out.stderr
+    );
+    // One's own, or one yet to be made (0700), is fine.
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    for dir in [shared.path().to_path_buf(), shared.path().join("new")] {
+        regtool(&["list-aliases", "fred/logs"])
+            .env("REGTOOL_HOST", "127.0.0.1:1")
+            .env("REGTOOL_CACHE_DIR", &dir)
+            .run()
+            .fails(69);
+    }
+}
