@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::image::layer::{Compression, sniff};
 use crate::image::source::LayerSource;
 use crate::oci::digest::{Algorithm, hash_reader};
-use crate::oci::{Digest, Platform};
+use crate::oci::{Digest, ImageRef, Platform};
 use crate::store::FileRange;
 
 /// The largest JSON member read (manifest.json, a config, a legacy `json`).
@@ -81,6 +81,24 @@ impl Image {
             variant: text("variant"),
         })
     }
+}
+
+/// The `RepoTags` entry docker writes for an image name: `name:tag` (`latest` without a
+/// tag), Docker Hub names short (`debian:12`, `fred/app:v1`); None for a name with only a
+/// digest (docker gives such an image no tag).
+pub fn repo_tag(name: &ImageRef) -> Option<String> {
+    let tag = match (&name.tag, &name.digest) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(_)) => return None,
+        (None, None) => "latest".to_string(),
+    };
+    let repo = name.repo.to_string();
+    let short = match &name.host {
+        Some(h) if h.to_string() != "registry-1.docker.io" => format!("{h}/{repo}"),
+        Some(_) => repo.strip_prefix("library/").unwrap_or(&repo).to_string(),
+        None => repo,
+    };
+    Some(format!("{short}:{tag}"))
 }
 
 /// Normalises a member path: no leading `./`, no empty or `.` parts; None when it is absolute
@@ -401,13 +419,33 @@ impl Archive {
 
     /// The one image of the archive (an archive of several is refused).
     pub fn image(&self) -> Result<Image> {
+        self.image_named(None)
+    }
+
+    /// The image `name` names (one of its `RepoTags`, compared as docker names: see
+    /// [`repo_tag`]), or without a name the only image (an archive of several is refused,
+    /// its names listed).
+    pub fn image_named(&self, name: Option<&ImageRef>) -> Result<Image> {
         let mut images = self.images()?;
+        if let Some(name) = name {
+            let wanted = repo_tag(name);
+            let named = |t: &String| ImageRef::parse(t).ok().and_then(|r| repo_tag(&r)) == wanted;
+            return match images.iter().position(|i| i.repo_tags.iter().any(named)) {
+                Some(i) => Ok(images.swap_remove(i)),
+                None => Err(Error::not_found(format!(
+                    "{}: no image named {name}",
+                    self.name
+                ))),
+            };
+        }
         if images.len() > 1 {
+            let names: Vec<String> = images.iter().flat_map(|i| i.repo_tags.clone()).collect();
             return Err(Error::usage(format!(
-                "{} holds {} images: regtool reads archives of one image",
+                "{} holds {} images: name one (docker-archive:PATH:NAME)",
                 self.name,
                 images.len()
-            )));
+            ))
+            .with_hint(format!("its names: {}", names.join(", "))));
         }
         images
             .pop()

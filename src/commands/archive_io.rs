@@ -9,6 +9,7 @@ use regtool::archive::write::{self, Output, Writer};
 use regtool::archive::{Archive, push};
 use regtool::error::Result;
 use regtool::image::copy::Side;
+use regtool::image::endpoint::ArchiveRef;
 use regtool::oci::{Descriptor, Digest, ImageRef, Platform, Reference, Tag};
 use regtool::outfile::OutFile;
 
@@ -57,11 +58,11 @@ pub fn save(
     id.ok_or_else(|| regtool::Error::other("the archive was not written"))
 }
 
-/// Copies the archive at `src` into a new archive at `dst` named `name` (else with the
-/// source's RepoTags). Returns the image ID.
-pub fn copy(ctx: &Ctx, src: &Path, name: Option<&ImageRef>, dst: &Path) -> Result<Digest> {
-    let archive = open(src, &ctx.cancel)?;
-    let image = archive.image()?;
+/// Copies the image `src` names (its only one without a name) into a new archive at `dst`
+/// named `name` (else with the source image's RepoTags). Returns the image ID.
+pub fn copy(ctx: &Ctx, src: &ArchiveRef, name: Option<&ImageRef>, dst: &Path) -> Result<Digest> {
+    let archive = open(&src.path, &ctx.cancel)?;
+    let image = archive.image_named(src.reference.as_ref())?;
     let tags = match name {
         Some(_) => repo_tags(name),
         None => image.repo_tags.clone(),
@@ -79,17 +80,17 @@ pub fn archive_tag(image: &regtool::archive::Image) -> Option<Tag> {
     ImageRef::parse(first).ok()?.tag
 }
 
-/// Uploads the archive at `path` to `dst` under `tag` (None: the archive's own tag, else by
-/// digest), plain layers compressed as REGTOOL_COMPRESSION says. Returns the manifest's
-/// descriptor and whether it was stored under a tag.
+/// Uploads the image `src` names (its only one without a name) to `dst` under `tag` (None:
+/// the archive's own tag, else by digest), plain layers compressed as REGTOOL_COMPRESSION
+/// says. Returns the manifest's descriptor and the tag it was stored under, if any.
 pub fn push(
     ctx: &Ctx,
-    path: &Path,
+    src: &ArchiveRef,
     dst: Side<'_>,
     tag: Option<&Tag>,
 ) -> Result<(Descriptor, Option<Tag>)> {
-    let archive = open(path, &ctx.cancel)?;
-    let image = archive.image()?;
+    let archive = open(&src.path, &ctx.cancel)?;
+    let image = archive.image_named(src.reference.as_ref())?;
     let tag = tag.cloned().or_else(|| archive_tag(&image));
     let reference = tag.clone().map(Reference::Tag);
     let top = push::push(
@@ -103,10 +104,10 @@ pub fn push(
     Ok((top, tag))
 }
 
-/// The manifest digest [`push`] will give the archive at `path`.
-pub fn digest(ctx: &Ctx, path: &Path) -> Result<Digest> {
-    let archive = open(path, &ctx.cancel)?;
-    let image = archive.image()?;
+/// The manifest digest [`push`] will give the image `src` names.
+pub fn digest(ctx: &Ctx, src: &ArchiveRef) -> Result<Digest> {
+    let archive = open(&src.path, &ctx.cancel)?;
+    let image = archive.image_named(src.reference.as_ref())?;
     push::digest(
         &archive,
         &image,
@@ -142,25 +143,11 @@ pub fn create(
     out.commit()
 }
 
-/// The `RepoTags` entry for an image name, as docker writes it: `name:tag` (`latest` when
-/// no tag is given), Docker Hub names short (`debian:12`, `fred/app:v1`); none for a name
-/// that has only a digest.
+/// The `RepoTags` of an archive named `name` (none without a name or with a digest only).
 pub fn repo_tags(name: Option<&ImageRef>) -> Vec<String> {
-    let Some(r) = name else {
-        return Vec::new();
-    };
-    let tag = match (&r.tag, &r.digest) {
-        (Some(t), _) => t.to_string(),
-        (None, Some(_)) => return Vec::new(),
-        (None, None) => "latest".to_string(),
-    };
-    let repo = r.repo.to_string();
-    let name = match &r.host {
-        Some(h) if h.to_string() != "registry-1.docker.io" => format!("{h}/{repo}"),
-        Some(_) => repo.strip_prefix("library/").unwrap_or(&repo).to_string(),
-        None => repo,
-    };
-    vec![format!("{name}:{tag}")]
+    name.and_then(regtool::archive::repo_tag)
+        .into_iter()
+        .collect()
 }
 
 #[cfg(test)]

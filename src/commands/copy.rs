@@ -72,7 +72,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
 fn with_archive(ctx: &mut Ctx, args: &Args, src_end: Endpoint, dst_end: Endpoint) -> Result<()> {
     let (text, value) = match (src_end, dst_end) {
         (Endpoint::Archive(a), Endpoint::Archive(b)) => {
-            let id = super::archive_io::copy(ctx, &a.path, b.reference.as_ref(), &b.path)?;
+            let id = super::archive_io::copy(ctx, &a, b.reference.as_ref(), &b.path)?;
             let destination = Endpoint::Archive(b).to_string();
             (
                 id.to_string(),
@@ -88,7 +88,7 @@ fn with_archive(ctx: &mut Ctx, args: &Args, src_end: Endpoint, dst_end: Endpoint
                 .tag()
                 .or(a.reference.as_ref().and_then(|r| r.tag.as_ref()))
                 .cloned();
-            let (top, stored) = super::archive_io::push(ctx, &a.path, dst.side(), tag.as_ref())?;
+            let (top, stored) = super::archive_io::push(ctx, &a, dst.side(), tag.as_ref())?;
             if let (Opened::Layout { layout, repo, .. }, None) = (&dst, &stored) {
                 layout.add_untagged(repo, &top)?;
             }

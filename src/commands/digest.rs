@@ -61,7 +61,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     };
     if let Endpoint::Archive(a) = &endpoint {
         // What push-image will give: the layers compressed into a hashing sink.
-        let digest = super::archive_io::digest(ctx, &a.path)?;
+        let digest = super::archive_io::digest(ctx, a)?;
         return print(ctx, digest);
     }
     let image = image_arg::open(ctx, endpoint, text, "digest")?;

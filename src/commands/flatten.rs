@@ -52,7 +52,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let mut image = match Endpoint::parse(&args.image)? {
         Endpoint::Archive(a) => {
             archive = super::archive_io::open(&a.path, &cancel)?;
-            let image = archive.image()?;
+            let image = archive.image_named(a.reference.as_ref())?;
             flatten::Image {
                 layers: archive.layer_sources(&image),
                 config: image.config,

@@ -77,7 +77,8 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         None => Base::Scratch(platform),
         Some(Endpoint::Archive(a)) => {
             archive = super::archive_io::open(&a.path, &cancel)?;
-            Base::Archive(&archive)
+            let image = archive.image_named(a.reference.as_ref())?;
+            Base::Archive(&archive, image)
         }
         Some(Endpoint::Layout(l)) => {
             layout = l.open(&cancel);

@@ -46,7 +46,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
             }
             let tag =
                 (dst.reference.tag.as_ref()).or(a.reference.as_ref().and_then(|r| r.tag.as_ref()));
-            let (top, _) = super::archive_io::push(ctx, &a.path, dst.side(), tag)?;
+            let (top, _) = super::archive_io::push(ctx, &a, dst.side(), tag)?;
             let pinned = dst.pinned(&top.digest);
             drop(dst);
             return ctx

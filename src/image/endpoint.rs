@@ -5,7 +5,8 @@
 //! The rules, for users and for the commands that parse:
 //! - `oci:` and `docker-archive:` prefixes always name a local image. As in skopeo, the path
 //!   ends at the first `:` after the prefix (a path with a `:` in it cannot be named), and what
-//!   follows is the tag (a layout) or the image name written into the archive (`RepoTags`).
+//!   follows is the tag (a layout) or an archive's image name (`RepoTags`): written into an
+//!   archive being made, and picking one image of an archive being read.
 //! - Anything else is a registry reference in [`Endpoint::parse`] (`copy`, `digest`,
 //!   `flatten`).
 //! - [`Endpoint::parse_local`] is for the side of a command that can only be local
@@ -51,7 +52,8 @@ pub struct LayoutRef {
 pub struct ArchiveRef {
     /// The archive file.
     pub path: PathBuf,
-    /// The image name the archive gives (`RepoTags`), when named.
+    /// The image's name in the archive (`RepoTags`), when named: written into an archive
+    /// being made; picks one image of an archive being read.
     pub reference: Option<ImageRef>,
 }
 

@@ -32,8 +32,8 @@ pub enum Base<'a> {
         /// Retries of a broken download.
         retries: u32,
     },
-    /// The image of a docker archive.
-    Archive(&'a Archive),
+    /// An image of a docker archive.
+    Archive(&'a Archive, crate::archive::Image),
 }
 
 /// Writes the base's layers into `writer` and returns its config, parsed.
@@ -49,8 +49,7 @@ fn write_base(base: &Base<'_>, writer: &mut Writer<'_>) -> Result<Value> {
             cfg["history"] = json!([]);
             Ok(cfg)
         }
-        Base::Archive(a) => {
-            let image = a.image()?;
+        Base::Archive(a, image) => {
             for (member, diff_id) in image.layers.iter().zip(&image.diff_ids) {
                 let what = format!("{}: {member}", a.name());
                 writer.add_layer(&mut a.open_member(member)?, Some(diff_id), &what)?;

@@ -779,3 +779,79 @@ fn an_interrupted_make_image_leaves_no_archive_and_no_spool() {
         "a spool file was left"
     );
 }
+
+/// Merges docker archives into one (`docker save a b`): every member, one manifest.json.
+const MERGE_PY: &str = r#"
+import io, json, sys, tarfile
+out, inputs = sys.argv[1], sys.argv[2:]
+manifest, seen = [], set()
+with tarfile.open(out, "w") as t:
+    for path in inputs:
+        with tarfile.open(path) as src:
+            for m in src.getmembers():
+                data = src.extractfile(m).read()
+                if m.name == "manifest.json":
+                    manifest += json.loads(data)
+                elif m.name not in seen:
+                    seen.add(m.name)
+                    t.addfile(m, io.BytesIO(data))
+    data = json.dumps(manifest).encode()
+    i = tarfile.TarInfo("manifest.json"); i.size = len(data); t.addfile(i, io.BytesIO(data))
+"#;
+
+#[test]
+fn an_archive_of_several_images_is_read_by_name() {
+    let dir = tempdir();
+    let d = dir.path();
+    let (one, two, both) = (d.join("one.tar"), d.join("two.tar"), d.join("both.tar"));
+    let l1 = layer(d, "l1.tar", "etc/one", "one\n");
+    let l2 = layer(d, "l2.tar", "etc/two", "two\n");
+    regtool(&[
+        "make-image",
+        &l1,
+        "-o",
+        &format!("docker-archive:{}:fred/one:v1", one.display()),
+    ])
+    .run()
+    .ok();
+    regtool(&[
+        "make-image",
+        &l2,
+        "-o",
+        &format!("docker-archive:{}:debian:12", two.display()),
+    ])
+    .run()
+    .ok();
+    run(
+        d,
+        "python3",
+        &[
+            "-c",
+            MERGE_PY,
+            both.to_str().unwrap(),
+            one.to_str().unwrap(),
+            two.to_str().unwrap(),
+        ],
+    );
+    let all = format!("docker-archive:{}", both.display());
+    let e = regtool(&["digest", &all]).run();
+    assert!(e.fails(64).contains("holds 2 images"), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("hint: its names: fred/one:v1, debian:12"),
+        "{}",
+        e.stderr
+    );
+    // By name, Docker Hub names in either form.
+    let two_digest = regtool(&["digest", two.to_str().unwrap()]).run().ok();
+    for name in ["debian:12", "docker.io/library/debian:12"] {
+        let got = regtool(&["digest", &format!("{all}:{name}")]).run().ok();
+        assert_eq!(got, two_digest, "{name}");
+    }
+    let tree = regtool(&["flatten", &format!("{all}:fred/one:v1")])
+        .run()
+        .ok();
+    assert!(tree.contains("etc/one") && !tree.contains("etc/two"));
+    regtool(&["digest", &format!("{all}:fred/one:v2")])
+        .run()
+        .fails(2);
+}
