@@ -88,10 +88,20 @@ fn with_archive(ctx: &mut Ctx, args: &Args, src_end: Endpoint, dst_end: Endpoint
                 .tag()
                 .or(a.reference.as_ref().and_then(|r| r.tag.as_ref()))
                 .cloned();
-            let (top, stored) = super::archive_io::push(ctx, &a, dst.side(), tag.as_ref())?;
-            if let (Opened::Layout { layout, repo, .. }, None) = (&dst, &stored) {
-                layout.add_untagged(repo, &top)?;
-            }
+            let push = || {
+                let (top, stored) = super::archive_io::push(ctx, &a, dst.side(), tag.as_ref())?;
+                if let (Opened::Layout { layout, repo, .. }, None) = (&dst, &stored) {
+                    layout.add_untagged(repo, &top)?;
+                }
+                Ok(top)
+            };
+            // Into a layout as pull-image saves: a failure leaves nothing.
+            let top = match &dst {
+                Opened::Layout { target, layout, .. } => {
+                    image_arg::into_layout(ctx, target, layout, push)?
+                }
+                Opened::Registry(_) => push()?,
+            };
             let destination = dst.pinned(&top.digest);
             (
                 top.digest.to_string(),

@@ -125,6 +125,24 @@ pub fn save_to_layout(
     saved
 }
 
+/// Runs `write` (which fills the layout of `dst`) so that a failure or an interrupt leaves
+/// nothing: the layout directory it created is removed, an empty one emptied again. The
+/// target is checked first (an existing layout must have a readable index; an existing
+/// directory without a layout must be empty).
+pub fn into_layout<T>(
+    ctx: &Ctx,
+    dst: &LayoutRef,
+    layout: &Layout,
+    write: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let fresh = Fresh::prepare(dst, layout, &ctx.cancel)?;
+    let written = write();
+    if written.is_err() {
+        fresh.undo();
+    }
+    written
+}
+
 /// What a save must undo when it fails: the layout it is creating (removed on cancel too, by
 /// the signal thread, since the process exits from there).
 struct Fresh {

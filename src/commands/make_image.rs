@@ -125,20 +125,24 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
             let store = l.open(&cancel);
             let repo = Layout::repo();
             let tag = l.tag.clone().map(regtool::oci::Reference::Tag);
-            let top = push::push(
-                &made,
-                &image,
-                Side {
-                    store: &store,
-                    repo: &repo,
-                },
-                tag.as_ref(),
-                ctx.settings.compression,
-                ctx.settings.jobs,
-            )?;
-            if tag.is_none() {
-                store.add_untagged(&repo, &top)?;
-            }
+            // A failure leaves no layout behind (nor an index entry in an existing one).
+            let top = super::image_arg::into_layout(ctx, &l, &store, || {
+                let top = push::push(
+                    &made,
+                    &image,
+                    Side {
+                        store: &store,
+                        repo: &repo,
+                    },
+                    tag.as_ref(),
+                    ctx.settings.compression,
+                    ctx.settings.jobs,
+                )?;
+                if tag.is_none() {
+                    store.add_untagged(&repo, &top)?;
+                }
+                Ok(top)
+            })?;
             let text = top.digest.to_string();
             ctx.out.result(&text, json!({"digest": top.digest}))
         }

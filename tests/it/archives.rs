@@ -654,6 +654,17 @@ fn bad_archives_push_nothing() {
     regtool(&["push-image", d.join("absent.tar").to_str().unwrap(), &dst])
         .run()
         .fails(2);
+    // Into a new layout (the importer): no layout left behind.
+    let layout = d.join("new-layout");
+    let into = format!("oci:{}:v1", layout.display());
+    regtool(&[
+        "copy",
+        &format!("docker-archive:{}", not_tar.display()),
+        &into,
+    ])
+    .run()
+    .fails(65);
+    assert!(!layout.exists());
     regtool(&["get-manifest", "t/badarchive", "v1"])
         .host(reg)
         .run()
