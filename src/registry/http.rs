@@ -229,6 +229,16 @@ impl Http {
                 authorization.as_ref().map(Secret::expose),
                 &mut body,
             );
+            // Plain HTTP recalled from an earlier process is checked by the first answer.
+            let answered_400 = sent.as_ref().map_or(true, |r| r.status() == 400);
+            if path.starts_with('/')
+                && body.replayable()
+                && self.scheme.recall_refuted(answered_400)
+            {
+                self.log(|| format!("{} does not answer plain HTTP; trying https", self.host));
+                url = self.absolute(&path);
+                continue;
+            }
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) => {

@@ -25,6 +25,7 @@ mod layout;
 mod many;
 mod outpaths;
 mod retries;
+mod scheme;
 mod secrets;
 mod signals;
 mod transfers;
