@@ -182,7 +182,7 @@ pub const VARS: &[Var] = &[
         name: "CACHE_DIR",
         dxf: false,
         plain: false,
-        help: "Where bearer tokens and file digests are cached (default: the user's cache directory; files 0600 in a 0700 directory). Token entries name the user by an HMAC of the credentials under a random key kept there (key), never by a plain hash of them. An existing directory must be the user's own and writable by nobody else (such as /tmp is): otherwise 78.",
+        help: "Where bearer tokens, file digests and the plain HTTP of loopback registries (plain-http/HOST) are kept (default: the user's cache directory; files 0600 in a 0700 directory). Token entries name the user by an HMAC of the credentials under a random key kept there (key), never by a plain hash of them. An existing directory must be the user's own and writable by nobody else (such as /tmp is): otherwise 78.",
     },
     Var {
         name: "DIGEST_CACHE",
