@@ -118,8 +118,28 @@ struct ConfigFile {
     creds_store: Option<String>,
 }
 
+/// The most a credentials file may hold (docker's and podman's are a few KiB): a path to a
+/// device that never ends (`/dev/zero`) is refused, not read into memory.
+const MAX_CONFIG_FILE: u64 = 16 << 20;
+
 fn read_config(path: &Path) -> Result<Option<ConfigFile>> {
-    let bytes = match std::fs::read(path) {
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)?
+            .take(MAX_CONFIG_FILE + 1)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let bytes = match read() {
+        Ok(b) if b.len() as u64 > MAX_CONFIG_FILE => {
+            return Err(Error::config(
+                &path.display().to_string(),
+                format!(
+                    "larger than {} MiB: not a credentials file",
+                    MAX_CONFIG_FILE >> 20
+                ),
+            ));
+        }
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {

@@ -434,3 +434,34 @@ fn a_token_cache_in_a_directory_others_can_write_is_refused() {
             .fails(69);
     }
 }
+
+#[test]
+fn a_credentials_file_that_never_ends_is_refused_not_read_into_memory() {
+    let server =
+        Server::start(|_| Response::new(401).header("WWW-Authenticate", r#"Basic realm="r""#));
+    let docker = tempdir();
+    std::os::unix::fs::symlink("/dev/zero", docker.path().join("config.json")).unwrap();
+    // 2 GB of address space: a regression fails instead of swapping the machine.
+    let limited = "ulimit -v 2000000; exec \"$REGTOOL\" list-aliases fred/logs";
+    for (var, value, named) in [
+        (
+            "DOCKER_CONFIG",
+            docker.path().to_path_buf(),
+            docker.path().join("config.json"),
+        ),
+        ("REGISTRY_AUTH_FILE", "/dev/zero".into(), "/dev/zero".into()),
+    ] {
+        let out = regtool_in_bash(limited, &[])
+            .env("REGTOOL_HOST", &server.host)
+            .env(var, &value)
+            .run();
+        assert!(
+            out.fails(78).starts_with(&format!(
+                "regtool: {}: larger than 16 MiB: not a credentials file",
+                named.display()
+            )),
+            "{var}: {}",
+            out.stderr
+        );
+    }
+}
