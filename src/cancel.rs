@@ -126,10 +126,19 @@ impl Cancel {
         prefix: impl AsRef<std::ffi::OsStr>,
         dir: &Path,
     ) -> std::io::Result<(tempfile::NamedTempFile, Guard)> {
+        self.tempfile_with_mode(prefix, dir, 0o666)
+    }
+
+    fn tempfile_with_mode(
+        &self,
+        prefix: impl AsRef<std::ffi::OsStr>,
+        dir: &Path,
+        mode: u32,
+    ) -> std::io::Result<(tempfile::NamedTempFile, Guard)> {
         use std::os::unix::fs::PermissionsExt;
         let file = tempfile::Builder::new()
             .prefix(prefix.as_ref())
-            .permissions(std::fs::Permissions::from_mode(0o666))
+            .permissions(std::fs::Permissions::from_mode(mode))
             .tempfile_in(dir)?;
         let guard = self.remove_on_cancel(file.path());
         Ok((file, guard))
@@ -144,6 +153,20 @@ impl Cancel {
         dir: &Path,
     ) -> std::io::Result<(tempfile::NamedTempFile, Guard)> {
         let (file, guard) = self.tempfile(prefix, dir)?;
+        file.as_file().lock()?;
+        Ok((file, guard))
+    }
+
+    /// [`Cancel::locked_tempfile`] made 0600, for content that replaces a file others may not
+    /// read: a file created readable, even empty, can be opened by another user before its
+    /// mode is narrowed, and the open descriptor then reads whatever is written later. The
+    /// caller sets the final mode.
+    pub fn locked_private_tempfile(
+        &self,
+        prefix: impl AsRef<std::ffi::OsStr>,
+        dir: &Path,
+    ) -> std::io::Result<(tempfile::NamedTempFile, Guard)> {
+        let (file, guard) = self.tempfile_with_mode(prefix, dir, 0o600)?;
         file.as_file().lock()?;
         Ok((file, guard))
     }

@@ -237,9 +237,13 @@ fn atomic(target: &Path, old: Option<&Metadata>, cancel: &Cancel) -> Result<How>
     let name = target.file_name().unwrap_or(OsStr::new("out"));
     let prefix = temp_prefix(name);
     sweep_stale(dir, |n| is_temp_of(n, &prefix), STALE_AFTER, true);
-    let (tmp, guard) = cancel
-        .locked_tempfile(&prefix, dir)
-        .map_err(|e| cannot_create(dir, target, &e))?;
+    // Replacing a file: made private first, then given the old file's mode (which may be
+    // narrower than 0666 less the umask, and must never be wider for a moment).
+    let made = match old {
+        Some(_) => cancel.locked_private_tempfile(&prefix, dir),
+        None => cancel.locked_tempfile(&prefix, dir),
+    };
+    let (tmp, guard) = made.map_err(|e| cannot_create(dir, target, &e))?;
     if let Some(old) = old {
         keep_attributes(tmp.as_file(), old)
             .map_err(|e| output_error(format!("writing {}", target.display()), &e))?;

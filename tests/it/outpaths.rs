@@ -465,3 +465,38 @@ fn a_writable_file_in_a_read_only_directory_gets_a_hint() {
     );
     assert_eq!(std::fs::read(&target).unwrap(), b"old");
 }
+
+#[test]
+fn a_private_file_is_never_replaced_through_a_readable_temporary() {
+    // Created 0644 and narrowed to 0600 afterwards, the temporary could be opened by another
+    // user in between, and read through that descriptor as it fills: it must be born 0600.
+    let repo = repo("out-private");
+    let digest = pushed(&repo, &bytes(10_000, 9));
+    let dir = tempdir();
+    let target = dir.path().join("secret.bin");
+    std::fs::write(&target, b"old").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let log = dir.path().join("strace.log");
+    let strace = [
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=open,openat",
+        "-o",
+        log.to_str().unwrap(),
+    ];
+    wrapped(
+        &strace,
+        &["pull-blob", &repo, &digest, "-o", target.to_str().unwrap()],
+    )
+    .host(plain())
+    .run()
+    .ok();
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let created = calls
+        .lines()
+        .find(|l| l.contains(".secret.bin.regtool-") && l.contains("O_CREAT"))
+        .unwrap_or_else(|| panic!("no temporary created in:\n{calls}"));
+    assert!(created.contains(", 0600) = "), "{created}");
+}
