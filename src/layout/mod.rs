@@ -384,12 +384,12 @@ fn store_blob(
 ) -> Result<(Digest, u64)> {
     let (mut tmp, _guard) = temp_file(dir, cancel)?;
     let content = &mut cancel.reader(content);
-    let (digest, size) = match expected {
-        Some((d, size)) => (
-            d.clone(),
-            copy_verified(content, tmp.as_file_mut(), d, Some(size))?,
-        ),
-        None => copy_hashing(content, tmp.as_file_mut(), algorithm)?,
+    let (digest, size) = {
+        let sink = &mut EarlyFlush::new(tmp.as_file_mut());
+        match expected {
+            Some((d, size)) => (d.clone(), copy_verified(content, sink, d, Some(size))?),
+            None => copy_hashing(content, sink, algorithm)?,
+        }
     };
     // Cancelled while copying: the temporary file is gone or going, and is not the blob.
     cancel.check()?;
@@ -399,6 +399,78 @@ fn store_blob(
     }
     persist(tmp, &path)?;
     Ok((digest, size))
+}
+
+/// How much of a blob is written between two early flushes.
+const FLUSH_EVERY: u64 = 8 * 1024 * 1024;
+
+/// Writes to a file and, every [`FLUSH_EVERY`] bytes, has a helper thread flush what is
+/// written so far to the disk: the disk works while the network does, and the fsync before
+/// the rename finds little left to do. A blob smaller than that never starts the thread.
+/// Best effort: a failed early flush is caught by that final fsync.
+struct EarlyFlush<'a> {
+    file: &'a mut File,
+    written: u64,
+    helper: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl<'a> EarlyFlush<'a> {
+    fn new(file: &'a mut File) -> EarlyFlush<'a> {
+        EarlyFlush {
+            file,
+            written: 0,
+            helper: None,
+        }
+    }
+
+    fn kick(&mut self) {
+        if self.helper.is_none() {
+            let Ok(clone) = self.file.try_clone() else {
+                return;
+            };
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let spawned = std::thread::Builder::new()
+                .name("flush".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        // Requests that queued meanwhile are covered by this flush.
+                        while rx.try_recv().is_ok() {}
+                        let _ = clone.sync_data();
+                    }
+                });
+            match spawned {
+                Ok(handle) => self.helper = Some((tx, handle)),
+                Err(_) => return,
+            }
+        }
+        if let Some((tx, _)) = &self.helper {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Write for EarlyFlush<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        let before = self.written;
+        self.written += n as u64;
+        if self.written / FLUSH_EVERY != before / FLUSH_EVERY {
+            self.kick();
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for EarlyFlush<'_> {
+    fn drop(&mut self) {
+        if let Some((tx, handle)) = self.helper.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+    }
 }
 
 /// Whether `file` holds exactly the `size` bytes of `digest`.
@@ -851,6 +923,22 @@ mod tests {
             store.list_tags(&r("nope")).unwrap_err().kind,
             crate::error::Kind::NotFound
         );
+    }
+
+    #[test]
+    fn a_blob_past_the_early_flushes_lands_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Layout::new(dir.path());
+        let data: Vec<u8> = (0..(2 * FLUSH_EVERY + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let (d, n) = store
+            .put_blob_stream(&r("big"), &mut &data[..], Algorithm::Sha256)
+            .unwrap();
+        assert_eq!((d.clone(), n), (Digest::sha256(&data), data.len() as u64));
+        let written = fs::read(dir.path().join("big/blobs/sha256").join(d.hex())).unwrap();
+        assert!(written == data);
+        assert!(store.has_blob(&r("big"), &d, n).unwrap());
     }
 
     #[test]
