@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::archive::{Archive, Image};
 use crate::error::{Error, Result};
-use crate::image::copy::Side;
+use crate::image::copy::{Side, Unwatched, Watch};
 use crate::image::layer::{Compression, Input, Layer};
 use crate::oci::digest::{Algorithm, hash_reader};
 use crate::oci::{Descriptor, Digest, Reference, media};
@@ -29,12 +29,13 @@ pub fn push(
     reference: Option<&Reference>,
     compression: Compression,
     jobs: usize,
+    watch: &dyn Watch,
 ) -> Result<Descriptor> {
     let put = |content: &mut dyn Read| {
         dst.store
             .put_blob_stream(dst.repo, content, Algorithm::Sha256)
     };
-    let layers = upload(archive, image, compression, jobs, &put)?;
+    let layers = upload(archive, image, compression, jobs, &put, watch)?;
     let config_digest = Digest::sha256(&image.config);
     let config_size = image.config.len() as u64;
     if !dst.store.has_blob(dst.repo, &config_digest, config_size)? {
@@ -65,26 +66,31 @@ pub fn digest(
     jobs: usize,
 ) -> Result<Digest> {
     let put = |content: &mut dyn Read| hash_reader(content, Algorithm::Sha256);
-    let layers = upload(archive, image, compression, jobs, &put)?;
+    let layers = upload(archive, image, compression, jobs, &put, &Unwatched)?;
     let (bytes, _) = manifest(&image.config, &layers)?;
     Ok(Digest::sha256(&bytes))
 }
 
-/// Puts every layer, checking each diff_id against the config's.
+/// Puts every layer, checking each diff_id against the config's. `watch` sees each layer's
+/// member read (named by its diff_id).
 fn upload(
     archive: &Archive,
     image: &Image,
     compression: Compression,
     jobs: usize,
     put: &Put<'_>,
+    watch: &dyn Watch,
 ) -> Result<Vec<Layer>> {
     let work: Vec<(&String, &Digest)> = image.layers.iter().zip(&image.diff_ids).collect();
     let results = crate::parallel::map(jobs, work, |_, (member, expected)| {
         let what = format!("{}: {member}", archive.name());
-        let mut range = archive.open_member(member)?;
+        let seen = Descriptor::new(media::OCTET_STREAM, expected.clone(), archive.size(member)?);
+        let mut range = watch.watch(&seen, Box::new(archive.open_member(member)?));
         let layer = Input::open(&mut range)
             .and_then(|input| input.upload_to(compression, &mut |content| put(content)))
-            .map_err(|e| e.context(&what))?;
+            .map_err(|e| e.context(&what));
+        watch.done(&seen);
+        let layer = layer?;
         if &layer.diff_id != expected {
             return Err(Error::data(format!(
                 "{what}: the layer's diff_id is {}, the config says {expected}",

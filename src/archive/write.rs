@@ -290,6 +290,7 @@ pub fn save(
     repo_tags: &[String],
     mut writer: Writer<'_>,
     retries: u32,
+    watch: &dyn crate::image::copy::Watch,
 ) -> Result<Digest> {
     use crate::image::{copy, flatten};
     use crate::oci::Manifest;
@@ -333,9 +334,11 @@ pub fn save(
                 layer.digest, layer.media_type
             )));
         }
-        let mut blob =
-            flatten::open_verified(src, layer.digest.clone(), Some(layer.size), retries)?;
-        writer.add_layer(&mut blob, Some(diff_id), &layer.digest.to_string())?;
+        let blob = flatten::open_verified(src, layer.digest.clone(), Some(layer.size), retries)?;
+        let mut blob = watch.watch(layer, blob);
+        let added = writer.add_layer(&mut blob, Some(diff_id), &layer.digest.to_string());
+        watch.done(layer);
+        added?;
     }
     writer.finish(&config, repo_tags)?;
     Ok(Digest::sha256(&config))

@@ -49,9 +49,11 @@ pub fn save(
     let tags = repo_tags(name);
     let retries = ctx.settings.remote.retries;
     let mut id = None;
+    // One progress bar per layer, as it downloads.
+    let watch = crate::progress::BlobBars::new(&ctx.bars);
     create(path, &ctx.cancel, |writer| {
         id = Some(write::save(
-            src, reference, &platform, &tags, writer, retries,
+            src, reference, &platform, &tags, writer, retries, &watch,
         )?);
         Ok(())
     })?;
@@ -93,6 +95,8 @@ pub fn push(
     let image = archive.image_named(src.reference.as_ref())?;
     let tag = tag.cloned().or_else(|| archive_tag(&image));
     let reference = tag.clone().map(Reference::Tag);
+    // One progress bar per layer, as it is read (compressed on its way).
+    let watch = crate::progress::BlobBars::new(&ctx.bars);
     let top = push::push(
         &archive,
         &image,
@@ -100,6 +104,7 @@ pub fn push(
         reference.as_ref(),
         ctx.settings.compression,
         ctx.settings.jobs,
+        &watch,
     )?;
     Ok((top, tag))
 }

@@ -74,7 +74,12 @@ pub fn open<'a>(
                 layer.digest.to_string(),
                 tmp,
                 cancel,
-                move || open_verified(side, layer.digest, Some(layer.size), retries),
+                move || {
+                    Ok(
+                        open_verified(side, layer.digest, Some(layer.size), retries)?
+                            as Box<dyn Read>,
+                    )
+                },
             )) as Box<dyn LayerSource + 'a>)
         })
         .collect::<Result<_>>()?;
@@ -97,7 +102,7 @@ pub(crate) fn open_verified<'a>(
     digest: Digest,
     size: Option<u64>,
     retries: u32,
-) -> Result<Box<dyn Read + 'a>> {
+) -> Result<Box<dyn Read + Send + 'a>> {
     // One blob is one operation: its requests and its resumptions draw from one budget.
     let budget = RetryPolicy::new(retries).budget();
     let blob = budget.enter(|| side.store.open_blob(side.repo, &digest))?;

@@ -451,13 +451,20 @@ fn skopeos_archive_pushes_with_the_digest_digest_predicts() {
         predicted
     );
     let dst = format!("{}/t/archived:v1", reg.host);
-    let pushed = regtool(&["push-image", archive.to_str().unwrap(), &dst])
-        .run()
-        .ok();
+    let run_push = regtool(&["push-image", archive.to_str().unwrap(), &dst])
+        .env("REGTOOL_PROGRESS", "1")
+        .run();
+    let pushed = run_push.ok();
     assert_eq!(
         pushed.trim(),
         format!("{}/t/archived@{predicted}", reg.host)
     );
+    // One progress bar per layer, named by its diff_id (skopeo names the members after them).
+    for member in manifest_json(&archive)[0]["Layers"].as_array().unwrap() {
+        let hex = member.as_str().unwrap().trim_end_matches(".tar");
+        let label = format!("sha256:{}", &hex[..12]);
+        assert!(run_push.stderr.contains(&label), "{}", run_push.stderr);
+    }
     assert_eq!(skopeo_digest(d, &format!("docker://{dst}")), predicted);
     // The same archive pushed again (another tag): the same digest.
     let again = regtool(&[
@@ -524,10 +531,17 @@ fn pull_image_to_an_archive_is_read_by_skopeo_and_copied_back() {
     let d = dir.path();
     let archive = d.join("arm.tar");
     let src = format!("{}/t/base:multi", reg.host);
-    let id = regtool(&["pull-image", &src, archive.to_str().unwrap()])
+    let pulled = regtool(&["pull-image", &src, archive.to_str().unwrap()])
         .env("REGTOOL_PLATFORM", "linux/arm64")
-        .run()
-        .ok();
+        .env("REGTOOL_PROGRESS", "1")
+        .run();
+    let id = pulled.ok();
+    // One progress bar per layer.
+    let arm = crate::images::manifest(reg, "t/base", "arm");
+    for blob in arm["layers"].as_array().unwrap() {
+        let digest = blob["digest"].as_str().unwrap();
+        assert!(pulled.stderr.contains(&digest[..19]), "{}", pulled.stderr);
+    }
     let archive_arg = format!("docker-archive:{}", archive.display());
     let inspect = run(d, "skopeo", &["inspect", &archive_arg]);
     let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
