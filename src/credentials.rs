@@ -152,7 +152,10 @@ fn read_config(path: &Path) -> Result<Option<ConfigFile>> {
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         Error::config(
             &path.display().to_string(),
-            format!("malformed credentials file: {e}"),
+            format!(
+                "malformed credentials file: {}",
+                crate::text::json_error(&e)
+            ),
         )
     })
 }
@@ -241,7 +244,10 @@ fn ask_helper(name: &str, host: &str, timeout: Duration) -> Result<Option<Stored
     let answer: HelperAnswer = serde_json::from_slice(&stdout).map_err(|e| {
         Error::config(
             "credential helper",
-            format!("{program} answered with malformed JSON: {e}"),
+            format!(
+                "{program} answered with malformed JSON: {}",
+                crate::text::json_error(&e)
+            ),
         )
     })?;
     Ok(Some(if answer.username == "<token>" {

@@ -465,3 +465,43 @@ fn a_credentials_file_that_never_ends_is_refused_not_read_into_memory() {
         );
     }
 }
+
+#[test]
+fn malformed_credentials_are_said_without_quoting_them() {
+    // serde's messages quote the value they did not expect: a password, here.
+    let bin = tempdir();
+    let helper = bin.path().join("docker-credential-numeric");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\nread server\necho '{\"Username\":\"u\",\"Secret\":987654321}'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (config, secret) in [
+        (
+            r#"{"auths": "c2VjcmV0LXBhc3N3b3Jk"}"#,
+            "c2VjcmV0LXBhc3N3b3Jk",
+        ),
+        (r#"{"credsStore": "numeric"}"#, "987654321"),
+    ] {
+        let docker = tempdir();
+        std::fs::write(docker.path().join("config.json"), config).unwrap();
+        let out = regtool(&["list-aliases", "t/malformed"])
+            .host(basic())
+            .env("DOCKER_CONFIG", docker.path())
+            .env("PATH", &path)
+            .run();
+        let err = out.fails(78);
+        assert!(
+            err.contains("a value of the wrong type or shape at line 1"),
+            "{err}"
+        );
+        assert!(!err.contains(secret), "{err}");
+    }
+}

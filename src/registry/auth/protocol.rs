@@ -112,7 +112,8 @@ pub fn exchange(
     // A 200 that is no answer is bad data, not a refusal: the credentials may be fine.
     let answer: ExchangeAnswer = serde_json::from_slice(&body).map_err(|e| {
         Error::data(format!(
-            "the token exchange answered with malformed JSON: {e}"
+            "the token exchange answered with malformed JSON: {}",
+            crate::text::json_error(&e)
         ))
     })?;
     Ok(answer.refresh_token)
@@ -188,7 +189,8 @@ fn read_token(body: &[u8]) -> Result<Token> {
     // says the credentials were wrong, and asking again would not help.
     let answer: TokenAnswer = serde_json::from_slice(body).map_err(|e| {
         Error::data(format!(
-            "the token server answered with malformed JSON: {e}"
+            "the token server answered with malformed JSON: {}",
+            crate::text::json_error(&e)
         ))
     })?;
     let token = answer
