@@ -139,6 +139,20 @@ fn pull_image_resumes_a_cut_blob() {
         proxy.lines()
     );
     run(work.path(), "umoci", &["unpack", "--image", "L:x", "b"]);
+    // Cut every time, no retries: unavailable (69), and nothing is left.
+    let proxy = FaultProxy::start(
+        &plain().host,
+        vec![rule("GET", "/blobs/sha256:", Fault::CutResponse(20), 100)],
+    );
+    regtool(&[
+        "pull-image",
+        &format!("{}/t/base:oci", proxy.host),
+        "oci:Cut:x",
+    ])
+    .dir(work.path())
+    .run()
+    .fails(69);
+    assert!(!work.path().join("Cut").exists());
 }
 
 #[test]
@@ -240,7 +254,7 @@ fn a_failed_pull_leaves_nothing_behind() {
 }
 
 #[test]
-fn an_interrupted_pull_removes_the_layout_it_created() {
+fn an_interrupted_pull_removes_the_layout_it_created_and_blobs_move_concurrently() {
     base();
     let proxy = FaultProxy::start(
         &plain().host,
@@ -255,7 +269,12 @@ fn an_interrupted_pull_removes_the_layout_it_created() {
     .dir(work.path())
     .spawn();
     wait_until("a blob stalls", || proxy.count("FAULT") == 1);
-    wait_until("the layout exists", || work.path().join("L/blobs").exists());
+    // The other blobs (the config, the other layer) land meanwhile: they are fetched
+    // concurrently, not behind the stalled one.
+    let blobs = work.path().join("L/blobs/sha256");
+    wait_until("the other blobs land", || {
+        std::fs::read_dir(&blobs).is_ok_and(|d| d.count() == 2)
+    });
     interrupt(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
