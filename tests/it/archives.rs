@@ -267,6 +267,15 @@ fn the_legacy_form_is_read() {
     assert_eq!(cfg["config"]["Env"], serde_json::json!(["A=1"]));
     assert_eq!(cfg["history"][0]["created_by"], "/bin/sh -c step 0");
     assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 4);
+    // Pushed as it is: the digest `digest` predicts, under the archive's own tag.
+    let reg = plain();
+    let predicted = regtool(&["digest", &base_arg]).run().ok();
+    let pushed = regtool(&["push-image", &base_arg, &format!("{}/old/app", reg.host)])
+        .run()
+        .ok();
+    assert_eq!(pushed.trim(), format!("{}/old/app@{}", reg.host, predicted.trim()));
+    let tagged = skopeo_digest(d, &format!("docker://{}/old/app:v1", reg.host));
+    assert_eq!(tagged, predicted.trim());
 }
 
 #[test]
