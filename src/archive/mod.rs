@@ -687,7 +687,9 @@ mod round_trip {
     fn seekable_and_streamed_archives_are_the_same_bytes_and_read_back() {
         let one = layer("a.txt", b"one\n");
         let two = layer("b.txt", &[7u8; 3000]);
-        let layers = vec![one.clone(), gzip(&two), one.clone()];
+        let three = layer("c.txt", b"three\n");
+        let zstd = zstd::encode_all(&three[..], 3).unwrap();
+        let layers = vec![one.clone(), gzip(&two), one.clone(), zstd];
         let mut file = tempfile::tempfile().unwrap();
         write(Output::Seekable(&mut file), &layers);
         let mut seekable = Vec::new();
@@ -700,8 +702,14 @@ mod round_trip {
         let archive = open(&seekable).unwrap();
         let image = archive.image().unwrap();
         assert_eq!(image.repo_tags, vec!["x/y:z"]);
-        assert_eq!(image.layers.len(), 3);
+        assert_eq!(image.layers.len(), 4);
         assert_eq!(image.layers[0], image.layers[2]);
+        // Every layer is stored plain: its sha256 is the diff_id.
+        assert_eq!(image.diff_ids[3], Digest::sha256(&three));
+        assert_eq!(
+            archive.hash_layer(&image.layers[3]).unwrap(),
+            Digest::sha256(&three)
+        );
         let mut got = Vec::new();
         archive
             .open_member(&image.layers[1])

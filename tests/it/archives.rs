@@ -273,7 +273,10 @@ fn the_legacy_form_is_read() {
     let pushed = regtool(&["push-image", &base_arg, &format!("{}/old/app", reg.host)])
         .run()
         .ok();
-    assert_eq!(pushed.trim(), format!("{}/old/app@{}", reg.host, predicted.trim()));
+    assert_eq!(
+        pushed.trim(),
+        format!("{}/old/app@{}", reg.host, predicted.trim())
+    );
     let tagged = skopeo_digest(d, &format!("docker://{}/old/app:v1", reg.host));
     assert_eq!(tagged, predicted.trim());
 }
@@ -354,6 +357,15 @@ fn make_image_into_and_on_top_of_an_oci_layout() {
         .ok();
     assert_eq!(
         unpacked_files(d, &a),
+        BTreeSet::from(["etc/one".to_string(), "usr/two".to_string()])
+    );
+    // From the layout into an archive (copy saves as pull-image does).
+    let saved = d.join("saved.tar");
+    regtool(&["copy", &v2, &format!("docker-archive:{}", saved.display())])
+        .run()
+        .ok();
+    assert_eq!(
+        unpacked_files(d, &saved),
         BTreeSet::from(["etc/one".to_string(), "usr/two".to_string()])
     );
     // A layout without the tag: 2, nothing written.
