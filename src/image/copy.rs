@@ -231,7 +231,7 @@ pub fn copy_with(
     // a bad child writes nothing.
     let mut children = Vec::with_capacity(manifests.len());
     for child in manifests {
-        let (cf, cm) = fetch(src, &(&child.digest).into())?;
+        let (cf, cm) = fetch_child(src, dst, &child.digest)?;
         if let Manifest::Index { .. } = cm {
             return Err(Error::data(format!(
                 "{reference}: nested indexes are not supported"
@@ -256,6 +256,20 @@ pub fn copy_with(
         dst.store
             .put_manifest(dst.repo, &reference, &fetched.bytes, manifest.media_type())?;
     Ok(described(&fetched, &manifest, digest))
+}
+
+/// A child of an index, from a local destination that has it already (read and verified
+/// there, so a second pull of an index asks the registry for the index alone), else from the
+/// source.
+fn fetch_child(src: Side<'_>, dst: Side<'_>, digest: &Digest) -> Result<(Fetched, Manifest)> {
+    let local = !matches!(dst.store.location(), Location::Registry(_));
+    if local && dst.store.blob_size(dst.repo, digest)?.is_some() {
+        // A corrupt copy is not used: the source's replaces it.
+        if let Ok(found) = fetch(dst, &digest.into()) {
+            return Ok(found);
+        }
+    }
+    fetch(src, &digest.into())
 }
 
 /// A local source (a layout) must hold every blob before the first one moves, so that an

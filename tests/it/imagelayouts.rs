@@ -99,6 +99,13 @@ fn pull_image_writes_layouts_skopeo_and_umoci_read() {
         .run();
     assert_eq!(again.ok().trim(), out.trim());
     assert_eq!(blob_gets(&again.stderr), 0, "{}", again.stderr);
+    // The children are read from the layout: the registry is asked for the index alone.
+    let manifest_gets: Vec<&str> = again
+        .stderr
+        .lines()
+        .filter(|l| l.contains("GET") && l.contains("/manifests/"))
+        .collect();
+    assert_eq!(manifest_gets.len(), 1, "{}", again.stderr);
     // By digest, into a layout named without a tag: one untagged entry, which is the layout's
     // only image.
     let pinned = format!("t/base@{oci}");
