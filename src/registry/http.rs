@@ -281,6 +281,17 @@ impl Http {
                     };
                     url = redirects.follow(status, &location, &mut method, &mut body, &url)?;
                 }
+                // A challenge from a host the registry redirected us to is not the registry's:
+                // answering it would send the user's credentials to a realm that host chose.
+                401 if !self.same_origin(&url) => {
+                    return Err(Error::new(
+                        Kind::Denied,
+                        format!(
+                            "{} (where the registry redirected the request) answered 401; the registry's credentials go to the registry alone",
+                            self.failed_host(&url)
+                        ),
+                    ));
+                }
                 401 if !authed && body.replayable() => {
                     let values = header_all(&resp, "www-authenticate");
                     let refs: Vec<&str> = values.iter().map(String::as_str).collect();

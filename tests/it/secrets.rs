@@ -505,3 +505,43 @@ fn malformed_credentials_are_said_without_quoting_them() {
         assert!(!err.contains(secret), "{err}");
     }
 }
+
+#[test]
+fn a_redirect_targets_challenge_gets_none_of_the_registrys_credentials() {
+    // The registry redirects a blob to another host (an object store, or wherever an open
+    // redirect points), which answers 401 naming a token realm of its choosing: the user's
+    // password must not go there.
+    let server = Server::start(|req| {
+        let port = req.headers["host"].rsplit(':').next().unwrap().to_string();
+        let elsewhere = format!("localhost:{port}");
+        if req.path.starts_with("/v2/") {
+            if !req.headers.contains_key("authorization") {
+                return Response::new(401).header("WWW-Authenticate", r#"Basic realm="r""#);
+            }
+            return Response::new(307).header("Location", format!("http://{elsewhere}/cdn/blob"));
+        }
+        if req.path.starts_with("/cdn/") {
+            let challenge = format!(r#"Bearer realm="http://{elsewhere}/harvest",service="x""#);
+            return Response::new(401).header("WWW-Authenticate", challenge);
+        }
+        Response::new(200).body(r#"{"token":"t"}"#)
+    });
+    let out = regtool(&["pull-blob", "fred/logs", &sha256(b"x")])
+        .env("REGTOOL_HOST", &server.host)
+        .env("REGTOOL_USERNAME", "fred")
+        .env("REGTOOL_PASSWORD", "registry-password")
+        .run();
+    let err = out.fails(13);
+    let port = server.host.rsplit(':').next().unwrap();
+    assert!(err.contains(&format!("localhost:{port}")), "{err}");
+    assert!(
+        !err.contains("REGTOOL_PASSWORD"),
+        "the registry refused nothing: {err}"
+    );
+    let harvested: Vec<_> = server
+        .seen()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/harvest"))
+        .collect();
+    assert!(harvested.is_empty(), "{harvested:?}");
+}
