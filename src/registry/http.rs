@@ -345,7 +345,8 @@ impl Http {
         &self,
         scope: &Scope,
     ) -> impl Fn(&str) -> Option<(u16, Vec<u8>)> + Send + Sync + 'static {
-        crate::registry::transport::cancel::canceller(&self.wire, &self.auth, scope)
+        let ours = format!("{}://{}/", self.scheme().0, self.host);
+        crate::registry::transport::cancel::canceller(&self.wire, &self.auth, scope, ours)
     }
 
     /// Sends a request to a token endpoint for the auth module: GET with optional Basic

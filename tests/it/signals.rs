@@ -208,3 +208,66 @@ fn ctrl_c_during_a_retry_backoff_exits_130_at_once() {
     assert_eq!(code, 130, "{stderr}");
     assert_eq!(blob_requests(&server), 1, "no attempt after the interrupt");
 }
+
+#[test]
+fn the_cancel_of_an_upload_elsewhere_carries_no_credentials() {
+    // The registry's upload Location names another host; Ctrl-C while a PATCH waits there
+    // cancels the session with a DELETE that must not carry the registry's password.
+    let server = Server::start(|req| {
+        let host = &req.headers["host"];
+        let port = host.rsplit(':').next().unwrap().to_string();
+        // The registry is 127.0.0.1; the host its Location names is localhost.
+        let registry = host.starts_with("127.0.0.1");
+        match req.method.as_str() {
+            _ if registry && !req.headers.contains_key("authorization") => {
+                Response::new(401).header("WWW-Authenticate", r#"Basic realm="r""#)
+            }
+            "HEAD" => Response::new(404),
+            "POST" => Response::new(202)
+                .header(
+                    "Location",
+                    format!("http://localhost:{port}/v2/fred/logs/blobs/uploads/1"),
+                )
+                .header("Range", "0-0"),
+            "PATCH" => {
+                // Long enough for the interrupt to come first; the cancel lets it end.
+                std::thread::sleep(Duration::from_millis(1500));
+                Response::new(202)
+                    .header(
+                        "Location",
+                        format!("http://localhost:{port}/v2/fred/logs/blobs/uploads/1"),
+                    )
+                    .header("Range", format!("0-{}", req.body.len() - 1))
+            }
+            _ => Response::new(204),
+        }
+    });
+    let dir = tempdir();
+    let file = dir.path().join("f");
+    std::fs::write(&file, bytes(200_000, 17)).unwrap();
+    let child = regtool(&["push-blob", "fred/logs", file.to_str().unwrap()])
+        .env("REGTOOL_HOST", &server.host)
+        .env("REGTOOL_CHUNK_SIZE", "64k")
+        .env("REGTOOL_USERNAME", "fred")
+        .env("REGTOOL_PASSWORD", "registry-password")
+        .spawn();
+    wait_until("a PATCH is on the wire", || {
+        server.seen().iter().any(|r| r.method == "PATCH")
+    });
+    let start = Instant::now();
+    interrupt(&child);
+    let (code, stderr, _) = wait_within(child, start, BUDGET + Duration::from_secs(5));
+    assert_eq!(code, 130, "{stderr}");
+    let deletes: Vec<_> = server
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 1, "{:?}", server.seen());
+    assert_eq!(deletes[0].path, "/v2/fred/logs/blobs/uploads/1");
+    assert!(
+        !deletes[0].headers.contains_key("authorization"),
+        "{:?}",
+        deletes[0]
+    );
+}

@@ -8,15 +8,19 @@ use crate::error::{Error, Result};
 use crate::registry::auth::{Auth, TokenCall};
 use crate::registry::http::read_limited;
 use crate::registry::scope::Scope;
+use crate::registry::transport::redirect::same_origin;
 use crate::registry::transport::wire::Wire;
 
 /// An action that DELETEs a URL (an upload session) for the interrupt handler, and gives
 /// the status and (the start of) the body of the answer, None when there was none: it
-/// carries its own agent and the current credentials, and never fetches a token.
+/// carries its own agent and the current credentials, and never fetches a token. The
+/// credentials go only to `ours`, the registry's origin (docs/registry-notes.md §7): an upload
+/// Location may name another host.
 pub fn canceller(
     wire: &Wire,
     auth: &Auth,
     scope: &Scope,
+    ours: String,
 ) -> impl Fn(&str) -> Option<(u16, Vec<u8>)> + Send + Sync + 'static {
     let no_fetch = |_: &TokenCall| -> Result<(u16, Vec<u8>)> {
         Err(Error::other("no token requests while interrupted"))
@@ -25,7 +29,9 @@ pub fn canceller(
     let wire = wire.clone();
     move |url: &str| {
         let mut builder = http::Request::builder().method(Method::DELETE).uri(url);
-        if let Some(a) = &authorization {
+        if let Some(a) = &authorization
+            && same_origin(&ours, url)
+        {
             builder = builder.header("authorization", a.expose());
         }
         let req = builder.body(SendBody::none()).ok()?;
