@@ -292,7 +292,39 @@ struct Locked<'a> {
 impl<'a> Locked<'a> {
     fn acquire(dir: &'a Path, cancel: &'a Cancel) -> Result<Locked<'a>> {
         let locking = || format!("locking {}", dir.display());
-        let file = File::create(dir.join(LOCK_FILE)).map_err(io_err(locking()))?;
+        // Never truncated, never through a link: a planted `.regtool.lock -> ~/.bashrc` must
+        // not empty the file it points at.
+        let path = dir.join(LOCK_FILE);
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&path)
+        };
+        let file = file
+            .and_then(|f| {
+                if f.metadata()?.is_file() {
+                    Ok(f)
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "not a regular file",
+                    ))
+                }
+            })
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => Error::data(format!(
+                    "{}: a symbolic link, not the layout's lock",
+                    path.display()
+                )),
+                _ if e.kind() == io::ErrorKind::InvalidData => {
+                    Error::data(format!("{}: {e}", path.display()))
+                }
+                _ => Error::io(locking(), &e),
+            })?;
         file.lock().map_err(io_err(locking()))?;
         Ok(Locked {
             dir,
@@ -320,9 +352,68 @@ fn malformed_index(dir: &Path) -> Error {
     ))
 }
 
+/// The largest index.json read: far more than any real layout's, and a bound when it is
+/// `/dev/zero` or a file that never ends.
+const MAX_INDEX: u64 = 16 * 1024 * 1024;
+
+/// Opens a file of a layout for reading: a regular file, never a symbolic link (a blob that
+/// points at `/etc/shadow` is not the layout's to give; what regtool, skopeo and umoci write
+/// are regular files) and never a FIFO or a device (opened without blocking, so a planted
+/// FIFO cannot hang the command). Anything else is an `InvalidData` error saying what it is.
+fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(io::ErrorKind::InvalidData, "a symbolic link, not a file")
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// An error opening or reading a layout's file: `InvalidData` (a link, a FIFO, a device) is
+/// bad data naming the path; anything else an I/O error.
+fn layout_file_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |e| {
+        if e.kind() == io::ErrorKind::InvalidData {
+            Error::data(format!("{}: {e}", path.display()))
+        } else {
+            Error::io(format!("reading {}", path.display()), &e)
+        }
+    }
+}
+
+/// Whether `path` is a directory itself, not a symbolic link to one.
+fn is_real_dir(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
 fn read_index(dir: &Path) -> Result<Value> {
     let path = dir.join("index.json");
-    let bytes = fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+    let mut bytes = Vec::new();
+    open_regular(&path)
+        .and_then(|f| f.take(MAX_INDEX + 1).read_to_end(&mut bytes))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::io(format!("reading {}", path.display()), &e),
+            _ => layout_file_err(&path)(e),
+        })?;
+    if bytes.len() as u64 > MAX_INDEX {
+        return Err(Error::data(format!(
+            "{}: larger than 16 MiB",
+            path.display()
+        )));
+    }
     let index: Value = serde_json::from_slice(&bytes)
         .map_err(|e| Error::data(format!("{}: malformed index: {e}", path.display())))?;
     if !index.get("manifests").is_some_and(Value::is_array) {
@@ -341,6 +432,13 @@ fn temp_file(dir: &Path, cancel: &Cancel) -> Result<(tempfile::NamedTempFile, ca
     let tmp = dir.join(TMP_DIR);
     let writing = || format!("writing in {}", tmp.display());
     fs::create_dir_all(&tmp).map_err(io_err(writing()))?;
+    // A link there would put the temporaries, and the sweep that removes them, elsewhere.
+    if !is_real_dir(&tmp) {
+        return Err(Error::data(format!(
+            "{}: not a directory (a symbolic link?): the layout's temporaries go there",
+            tmp.display()
+        )));
+    }
     cancel
         .locked_tempfile(".upload-", &tmp)
         .map_err(io_err(writing()))
@@ -482,13 +580,22 @@ fn intact(mut file: &File, digest: &Digest, size: u64) -> Result<bool> {
 /// Removes the temporaries of a layout that no live writer holds: those in `.regtool-tmp/`
 /// once unlocked (their writer died), and the unlocked ones of earlier versions once old.
 /// Best effort: a file that cannot be removed now is left for a later sweep.
+/// Only directories that are really the layout's are swept, never through a symbolic link:
+/// a layout from elsewhere with `.regtool-tmp -> ~` would otherwise have the sweep remove the
+/// user's files.
 fn sweep(dir: &Path) {
-    sweep_stale(&dir.join(TMP_DIR), |_| true, STALE_AFTER, true);
+    if is_real_dir(&dir.join(TMP_DIR)) {
+        sweep_stale(&dir.join(TMP_DIR), |_| true, STALE_AFTER, true);
+    }
     sweep_stale(dir, |n| n.starts_with(".tmp-"), LEGACY_STALE_AFTER, false);
+    if !is_real_dir(&dir.join("blobs")) {
+        return;
+    }
     for alg in fs::read_dir(dir.join("blobs"))
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|alg| alg.file_type().is_ok_and(|t| t.is_dir()))
     {
         sweep_stale(
             &alg.path(),
@@ -509,7 +616,13 @@ impl Store for Layout {
     }
 
     fn blob_size(&self, repo: &Repository, digest: &Digest) -> Result<Option<u64>> {
-        match fs::metadata(self.blob_path(repo, digest)?) {
+        let path = self.blob_path(repo, digest)?;
+        match fs::symlink_metadata(&path) {
+            // What a link points at is not the layout's (its size would tell about it).
+            Ok(m) if !m.is_file() => Err(Error::data(format!(
+                "{}: not a regular file",
+                path.display()
+            ))),
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(format!("checking {digest}"), &e)),
@@ -519,9 +632,12 @@ impl Store for Layout {
     /// A local file is hashed: anything may have changed it since it was verified.
     fn has_blob(&self, repo: &Repository, digest: &Digest, size: u64) -> Result<bool> {
         let path = self.blob_path(repo, digest)?;
-        let file = match File::open(&path) {
+        // Something that is not a regular file (a link, a FIFO) is not the blob: the blob
+        // written in its place replaces it.
+        let file = match open_regular(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Ok(false),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), &e)),
         };
         let len = file
@@ -533,12 +649,12 @@ impl Store for Layout {
 
     fn open_blob(&self, repo: &Repository, digest: &Digest) -> Result<BlobStream<'_>> {
         let path = self.blob_path(repo, digest)?;
-        let file = File::open(&path).map_err(|e| match e.kind() {
+        let file = open_regular(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::not_found(format!(
                 "pulling {digest} from {}: no such blob",
                 self.shown(repo)
             )),
-            _ => Error::io(format!("opening {}", path.display()), &e),
+            _ => layout_file_err(&path)(e),
         })?;
         let size = file.metadata().ok().map(|m| m.len());
         Ok(BlobStream {
@@ -576,9 +692,9 @@ impl Store for Layout {
         let source = self.blob_path(from, digest)?;
         let target = self.blob_path(repo, digest)?;
         let mounting = || format!("mounting {digest} from {from}");
-        let file = File::open(&source).map_err(|e| match e.kind() {
+        let file = open_regular(&source).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::not_found(format!("{}: no such blob", mounting())),
-            _ => Error::io(format!("{}: reading {}", mounting(), source.display()), &e),
+            _ => layout_file_err(&source)(e).context(mounting()),
         })?;
         let size = file
             .metadata()
@@ -640,12 +756,12 @@ impl Store for Layout {
             }
         };
         let path = self.blob_path(repo, &digest)?;
-        let file = File::open(&path).map_err(|e| match e.kind() {
+        let file = open_regular(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::not_found(format!(
                 "getting manifest {reference} from {}: no such manifest",
                 self.shown(repo)
             )),
-            _ => Error::io(format!("reading {}", path.display()), &e),
+            _ => layout_file_err(&path)(e),
         })?;
         let mut bytes = Vec::new();
         file.take(media::MAX_MANIFEST + 1)

@@ -18,6 +18,7 @@ mod errors;
 mod first_hour;
 mod hints;
 mod hostile;
+mod hostile_images;
 mod imagelayouts;
 mod images;
 mod layertools;
