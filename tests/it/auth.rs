@@ -509,3 +509,40 @@ fn mutual_tls() {
         .run()
         .fails(78);
 }
+
+#[test]
+fn a_puller_pushing_a_large_file_the_repository_has_succeeds() {
+    // A file of 8 MiB or more is hashed while an upload starts: the puller's upload is
+    // refused, but the hash goes on, and a blob that is there needs no upload.
+    let cache = tempdir();
+    let c = cache.path();
+    let dir = tempdir();
+    let data = bytes(9 << 20, 66);
+    let (mine, copy) = (dir.path().join("mine.bin"), dir.path().join("copy.bin"));
+    std::fs::write(&mine, &data).unwrap();
+    std::fs::write(&copy, &data).unwrap();
+    let pushed = as_user(
+        tr(&["push-blob", "t/race-policy", mine.to_str().unwrap()], c),
+        PUSHER,
+    )
+    .env("REGTOOL_DIGEST_CACHE", "0")
+    .run();
+    assert_eq!(pushed.ok().trim(), sha256(&data));
+    let again = as_user(
+        tr(&["push-blob", "t/race-policy", copy.to_str().unwrap()], c),
+        PULLER,
+    )
+    .env("REGTOOL_DIGEST_CACHE", "0")
+    .run();
+    assert_eq!(again.ok().trim(), sha256(&data), "{}", again.stderr);
+    assert!(again.stderr.is_empty(), "{}", again.stderr);
+    // A blob that is not there is refused (13), as before.
+    std::fs::write(&copy, bytes(9 << 20, 67)).unwrap();
+    as_user(
+        tr(&["push-blob", "t/race-policy", copy.to_str().unwrap()], c),
+        PULLER,
+    )
+    .env("REGTOOL_DIGEST_CACHE", "0")
+    .run()
+    .fails(13);
+}

@@ -166,3 +166,36 @@ fn digest_cache_0_never_reads_nor_writes_the_cache() {
         out.stderr
     );
 }
+
+#[test]
+fn a_large_file_pushed_again_opens_no_upload() {
+    // From 8 MiB a file not in the cache is hashed while an upload starts (a session opened,
+    // then cancelled when the blob is there); in the cache, it costs one HEAD.
+    let dir = tempdir();
+    let cache = dir.path().join("cache");
+    let (file, data) = file_at(dir.path(), 9 << 20, 804, an_hour_ago());
+    let want = sha256(&data);
+    let (out, lines) = push(&cache, "t/dcache-large", &file);
+    assert_eq!(out.ok().trim(), want);
+    assert!(lines.iter().any(|l| l.starts_with("PATCH ")), "{lines:?}");
+    let (out, lines) = push(&cache, "t/dcache-large", &file);
+    assert_eq!(out.ok().trim(), want);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("HEAD /v2/t/dcache-large/blobs/sha256:"),
+        "{lines:?}"
+    );
+    // Without the cache: a session opened and cancelled, nothing closed.
+    let proxy = FaultProxy::start(&plain().host, vec![]);
+    let out = regtool(&["push-blob", "t/dcache-large", file.to_str().unwrap()])
+        .env("REGTOOL_HOST", &proxy.host)
+        .env("REGTOOL_INSECURE", "1")
+        .env("REGTOOL_CACHE_DIR", &cache)
+        .env("REGTOOL_DIGEST_CACHE", "0")
+        .run();
+    assert_eq!(out.ok().trim(), want);
+    let lines = proxy.lines();
+    assert!(lines.iter().any(|l| l.starts_with("POST ")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("DELETE ")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.starts_with("PUT ")), "{lines:?}");
+}
