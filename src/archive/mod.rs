@@ -101,6 +101,22 @@ pub fn repo_tag(name: &ImageRef) -> Option<String> {
     Some(format!("{short}:{tag}"))
 }
 
+/// The tar reader's complaint in the words of an archive: its own for what it names well.
+fn tar_reason(e: &io::Error) -> String {
+    let reason = crate::error::io_reason(e);
+    if reason.contains("failed to read entire block") {
+        return "it ends inside a tar header (truncated, or not a tar)".to_string();
+    }
+    if reason.contains("checksum mismatch") {
+        return "a tar header's checksum is wrong (corrupt, or not a tar)".to_string();
+    }
+    // The tar crate quotes the header's bytes in some messages: never echo them.
+    if reason.contains("numeric field") || reason.contains("cksum") {
+        return "a tar header is malformed (corrupt, or not a tar)".to_string();
+    }
+    crate::text::sanitize(&reason, 100)
+}
+
 /// Normalises a member path: no leading `./`, no empty or `.` parts; None when it is absolute
 /// or goes up (`..`).
 fn clean(path: &str) -> Option<String> {
@@ -228,9 +244,9 @@ impl Archive {
             let mut tar = tar::Archive::new(&file);
             let entries = tar
                 .entries_with_seek()
-                .map_err(|e| Archive::bad(&name, crate::error::io_reason(&e)))?;
+                .map_err(|e| Archive::bad(&name, tar_reason(&e)))?;
             for entry in entries {
-                let entry = entry.map_err(|e| Archive::bad(&name, crate::error::io_reason(&e)))?;
+                let entry = entry.map_err(|e| Archive::bad(&name, tar_reason(&e)))?;
                 let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
                 let shown = crate::text::sanitize(&raw, 200);
                 let Some(path) = clean(&raw) else {
@@ -775,6 +791,13 @@ mod round_trip {
         let (k, m) = kind(&good[..good.len() - 1024 - 512 - 100]);
         assert_eq!(k, crate::error::Kind::Data, "{m}");
         assert_eq!(kind(b"not a tar at all").0, crate::error::Kind::Data);
+        // Random bytes: the reason names no byte of them.
+        let noise: Vec<u8> = (0..2048u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let (k, m) = kind(&noise);
+        assert_eq!(k, crate::error::Kind::Data);
+        assert!(m.is_ascii() && m.len() < 200, "{m}");
         assert_eq!(kind(&[]).0, crate::error::Kind::Data);
 
         let mut b = tar::Builder::new(Vec::new());

@@ -644,6 +644,29 @@ fn pull_image_to_an_archive_is_read_by_skopeo_and_copied_back() {
     .run()
     .fails(2);
     assert!(!missing.exists());
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        !left.iter().any(|n| n.to_string_lossy().starts_with('.')),
+        "{left:?}"
+    );
+    // An index without REGTOOL_PLATFORM: this machine's platform.
+    let own = d.join("own.tar");
+    regtool(&["pull-image", &src, own.to_str().unwrap()])
+        .run()
+        .ok();
+    let own_arg = format!("docker-archive:{}", own.display());
+    let inspect = run(d, "skopeo", &["inspect", &own_arg]);
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    assert_eq!(inspect["Architecture"], arch);
 }
 
 #[test]
