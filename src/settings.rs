@@ -80,7 +80,7 @@ pub const VARS: &[Var] = &[
         name: "PLATFORM",
         dxf: true,
         plain: false,
-        help: "os/arch[/variant] to pick from a multi-platform index; linux/arm64 matches linux/arm64/v8.",
+        help: "os/arch[/variant] to pick from a multi-platform index; linux/arm64 matches linux/arm64/v8. A docker archive holds one platform: without it, this machine's.",
     },
     Var {
         name: "PROGRESS",
@@ -194,7 +194,7 @@ pub const VARS: &[Var] = &[
         name: "COMPRESSION",
         dxf: false,
         plain: false,
-        help: "Layer compression for append-layer: gzip (default), zstd or none. Input that is already compressed is uploaded as it is.",
+        help: "Layer compression for append-layer, for the plain layers of a docker archive pushed (push-image, copy, digest) and of an image make-image writes into a layout: gzip (default), zstd or none. Input that is already compressed is uploaded as it is.",
     },
     Var {
         name: "SOURCE_DATE_EPOCH",
@@ -495,7 +495,7 @@ pub struct Settings {
     /// How to talk to registries named in image references (`host/repo:tag`), but TLS.
     pub remote: Box<Options>,
     tls: TlsFiles,
-    /// Layer compression for append-layer.
+    /// Layer compression for append-layer and for archives pushed or made into layouts.
     pub compression: Compression,
     /// SOURCE_DATE_EPOCH as RFC 3339, for reproducible history entries.
     pub created: Option<String>,
