@@ -144,12 +144,17 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
 struct Checked<R> {
     inner: R,
     check: TarCheck,
+    /// The check refused the stream: its error is the reason, whatever came after.
+    refused: bool,
 }
 
 impl<R: Read> Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.check.update(&buf[..n])?;
+        if let Err(e) = self.check.update(&buf[..n]) {
+            self.refused = true;
+            return Err(e.into());
+        }
         Ok(n)
     }
 }
@@ -190,6 +195,7 @@ pub fn read_entries(
         let mut checked = Checked {
             inner: decoded,
             check: TarCheck::new(),
+            refused: false,
         };
         let parsed = {
             let reader: &mut dyn Read = &mut checked;
@@ -197,9 +203,12 @@ pub fn read_entries(
             visit_all(&mut archive, &name, &mut visit)
         };
         if let Err(e) = parsed {
-            // The check says best what is wrong with a stream that is not a tar.
+            // The check says best what is wrong with a stream that is not a tar (unless it
+            // has said it already: it refused an entry, maybe the first).
             return match checked.check.finish() {
-                Err(why) if e.kind == crate::error::Kind::Data => Err(why.context(&name)),
+                Err(why) if e.kind == crate::error::Kind::Data && !checked.refused => {
+                    Err(why.context(&name))
+                }
                 _ => Err(e),
             };
         }

@@ -13,7 +13,8 @@ use crate::images::{base, run};
 
 /// Writes the test layers into `dir`: layer1.tar (a base tree), layer2.tar (whiteouts, an
 /// opaque directory, a hard link, a symlink, an xattr, a re-declared directory), and
-/// evil-dotdot.tar / evil-abs.tar (entries that leave the root).
+/// evil-dotdot.tar / evil-abs.tar / evil-first.tar (entries that leave the root; the
+/// first entry of the last).
 const LAYERS_PY: &str = r#"
 import io, sys, tarfile, os
 os.chdir(sys.argv[1])
@@ -54,6 +55,8 @@ for name, path in [("evil-dotdot.tar", "a/../../x"), ("evil-abs.tar", "/abs")]:
     with tarfile.open(name, "w", format=tarfile.GNU_FORMAT) as t:
         add(t, "ok", data=b"ok\n")
         add(t, path, data=b"evil\n")
+with tarfile.open("evil-first.tar", "w", format=tarfile.GNU_FORMAT) as t:
+    add(t, "../first", data=b"evil\n")
 "#;
 
 /// The layers of [`LAYERS_PY`], and an image of them pushed as t/flat:v1.
@@ -370,6 +373,11 @@ fn squash_refuses_escaping_entries_and_missing_files() {
     for (name, why) in [
         ("evil-dotdot.tar", "leaves the layer's root"),
         ("evil-abs.tar", "leaves the layer's root"),
+        // Refused in its first header: said as such, not as "empty input".
+        (
+            "evil-first.tar",
+            "the tar entry \"../first\" leaves the layer's root",
+        ),
     ] {
         let out = regtool(&[
             "squash",
