@@ -807,9 +807,17 @@ impl Settings {
         };
         let epoch = match lookup(env, "SOURCE_DATE_EPOCH") {
             None => None,
-            Some((n, v)) => Some(v.trim().parse::<i64>().map_err(|_| {
-                Error::config(&n, format!("expected seconds since 1970, got {v:?}"))
-            })?),
+            // reproducible-builds.org: a non-negative integer. A negative one was clamped to
+            // 0 by make-layer but written as a 1969 date by append-layer.
+            Some((n, v)) => Some(
+                v.trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|s| *s >= 0)
+                    .ok_or_else(|| {
+                        Error::config(&n, format!("expected seconds since 1970, got {v:?}"))
+                    })?,
+            ),
         };
         let created = epoch.map(regtool::image::append::rfc3339);
         let digest_cache = match lookup(env, "DIGEST_CACHE") {

@@ -65,6 +65,7 @@ fn configuration_errors_exit_78_naming_the_variable() {
         ("REGTOOL_FORMAT", "xml"),
         ("REGTOOL_PASSWORD_FILE", "/nonexistent/password"),
         ("REGTOOL_BLOB_INFO", "2"),
+        ("SOURCE_DATE_EPOCH", "-1"),
     ];
     for (var, value) in cases {
         let mut cmd = regtool(&["list-aliases", "fred/logs"]).env(var, value);
