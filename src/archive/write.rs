@@ -151,7 +151,7 @@ impl<'a> Writer<'a> {
         let mut check = TarCheck::new();
         let bad = |e: Error| e.context(what);
         let start = self.pos;
-        let (diff_id, size, dup) = match &mut self.out {
+        let (diff_id, dup) = match &mut self.out {
             Out::Seekable(w) => {
                 let failed = |e| crate::error::from_write("writing the archive", e);
                 w.write_all(&[0u8; BLOCK as usize]).map_err(failed)?;
@@ -174,7 +174,7 @@ impl<'a> Writer<'a> {
                     w.seek(SeekFrom::Start(end)).map_err(failed)?;
                     self.pos = end;
                 }
-                (diff_id, size, dup)
+                (diff_id, dup)
             }
             Out::Stream(_) => {
                 let (mut spool, _guard) = self
@@ -208,10 +208,9 @@ impl<'a> Writer<'a> {
                     self.pos += copied;
                     self.put(&[0u8; BLOCK as usize][..padding(size)])?;
                 }
-                (diff_id, size, dup)
+                (diff_id, dup)
             }
         };
-        let _ = size;
         // To its end, so that a verifying source checks its digest.
         drop(decoded);
         io::copy(&mut buffered, &mut io::sink())
