@@ -196,24 +196,28 @@ impl Fresh {
 /// Removes a layout a save created: the directory itself, or (`whole` false) what it put in
 /// a directory that was empty.
 fn remove(path: &Path, whole: bool) {
-    if whole {
-        // On cancel, a writer that checked the token just before it was cancelled may still
-        // create a file: the removal is tried again until nothing comes back.
-        for _ in 0..10 {
+    // On cancel, a writer that checked the token just before it was cancelled may still
+    // create a file: the removal is tried again until nothing comes back.
+    for _ in 0..10 {
+        if whole {
             let _ = std::fs::remove_dir_all(path);
-            std::thread::sleep(std::time::Duration::from_millis(30));
-            if !path.exists() {
-                return;
+        } else {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                let p = entry.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
             }
         }
-        return;
-    }
-    for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-        let p = entry.path();
-        let _ = if p.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let gone = match std::fs::read_dir(path) {
+            Ok(mut entries) => !whole && entries.next().is_none(),
+            Err(_) => true,
         };
+        if gone {
+            return;
+        }
     }
 }
