@@ -69,26 +69,26 @@ fn notices(settings: &Settings) {
             root,
             implicit: true,
         } if std::io::stderr().is_terminal() => {
-            eprintln!(
+            crate::output::stderr_line(format_args!(
                 "regtool: REGTOOL_HOST is unset: using the local store {}",
                 root.display()
-            );
+            ));
         }
         Location::Registry(r) => {
             if r.tls.skip_verify {
-                eprintln!(
+                crate::output::stderr_line(format_args!(
                     "regtool: warning: REGTOOL_SKIPTLSVERIFY=1: the identity of {} is not checked",
                     r.host
-                );
+                ));
             }
             let has_credentials = r.auth.username.is_some()
                 || r.auth.authorization.is_some()
                 || r.auth.token.is_some();
             if r.insecure && has_credentials && !r.host.is_loopback() {
-                eprintln!(
+                crate::output::stderr_line(format_args!(
                     "regtool: warning: REGTOOL_INSECURE: credentials go to {} in clear text",
                     r.host
-                );
+                ));
             }
         }
         _ => {}

@@ -71,6 +71,13 @@ impl Write for Stdout {
 }
 
 /// Maps a stdout write error: a broken pipe is the reader's choice, not our failure.
+/// Writes one line to stderr. A stderr that went away (a closed pipe) loses the line, as a
+/// terminal closed under us would: unlike `eprintln!`, which panics then, and turned a
+/// debug line or a warning into status 101.
+pub fn stderr_line(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
 pub fn write_error(e: io::Error) -> Error {
     regtool::error::from_write("writing to stdout", e)
 }

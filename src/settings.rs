@@ -344,10 +344,10 @@ struct Stderr;
 
 impl Log for Stderr {
     fn debug(&self, line: &str) {
-        eprintln!("regtool: debug: {line}");
+        crate::output::stderr_line(format_args!("regtool: debug: {line}"));
     }
     fn warning(&self, line: &str) {
-        eprintln!("regtool: warning: {line}");
+        crate::output::stderr_line(format_args!("regtool: warning: {line}"));
     }
 }
 

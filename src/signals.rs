@@ -42,13 +42,13 @@ pub fn install(cancel: regtool::Cancel) {
 }
 
 fn clean_up_and_exit(cancel: &regtool::Cancel, signal: i32) -> ! {
-    eprintln!("regtool: {}", describe(signal));
+    crate::output::stderr_line(format_args!("regtool: {}", describe(signal)));
     let unfinished = cancel.cancel(CLEANUP_BUDGET);
     if unfinished > 0 {
-        eprintln!(
+        crate::output::stderr_line(format_args!(
             "regtool: gave up cleaning up after {} s: {unfinished} upload session(s) may stay open until the registry expires them",
             CLEANUP_BUDGET.as_secs()
-        );
+        ));
     }
     std::process::exit(128 + signal)
 }

@@ -92,16 +92,16 @@ pub(super) fn note_removed(
                         .iter()
                         .map(|t| format!("@{}", clean(t.as_str())))
                         .collect();
-                    eprintln!(
+                    crate::output::stderr_line(format_args!(
                         "regtool: note: deleting @{alias} also removes {} ({relation} {digest})",
                         tags.join(", ")
-                    );
+                    ));
                 }
             }
         }
-        Err(e) => eprintln!(
+        Err(e) => crate::output::stderr_line(format_args!(
             "regtool: warning: deleting @{alias}: could not check which other aliases name its manifests, and they go too: {}",
             clean(&e.message)
-        ),
+        )),
     }
 }

@@ -518,3 +518,18 @@ fn a_file_setting_that_never_ends_is_refused_not_read_into_memory() {
         );
     }
 }
+
+#[test]
+fn a_stderr_that_went_away_loses_lines_but_changes_no_status() {
+    // stderr a pipe whose reader is gone: a debug line, a warning or the error itself must
+    // not turn into a panic (eprintln! panics on EPIPE, status 101).
+    let out = regtool_in_bash(
+        "exec 2> >(exec true); sleep 0.5; \"$REGTOOL\" list-aliases fred/logs; echo $?",
+        &[],
+    )
+    .env("REGTOOL_HOST", "127.0.0.1:1")
+    .env("REGTOOL_DEBUG", "1")
+    .env("REGTOOL_SKIPTLSVERIFY", "1")
+    .run();
+    assert_eq!(out.ok().trim(), "69");
+}
