@@ -13,11 +13,14 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use serde_json::json;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
+use crate::image::copy::{Side, Watch};
 use crate::image::layer::{Compression, sniff};
 use crate::image::tarcheck::TarCheck;
 use crate::oci::Digest;
@@ -283,16 +286,16 @@ impl<R: Read> Read for DataErrors<R> {
 /// (resumed after a broken connection, `retries` times), each layer's diff_id against the
 /// config. Returns the config's digest (docker's image ID).
 pub fn save(
-    src: crate::image::copy::Side<'_>,
+    src: Side<'_>,
     reference: &crate::oci::Reference,
     platform: &crate::oci::Platform,
     repo_tags: &[String],
     mut writer: Writer<'_>,
-    retries: u32,
-    watch: &dyn crate::image::copy::Watch,
+    fetch: &Fetch<'_>,
 ) -> Result<Digest> {
     use crate::image::{copy, flatten};
     use crate::oci::Manifest;
+
     let (_, mut manifest) = copy::fetch(src, reference)?;
     if let Manifest::Index { manifests, .. } = &manifest {
         let child = crate::oci::manifest::child_for(manifests, platform, reference)?;
@@ -308,7 +311,7 @@ pub fn save(
             "{reference}: the config is larger than 16 MiB"
         )));
     }
-    let config = flatten::read_blob(src, &config, retries)?;
+    let config = flatten::read_blob(src, &config, fetch.retries)?;
     let cfg: serde_json::Value = serde_json::from_slice(&config)
         .map_err(|e| Error::data(format!("{reference}: malformed image config: {e}")))?;
     let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
@@ -326,21 +329,99 @@ pub fn save(
             layers.len()
         )));
     }
-    for (layer, diff_id) in layers.iter().zip(&diff_ids) {
-        if !layer.media_type.contains("tar") {
-            return Err(Error::data(format!(
-                "{reference}: the layer {} is {}, not a tar",
-                layer.digest, layer.media_type
-            )));
-        }
-        let blob = flatten::open_verified(src, layer.digest.clone(), Some(layer.size), retries)?;
-        let mut blob = watch.watch(layer, blob);
-        let added = writer.add_layer(&mut blob, Some(diff_id), &layer.digest.to_string());
-        watch.done(layer);
-        added?;
+    if let Some(layer) = layers.iter().find(|l| !l.media_type.contains("tar")) {
+        return Err(Error::data(format!(
+            "{reference}: the layer {} is {}, not a tar",
+            layer.digest, layer.media_type
+        )));
     }
-    writer.finish(&config, repo_tags)?;
+    // Layers download `jobs` at a time, in order, each into a spool file (compressed, as it
+    // came, verified); the archive takes them in order as they land.
+    let (tmp, cancel) = (writer.tmp.clone(), writer.cancel.clone());
+    let slots: Mutex<Vec<Option<Result<Spool>>>> =
+        Mutex::new(layers.iter().map(|_| None).collect());
+    let ready = Condvar::new();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            crate::parallel::map(fetch.jobs, (0..layers.len()).collect(), |_, i| {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let got = download(src, &layers[i], fetch, &tmp, &cancel);
+                if let Ok(mut slots) = slots.lock() {
+                    slots[i] = Some(got);
+                }
+                ready.notify_all();
+            });
+        });
+        let written = (|| {
+            for (i, (layer, diff_id)) in layers.iter().zip(&diff_ids).enumerate() {
+                let (spool, _guard) = wait(&slots, &ready, i)?;
+                let mut file = spool
+                    .reopen()
+                    .map_err(|e| Error::io("reading the spool file", &e))?;
+                writer.add_layer(&mut file, Some(diff_id), &layer.digest.to_string())?;
+            }
+            writer.finish(&config, repo_tags)
+        })();
+        if written.is_err() {
+            // Start no more downloads (those under way end, and their spools go).
+            stop.store(true, Ordering::SeqCst);
+        }
+        written
+    })?;
     Ok(Digest::sha256(&config))
+}
+
+/// How [`save`] downloads layers.
+pub struct Fetch<'a> {
+    /// Retries of a broken download (each blob is one operation).
+    pub retries: u32,
+    /// Layers downloaded at once.
+    pub jobs: usize,
+    /// Sees each layer's download (a progress bar).
+    pub watch: &'a dyn Watch,
+}
+
+/// A layer downloaded to a temporary file, removed when dropped (or on cancel).
+type Spool = (tempfile::NamedTempFile, crate::cancel::Guard);
+
+/// Downloads `layer` into a spool file in `tmp`, verified against its digest.
+fn download(
+    src: Side<'_>,
+    layer: &crate::oci::Descriptor,
+    fetch: &Fetch<'_>,
+    tmp: &Path,
+    cancel: &Cancel,
+) -> Result<Spool> {
+    let (mut spool, guard) = cancel
+        .tempfile(".regtool-layer-", tmp)
+        .map_err(|e| Error::io(format!("creating a file in {}", tmp.display()), &e))?;
+    let blob = crate::image::flatten::open_verified(
+        src,
+        layer.digest.clone(),
+        Some(layer.size),
+        fetch.retries,
+    )?;
+    let mut blob = fetch.watch.watch(layer, blob);
+    let copied = io::copy(&mut blob, spool.as_file_mut())
+        .map_err(|e| crate::error::from_io(format!("pulling {}", layer.digest), e));
+    fetch.watch.done(layer);
+    copied?;
+    Ok((spool, guard))
+}
+
+/// Waits until slot `i` holds its download, and takes it.
+fn wait(slots: &Mutex<Vec<Option<Result<Spool>>>>, ready: &Condvar, i: usize) -> Result<Spool> {
+    let poisoned = || Error::other("a download thread failed");
+    let mut guard = slots.lock().map_err(|_| poisoned())?;
+    loop {
+        if let Some(got) = guard[i].take() {
+            return got;
+        }
+        guard = ready.wait(guard).map_err(|_| poisoned())?;
+    }
 }
 
 /// Writes `image` of `archive` into `writer` as it is (the same config and layers, as plain

@@ -53,7 +53,16 @@ pub fn save(
     let watch = crate::progress::BlobBars::new(&ctx.bars);
     create(path, &ctx.cancel, |writer| {
         id = Some(write::save(
-            src, reference, &platform, &tags, writer, retries, &watch,
+            src,
+            reference,
+            &platform,
+            &tags,
+            writer,
+            &write::Fetch {
+                retries,
+                jobs: ctx.settings.jobs,
+                watch: &watch,
+            },
         )?);
         Ok(())
     })?;

@@ -26,8 +26,9 @@ use super::Ctx;
 /// layout directory it created. A directory that holds other files and no layout is refused.
 ///
 /// Into a docker archive (docker-archive:PATH[:NAME], or PATH.tar): one platform
-/// (REGTOOL_PLATFORM, else this machine's), each layer decompressed into a plain tar named by
-/// its diff_id and checked against the config, RepoTags NAME (else REF): what docker load and
+/// (REGTOOL_PLATFORM, else this machine's); layers download REGTOOL_JOBS at a time into
+/// temporary files in TMPDIR (as they came, verified), and each is decompressed into the
+/// archive in order as a plain tar named by its diff_id and checked against the config, RepoTags NAME (else REF): what docker load and
 /// skopeo read. A regular file is written complete or not at all. Prints the image ID (the
 /// config's digest, as docker load reports it).
 #[derive(clap::Args)]

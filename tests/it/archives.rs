@@ -924,3 +924,52 @@ fn an_archive_of_several_images_is_read_by_name() {
         .run()
         .fails(2);
 }
+
+#[test]
+fn an_archive_pull_fetches_layers_concurrently_and_an_interrupt_leaves_nothing() {
+    use crate::faults::{Fault, FaultProxy, rule};
+    let _ = base();
+    let m = crate::images::manifest(plain(), "t/base", "oci");
+    let first = m["layers"][0]["digest"].as_str().unwrap();
+    let second_size = m["layers"][1]["size"].as_u64().unwrap();
+    let path: &'static str = Box::leak(format!("/blobs/{first}").into_boxed_str());
+    let proxy = FaultProxy::start(&plain().host, vec![rule("GET", path, Fault::Stall(10), 1)]);
+    let work = tempdir();
+    let (tmp, out) = (work.path().join("tmp"), work.path().join("out"));
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    let child = regtool(&[
+        "pull-image",
+        &format!("{}/t/base:oci", proxy.host),
+        out.join("x.tar").to_str().unwrap(),
+    ])
+    .env("TMPDIR", &tmp)
+    .spawn();
+    wait_until("the first layer stalls", || proxy.count("FAULT") == 1);
+    // The second layer lands meanwhile (in its spool): layers are fetched concurrently, not
+    // behind the stalled one.
+    wait_until("the second layer lands", || {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .any(|e| e.metadata().is_ok_and(|m| m.len() == second_size))
+    });
+    interrupt(&child);
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(
+        done.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "a partial archive was left"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "a spool was left"
+    );
+}
