@@ -51,7 +51,7 @@ complete -c regtool -n "__fish_regtool_needs_command" -f -a "make-layer" -d 'Mak
 complete -c regtool -n "__fish_regtool_needs_command" -f -a "make-image" -d 'Build an image from a base and layer tarballs, without touching a registry'
 complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand push-blob" -s V -l version -d 'Print version'
-complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s o -l output -d 'Write to FILE instead of stdout (a regular file atomically, after verification)' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s o -l output -d 'Write to FILE instead of stdout (a regular file atomically, after verification); - is stdout' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand pull-blob" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand blob-size" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -88,16 +88,16 @@ complete -c regtool -n "__fish_regtool_using_subcommand push-image" -s h -l help
 complete -c regtool -n "__fish_regtool_using_subcommand push-image" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand digest" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand digest" -s V -l version -d 'Print version'
-complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s o -l output -d 'Write the tar to FILE instead of stdout: a regular file (or a symlink\'s target) complete or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s o -l output -d 'Write the tar to FILE instead of stdout: a regular file (or a symlink\'s target) complete or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made; - is stdout' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand flatten" -l config -d 'Also write the image\'s config (JSON, as stored) to FILE' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand flatten" -s V -l version -d 'Print version'
-complete -c regtool -n "__fish_regtool_using_subcommand squash" -s o -l output -d 'Write the tar to FILE instead of stdout: a regular file (or a symlink\'s target) complete or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand squash" -s o -l output -d 'Write the tar to FILE instead of stdout: a regular file (or a symlink\'s target) complete or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made; - is stdout' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand squash" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand squash" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -l prefix -d 'Where inputs without a DEST go, and the root of a wheel\'s bin/ and data' -r
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -l site-packages -d 'Where wheels install their packages' -r
-complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s o -l output -d 'Write the tar to FILE instead of stdout: a regular file (or a symlink\'s target) complete or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made' -r -F
+complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s o -l output -d 'Write the tar to FILE instead of stdout: a regular file (or a symlink\'s target) complete or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made; - is stdout' -r -F
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c regtool -n "__fish_regtool_using_subcommand make-layer" -s V -l version -d 'Print version'
 complete -c regtool -n "__fish_regtool_using_subcommand make-image" -l base -d 'The base image (none: scratch)' -r

@@ -32,7 +32,8 @@ pub struct Args {
     /// The image: [host[:port]/]repo[:tag|@digest], oci:PATH[:TAG] or docker-archive:PATH
     pub image: String,
     /// Write the tar to FILE instead of stdout: a regular file (or a symlink's target) complete
-    /// or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made
+    /// or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made; - is
+    /// stdout
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Also write the image's config (JSON, as stored) to FILE
@@ -41,7 +42,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
-    if args.output.is_some() && args.output == args.config {
+    let output = super::output_file(args.output.as_ref());
+    if args.config.is_some() && output == super::output_file(args.config.as_ref()) {
         return Err(Error::usage("--config and -o name the same file"));
     }
     let platform = ctx.settings.platform.clone();

@@ -43,7 +43,8 @@ pub struct Args {
     )]
     pub site_packages: String,
     /// Write the tar to FILE instead of stdout: a regular file (or a symlink's target) complete
-    /// or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made
+    /// or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made; - is
+    /// stdout
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

@@ -86,6 +86,12 @@ pub fn run(ctx: &mut Ctx, command: Command) -> Result<()> {
 }
 
 /// Validates a repository argument before any request.
+/// The file `-o` names, None for stdout: unset, or `-` (as `push-blob -` reads stdin, and
+/// curl and tar take `-o -`; a file named `-` is `./-`).
+pub fn output_file(output: Option<&std::path::PathBuf>) -> Option<&std::path::PathBuf> {
+    output.filter(|p| p.as_os_str() != "-")
+}
+
 pub fn repo(arg: &str) -> Result<Repository> {
     Repository::new(arg)
 }

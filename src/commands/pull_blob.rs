@@ -50,7 +50,8 @@ pub struct Args {
     pub repo: String,
     /// Blob digests or @aliases; none: read a manifest from stdin
     pub targets: Vec<String>,
-    /// Write to FILE instead of stdout (a regular file atomically, after verification)
+    /// Write to FILE instead of stdout (a regular file atomically, after verification); - is
+    /// stdout
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -88,7 +89,7 @@ fn plan(ctx: &Ctx, repo: &Repository, args: &Args) -> Result<Vec<(Digest, Option
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
     let repo = &super::repo(&args.repo)?;
     let blobs = plan(ctx, repo, &args)?;
-    let Some(path) = &args.output else {
+    let Some(path) = super::output_file(args.output.as_ref()) else {
         return pull_all(ctx, repo, &blobs, None);
     };
     let mut file = OutFile::create(path, &ctx.cancel)?;

@@ -34,7 +34,8 @@ pub struct Args {
     #[arg(required = true)]
     pub layers: Vec<PathBuf>,
     /// Write the tar to FILE instead of stdout: a regular file (or a symlink's target) complete
-    /// or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made
+    /// or not at all, keeping its mode; a device, FIFO or /dev/fd/N as the tar is made; - is
+    /// stdout
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

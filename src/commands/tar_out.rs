@@ -20,7 +20,7 @@ pub fn write_to(
     cancel: &Cancel,
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
-    let Some(path) = path else {
+    let Some(path) = super::output_file(path) else {
         let result = write(stdout.raw());
         return match result {
             Err(e) if e.kind == Kind::Closed => Ok(()),

@@ -500,3 +500,32 @@ fn a_private_file_is_never_replaced_through_a_readable_temporary() {
         .unwrap_or_else(|| panic!("no temporary created in:\n{calls}"));
     assert!(created.contains(", 0600) = "), "{created}");
 }
+
+#[test]
+fn a_dash_for_the_output_is_stdout() {
+    let repo = repo("out-dash");
+    let data = bytes(5_000, 10);
+    let digest = pushed(&repo, &data);
+    let dir = tempdir();
+    let out = regtool(&["pull-blob", &repo, &digest, "-o", "-"])
+        .host(plain())
+        .dir(dir.path())
+        .run();
+    assert_eq!(out.stdout, data, "{}", out.stderr);
+    std::fs::write(dir.path().join("a.txt"), b"a\n").unwrap();
+    let tar = regtool(&["make-layer", "a.txt", "-o", "-"])
+        .dir(dir.path())
+        .run();
+    assert!(tar.stdout.len() >= 1024, "{}", tar.stderr);
+    assert_eq!(names(dir.path()), ["a.txt"], "no file named -");
+    // The tar and the config cannot both go to stdout.
+    let both = regtool(&["flatten", "oci:nowhere", "-o", "-", "--config", "-"])
+        .dir(dir.path())
+        .run();
+    assert!(
+        both.fails(64)
+            .contains("--config and -o name the same file"),
+        "{}",
+        both.stderr
+    );
+}
