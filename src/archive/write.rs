@@ -264,12 +264,11 @@ struct DataErrors<R>(R);
 
 impl<R: Read> Read for DataErrors<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // The decompressors' own errors (zstd's "Unknown frame descriptor" is of kind Other)
+        // carry no OS error; the file's and our own (a cancel) pass as they are.
         self.0.read(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::InvalidData
-            | io::ErrorKind::InvalidInput
-            | io::ErrorKind::UnexpectedEof
-                if e.get_ref().is_none_or(|i| !i.is::<Error>()) =>
-            {
+            io::ErrorKind::Interrupted => e,
+            _ if e.raw_os_error().is_none() && e.get_ref().is_none_or(|i| !i.is::<Error>()) => {
                 Error::data(format!(
                     "not a valid layer: {}",
                     crate::error::io_reason(&e)

@@ -88,9 +88,27 @@ struct Tee<R, W> {
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.side.write_all(&buf[..n])?;
+        self.side.write_all(&buf[..n]).map_err(undecodable)?;
         Ok(n)
     }
+}
+
+/// An error of the side that decompresses and checks the layer: the layer is bad data (65),
+/// whatever the reader of the tee (a store's upload) makes of an I/O error. The crate's own
+/// errors (the tar check's) pass through as they are.
+fn undecodable(e: io::Error) -> io::Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        return e;
+    }
+    let why = match e.kind() {
+        // The decoder took no more: its stream ended before the input did.
+        io::ErrorKind::WriteZero => "data after the end of the compressed stream".to_string(),
+        _ => crate::error::io_reason(&e),
+    };
+    io::Error::new(
+        e.kind(),
+        Error::data(format!("not a valid compressed layer: {why}")),
+    )
 }
 
 /// What the first bytes say the input is.
@@ -154,13 +172,13 @@ impl<'a> Input<'a> {
             Some(Compression::Gzip) => {
                 let mut tee = Tee {
                     inner: reader,
-                    side: flate2::write::GzDecoder::new(TarSink::new()),
+                    // Every member, as the bufread side (flatten) and Go's gzip reader do.
+                    side: flate2::write::MultiGzDecoder::new(TarSink::new()),
                 };
                 let (digest, size) = put(&mut tee)?;
-                let sink = tee
-                    .side
-                    .finish()
-                    .map_err(|e| crate::error::from_io("decompressing the layer", e))?;
+                let sink = tee.side.finish().map_err(|e| {
+                    crate::error::from_io("decompressing the layer", undecodable(e))
+                })?;
                 (digest, size, sink.finish()?)
             }
             Some(Compression::Zstd) => {
@@ -171,10 +189,12 @@ impl<'a> Input<'a> {
                     side: decoder,
                 };
                 let (digest, size) = put(&mut tee)?;
-                tee.side
-                    .flush()
-                    .map_err(|e| crate::error::from_io("decompressing the layer", e))?;
-                (digest, size, tee.side.into_inner().finish()?)
+                // finish, not flush: only finish says when the input stops inside a frame (a
+                // truncated layer was taken for the tar it began).
+                let sink = tee.side.finish().map_err(|e| {
+                    crate::error::from_io("decompressing the layer", undecodable(e))
+                })?;
+                (digest, size, sink.finish()?)
             }
             _ => {
                 let mut tap = Tee {

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::faults::{Fault, FaultProxy, rule};
 use crate::harness::*;
 use crate::images::base;
 
@@ -155,4 +156,161 @@ fn layout_files_that_are_not_files_are_bad_data_in_bounded_time() {
     check("Endless", "index.json");
     let out = bounded(&["digest", "oci:Endless:v1"]).dir(dir).run();
     assert!(out.fails(65).contains("index.json"));
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+/// `archive` again with the bytes of its member `name` replaced by `data`.
+fn replace_member(archive: &Path, name: &str, data: &[u8], out: &Path) {
+    let mut input = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    let mut builder = tar::Builder::new(std::fs::File::create(out).unwrap());
+    for entry in input.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().into_owned();
+        let mut header = entry.header().clone();
+        if path.to_str() == Some(name) {
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        } else {
+            builder.append(&header, &mut entry).unwrap();
+        }
+    }
+    builder.finish().unwrap();
+}
+
+#[test]
+fn compressed_layers_cut_short_or_corrupt_are_bad_data_and_many_members_are_one_layer() {
+    base();
+    let reg = plain();
+    let work = tempdir();
+    let dir = work.path();
+    std::fs::create_dir_all(dir.join("files/etc")).unwrap();
+    for i in 0..40 {
+        let text = format!("{i} {}\n", "x".repeat(300 + i * 37));
+        std::fs::write(dir.join(format!("files/etc/f{i}.txt")), text).unwrap();
+    }
+    regtool(&["make-layer", "files/etc", "-o", "layer.tar"])
+        .dir(dir)
+        .run()
+        .ok();
+    let layer = std::fs::read(dir.join("layer.tar")).unwrap();
+    let gz = gzip(&layer);
+    let mut corrupt = gz.clone();
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0xff;
+    corrupt[middle + 1] ^= 0xff;
+    let zst = zstd::encode_all(&layer[..], 3).unwrap();
+    let bad: [(&str, &[u8]); 4] = [
+        ("cut.tar.gz", &gz[..gz.len() - 40]),
+        ("corrupt.tar.gz", &corrupt),
+        ("cut.tar.zst", &zst[..zst.len() / 2]),
+        (
+            "trailing.tar.zst",
+            &[&zst[..], &b"junk after the frame"[..]].concat(),
+        ),
+    ];
+    let repo = repo("hostile-layers");
+    for (name, bytes) in bad {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        let dst = format!("{repo}:{}", name.replace('.', "-"));
+        let out = regtool(&["append-layer", "t/base:oci", &dst, name])
+            .host(reg)
+            .dir(dir)
+            .run();
+        // Cut or corrupt: the decompressor or the tar check says so.
+        let line = out.fails(65);
+        assert!(
+            line.contains("not a valid") || line.contains("not a tar"),
+            "{name}: {line}"
+        );
+        let tags = regtool(&["list-aliases", &repo]).host(reg).run();
+        assert!(!tags.text().contains(&name.replace('.', "-")), "{name}");
+        // make-image reads it as flatten does: the same verdict.
+        let out = regtool(&["make-image", name, "-o", "docker-archive:image.tar"])
+            .dir(dir)
+            .run();
+        out.fails(65);
+        assert!(!dir.join("image.tar").exists());
+    }
+    // An archive whose layer member is a cut gzip: push-image, digest and copy to a layout
+    // say so with 65, and the layout is not created.
+    regtool(&["make-image", "layer.tar", "-o", "docker-archive:good.tar"])
+        .dir(dir)
+        .run()
+        .ok();
+    let member = format!("{}.tar", sha256(&layer).trim_start_matches("sha256:"));
+    replace_member(
+        &dir.join("good.tar"),
+        &member,
+        &gz[..gz.len() - 40],
+        &dir.join("cut.tar"),
+    );
+    let dst = format!("{repo}:archive");
+    for args in [
+        vec!["push-image", "cut.tar", &dst],
+        vec!["digest", "docker-archive:cut.tar"],
+        vec!["copy", "docker-archive:cut.tar", "oci:Imported:v1"],
+    ] {
+        let out = regtool(&args).host(reg).dir(dir).run();
+        assert!(out.fails(65).contains(&member), "{args:?}: {}", out.stderr);
+    }
+    assert!(
+        !dir.join("Imported").exists(),
+        "a failed import left a layout"
+    );
+    // A gzip of several members (pigz --independent, cat a.gz b.gz) is one layer, as Go's
+    // gzip reader (the registry's clients) and flatten read it: its diff_id is the whole tar's.
+    let cut = layer.len() / 2;
+    let multi = [gzip(&layer[..cut]), gzip(&layer[cut..])].concat();
+    std::fs::write(dir.join("multi.tar.gz"), &multi).unwrap();
+    let dst = format!("{repo}:multi");
+    regtool(&["append-layer", "t/base:oci", &dst, "multi.tar.gz"])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .ok();
+    let m = crate::images::manifest(reg, &repo, "multi");
+    let config = crate::images::config(reg, &repo, &m);
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(diff_ids.last().unwrap(), &sha256(&layer));
+}
+
+#[test]
+fn an_interrupted_pull_into_an_archive_leaves_no_archive() {
+    base();
+    let proxy = FaultProxy::start(
+        &plain().host,
+        vec![rule("GET", "/blobs/sha256:", Fault::Stall(10), 1)],
+    );
+    let work = tempdir();
+    let (out, tmp) = (work.path().join("out"), work.path().join("tmp"));
+    std::fs::create_dir(&out).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    let child = regtool(&[
+        "pull-image",
+        &format!("{}/t/base:oci", proxy.host),
+        "out/image.tar",
+    ])
+    .env("TMPDIR", &tmp)
+    .dir(work.path())
+    .spawn();
+    wait_until("a blob stalls", || proxy.count("FAULT") == 1);
+    interrupt(&child);
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(
+        done.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    for d in [&out, &tmp] {
+        let left: Vec<_> = std::fs::read_dir(d).unwrap().flatten().collect();
+        assert!(left.is_empty(), "left in {}: {left:?}", d.display());
+    }
 }
