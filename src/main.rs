@@ -208,6 +208,42 @@ mod tests {
         }
     }
 
+    /// The binary writes its stderr lines through `output::stderr_line`: `eprintln!` panics
+    /// (status 101) when stderr is a pipe whose reader went away.
+    #[test]
+    fn the_binary_never_panics_on_a_gone_stderr() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let library = library_files();
+        let mut files = Vec::new();
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&src).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                if path.ends_with("commands") {
+                    files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                }
+                continue;
+            }
+            if library.contains(&path) || path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = match text.find("#[cfg(test)]\nmod tests") {
+                Some(end) => &text[..end],
+                None => &text,
+            };
+            checked += 1;
+            assert!(
+                !code.contains("eprintln!(") && !code.contains("eprint!("),
+                "{}: use output::stderr_line",
+                path.display()
+            );
+        }
+        assert!(checked > 10, "{checked}");
+    }
+
     #[test]
     fn missing_arguments_are_named_with_the_usage_line() {
         let rendered = "error: the following required arguments were not provided:\n  <REPO>\n  <FILES>...\n\nUsage: regtool push-blob <REPO> <FILES>...\n\nFor more information, try '--help'.\n";
