@@ -606,6 +606,7 @@ impl Archive {
 struct MemberSource<'a> {
     archive: &'a Archive,
     member: String,
+    diff_id: Digest,
 }
 
 impl LayerSource for MemberSource<'_> {
@@ -615,18 +616,24 @@ impl LayerSource for MemberSource<'_> {
     fn open(&mut self) -> Result<Box<dyn Read + '_>> {
         Ok(Box::new(self.archive.open_member(&self.member)?))
     }
+    fn diff_id(&self) -> Option<Digest> {
+        Some(self.diff_id.clone())
+    }
 }
 
 impl Archive {
-    /// The layers of `image` as sources for the merge engine (flatten), bottom first.
+    /// The layers of `image` as sources for the merge engine (flatten), bottom first, each
+    /// checked against its diff_id as it is read (the archive's only word on its layers).
     pub fn layer_sources(&self, image: &Image) -> Vec<Box<dyn LayerSource + '_>> {
         image
             .layers
             .iter()
-            .map(|member| {
+            .zip(&image.diff_ids)
+            .map(|(member, diff_id)| {
                 Box::new(MemberSource {
                     archive: self,
                     member: member.clone(),
+                    diff_id: diff_id.clone(),
                 }) as Box<dyn LayerSource + '_>
             })
             .collect()

@@ -15,6 +15,7 @@ use crate::cancel::{self, Cancel};
 use crate::error::{Error, Result};
 use crate::image::layer::{Compression, sniff};
 use crate::image::tarcheck::TarCheck;
+use crate::oci::digest::{Digest, Hasher};
 
 /// A layer that can be opened from its start, as often as needed.
 pub trait LayerSource {
@@ -22,6 +23,11 @@ pub trait LayerSource {
     fn describe(&self) -> String;
     /// The layer's bytes (compressed or not) from the start.
     fn open(&mut self) -> Result<Box<dyn Read + '_>>;
+    /// The digest of the layer's tar (uncompressed) when the source is to be checked against
+    /// one: a docker archive's member, which only its config's diff_id vouches for.
+    fn diff_id(&self) -> Option<Digest> {
+        None
+    }
 }
 
 /// A regular file, reopened for each read (through the handle opened first, so a file
@@ -140,17 +146,22 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
     }
 }
 
-/// Feeds every byte read to the tar check, so that a bad archive fails with its reason.
+/// Feeds every byte read to the tar check, so that a bad archive fails with its reason, and
+/// to the hasher of the diff_id when there is one to check.
 struct Checked<R> {
     inner: R,
     check: TarCheck,
     /// The check refused the stream: its error is the reason, whatever came after.
     refused: bool,
+    hasher: Option<Hasher>,
 }
 
 impl<R: Read> Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         if let Err(e) = self.check.update(&buf[..n]) {
             self.refused = true;
             return Err(e.into());
@@ -179,6 +190,7 @@ pub fn read_entries(
     mut visit: impl FnMut(u64, &mut tar::Entry<'_, &mut dyn Read>) -> Result<()>,
 ) -> Result<()> {
     let name = source.describe();
+    let diff_id = source.diff_id();
     let raw = source.open()?;
     let mut buffered = BufReader::with_capacity(256 * 1024, raw);
     let head = buffered.fill_buf().map_err(|e| tar_error(&name, e))?;
@@ -196,6 +208,7 @@ pub fn read_entries(
             inner: decoded,
             check: TarCheck::new(),
             refused: false,
+            hasher: diff_id.as_ref().map(|d| d.algorithm().hasher()),
         };
         let parsed = {
             let reader: &mut dyn Read = &mut checked;
@@ -214,6 +227,14 @@ pub fn read_entries(
         }
         io::copy(&mut checked, &mut io::sink()).map_err(|e| tar_error(&name, e))?;
         checked.check.finish().map_err(|e| e.context(&name))?;
+        if let (Some(expected), Some(hasher)) = (diff_id, checked.hasher) {
+            let actual = hasher.finish();
+            if actual != expected {
+                return Err(Error::data(format!(
+                    "{name}: the layer's diff_id is {actual}, the config says {expected}"
+                )));
+            }
+        }
     }
     io::copy(&mut buffered, &mut io::sink()).map_err(|e| tar_error(&name, e))?;
     Ok(())

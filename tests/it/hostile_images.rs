@@ -314,3 +314,42 @@ fn an_interrupted_pull_into_an_archive_leaves_no_archive() {
         assert!(left.is_empty(), "left in {}: {left:?}", d.display());
     }
 }
+
+#[test]
+fn flatten_checks_an_archives_layers_against_their_diff_ids() {
+    let work = tempdir();
+    let dir = work.path();
+    std::fs::create_dir_all(dir.join("files/etc")).unwrap();
+    std::fs::write(dir.join("files/etc/motd"), "hello\n").unwrap();
+    regtool(&["make-layer", "files/etc", "-o", "layer.tar"])
+        .dir(dir)
+        .run()
+        .ok();
+    regtool(&["make-image", "layer.tar", "-o", "docker-archive:good.tar"])
+        .dir(dir)
+        .run()
+        .ok();
+    let layer = std::fs::read(dir.join("layer.tar")).unwrap();
+    let member = format!("{}.tar", sha256(&layer).trim_start_matches("sha256:"));
+    // Another tar than the config names, valid as a tar, plain and gzipped.
+    let other = [&layer[..], &[0u8; 512][..]].concat();
+    for (name, bytes) in [("plain.tar", other.clone()), ("gzipped.tar", gzip(&other))] {
+        replace_member(&dir.join("good.tar"), &member, &bytes, &dir.join(name));
+        let image = format!("docker-archive:{name}");
+        let out = regtool(&["flatten", &image]).dir(dir).run();
+        assert!(out.fails(65).contains("diff_id"), "{}", out.stderr);
+        assert!(
+            out.stdout.is_empty(),
+            "{name}: flatten wrote before checking"
+        );
+        regtool(&["flatten", &image, "-o", "flat.tar"])
+            .dir(dir)
+            .run()
+            .fails(65);
+        assert!(!dir.join("flat.tar").exists());
+    }
+    regtool(&["flatten", "docker-archive:good.tar"])
+        .dir(dir)
+        .run()
+        .ok();
+}
