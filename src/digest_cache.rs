@@ -13,6 +13,12 @@
 //! same shard at once may lose one of their entries (that file is hashed again next time),
 //! never corrupt one, and never wait for each other. A line that does not parse is dropped.
 //!
+//! A part of a file has entries of its own: [`Stamp::part`] keys a part (a docker archive's
+//! layer: its offset, size and the compression asked for) by the file's stamp and the part's
+//! name, and such an entry also holds the size of the blob the part gives
+//! ([`DigestCache::get_blob`]): the compressed layer's digest and size, so that an archive
+//! pushed again is not compressed again.
+//!
 //! An entry is trusted, never proven: the registry verifies the digest of every blob uploaded
 //! to it, so a wrong entry (a file changed in a way its stat does not show) fails its upload,
 //! and the caller then forgets the entry and hashes the file ([`DigestCache::forget`]). Paths
@@ -61,6 +67,16 @@ impl Stamp {
         }
     }
 
+    /// The stamp of a part of the file, named `part` (say, a member's offset and size and
+    /// how it is compressed): the same stat, keyed by the path and the part.
+    pub fn part(&self, part: &str) -> Stamp {
+        let key = Digest::sha256(format!("{} {part}", self.path).as_bytes());
+        Stamp {
+            path: key.hex()[..32].to_string(),
+            ..self.clone()
+        }
+    }
+
     /// The file's size.
     pub fn size(&self) -> u64 {
         self.size
@@ -79,17 +95,23 @@ impl Stamp {
     }
 }
 
-/// One line of a shard: the stamp, when it was written (ns since the epoch), the digest.
+/// One line of a shard: the stamp, when it was written (ns since the epoch), the digest, and
+/// for a part, the size of its blob.
 struct Entry {
     stamp: Stamp,
     written: i128,
     digest: Digest,
+    blob_size: Option<u64>,
 }
 
 impl Entry {
     fn parse(line: &str) -> Option<Entry> {
         let f: Vec<&str> = line.split(' ').collect();
-        let [path, dev, ino, size, mtime, ctime, written, digest] = f.as_slice() else {
+        let (fields, blob_size) = match f.as_slice() {
+            [fields @ .., last] if f.len() == 9 => (fields, Some(last.parse().ok()?)),
+            fields => (fields, None),
+        };
+        let [path, dev, ino, size, mtime, ctime, written, digest] = fields else {
             return None;
         };
         if path.len() != 32 || !path.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -106,13 +128,15 @@ impl Entry {
             },
             written: written.parse().ok()?,
             digest: digest.parse().ok()?,
+            blob_size,
         })
     }
 
     fn line(&self) -> String {
         let s = &self.stamp;
+        let blob_size = self.blob_size.map(|n| format!(" {n}")).unwrap_or_default();
         format!(
-            "{} {} {} {} {} {} {} {}\n",
+            "{} {} {} {} {} {} {} {}{blob_size}\n",
             s.path, s.dev, s.ino, s.size, s.mtime, s.ctime, self.written, self.digest
         )
     }
@@ -157,21 +181,43 @@ impl DigestCache {
             .collect()
     }
 
-    /// The digest of the file, if an entry matches its stamp exactly and is not racy.
-    pub fn get(&self, stamp: &Stamp) -> Option<Digest> {
+    /// The entry that matches `stamp` exactly and is not racy.
+    fn lookup(&self, stamp: &Stamp) -> Option<Entry> {
         self.read(stamp)
             .into_iter()
             .find(|e| e.stamp == *stamp && !e.racy())
-            .map(|e| e.digest)
+    }
+
+    /// The digest of the file, if an entry matches its stamp exactly and is not racy.
+    pub fn get(&self, stamp: &Stamp) -> Option<Digest> {
+        self.lookup(stamp).map(|e| e.digest)
+    }
+
+    /// The digest and size of the blob a part gives (see [`Stamp::part`]), if an entry
+    /// matches its stamp exactly, is not racy and has a size.
+    pub fn get_blob(&self, stamp: &Stamp) -> Option<(Digest, u64)> {
+        let entry = self.lookup(stamp)?;
+        Some((entry.digest, entry.blob_size?))
     }
 
     /// Records the digest of the file (hashed while its stat was `stamp`). Failing to write
     /// is no error: the file is hashed again next time.
     pub fn put(&self, stamp: &Stamp, digest: &Digest) {
+        self.record(stamp, digest, None);
+    }
+
+    /// Records the digest and size of the blob a part gives (made while the file's stat was
+    /// the one `stamp` was made from).
+    pub fn put_blob(&self, stamp: &Stamp, digest: &Digest, size: u64) {
+        self.record(stamp, digest, Some(size));
+    }
+
+    fn record(&self, stamp: &Stamp, digest: &Digest, blob_size: Option<u64>) {
         let entry = Entry {
             stamp: stamp.clone(),
             written: now_ns(),
             digest: digest.clone(),
+            blob_size,
         };
         self.update(stamp, Some(entry));
     }
@@ -263,6 +309,7 @@ mod tests {
             stamp: stamp.clone(),
             written: stamp.mtime + 999_999_999 - stamp.mtime.rem_euclid(1_000_000_000),
             digest: Digest::sha256(b"x"),
+            blob_size: None,
         };
         assert!(entry.racy(), "same second");
         let later = Entry {
@@ -300,6 +347,35 @@ mod tests {
         // Garbage lines are dropped, not fatal.
         std::fs::write(&shard, format!("junk\n{}", newest_line(&text))).unwrap();
         assert_eq!(cache.get(last), Some(Digest::sha256(last.path.as_bytes())));
+    }
+
+    #[test]
+    fn a_part_has_its_own_entry_with_its_blob_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DigestCache::new(&dir.path().join("c"));
+        let (_, stamp) = file(dir.path(), "a.tar", 100_000, old());
+        let (one, two) = (stamp.part("512 4096 gzip"), stamp.part("512 4096 zstd"));
+        assert_ne!(one, two);
+        assert_ne!(one, stamp);
+        assert_eq!(one, stamp.part("512 4096 gzip"), "a part's key is stable");
+        let d = Digest::sha256(b"layer");
+        cache.put(&stamp, &Digest::sha256(b"file"));
+        cache.put_blob(&one, &d, 1234);
+        assert_eq!(cache.get_blob(&one), Some((d.clone(), 1234)));
+        assert_eq!(cache.get_blob(&two), None);
+        assert_eq!(cache.get(&stamp), Some(Digest::sha256(b"file")));
+        // A file's entry has no blob size: no part answer from it.
+        assert_eq!(cache.get_blob(&stamp), None);
+        // The lines round-trip, with and without the size.
+        for shard in std::fs::read_dir(dir.path().join("c/digests")).unwrap() {
+            let text = std::fs::read_to_string(shard.unwrap().path()).unwrap();
+            for line in text.lines() {
+                assert_eq!(Entry::parse(line).unwrap().line(), format!("{line}\n"));
+            }
+        }
+        cache.forget(&one);
+        assert_eq!(cache.get_blob(&one), None);
+        assert_eq!(cache.get(&stamp), Some(Digest::sha256(b"file")));
     }
 
     fn newest_line(text: &str) -> String {

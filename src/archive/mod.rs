@@ -24,6 +24,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::cancel::{self, Cancel};
+use crate::digest_cache::Stamp;
 use crate::error::{Error, Result};
 use crate::image::layer::{Compression, sniff};
 use crate::image::source::LayerSource;
@@ -55,6 +56,9 @@ pub struct Archive {
     file: File,
     members: HashMap<String, Member>,
     _spool: Option<(tempfile::NamedTempFile, cancel::Guard)>,
+    /// A regular file read in place: its path and its stamp when opened, which key the
+    /// digest cache's entries of its layers.
+    stamp: Option<(std::path::PathBuf, Stamp)>,
 }
 
 /// One image of an archive.
@@ -173,7 +177,9 @@ impl Archive {
             let n = crate::store::ReadAt::read_at(&file, &mut head, 0)
                 .map_err(|e| Error::io(format!("reading {name}"), &e))?;
             if sniff(&head[..n]).is_none() {
-                return Archive::index(name, file, None);
+                let mut archive = Archive::index(name, file, None)?;
+                archive.stamp = Some((path.to_path_buf(), Stamp::new(path, &meta)));
+                return Ok(archive);
             }
         }
         Archive::spooled(name, Box::new(file), tmp, cancel)
@@ -300,6 +306,7 @@ impl Archive {
             file,
             members,
             _spool: spool,
+            stamp: None,
         })
     }
 
@@ -328,6 +335,26 @@ impl Archive {
             "{}: too many links from {member:?}",
             self.name
         )))
+    }
+
+    /// The digest cache's key of a member's layer compressed as `compression` asks (see
+    /// [`Stamp::part`]): the archive's stamp and the member's offset and size. None for an
+    /// archive that is not a regular file read in place (a stream, a compressed archive).
+    pub fn member_stamp(&self, member: &str, compression: Compression) -> Option<Stamp> {
+        let (_, stamp) = self.stamp.as_ref()?;
+        let (offset, size) = self.locate(member).ok()?;
+        Some(stamp.part(&format!("layer {offset} {size} {compression:?}")))
+    }
+
+    /// Whether the archive file's stat is still the one it was opened with (false for an
+    /// archive that is not a regular file read in place).
+    pub fn unchanged(&self) -> bool {
+        let Some((path, stamp)) = &self.stamp else {
+            return false;
+        };
+        self.file
+            .metadata()
+            .is_ok_and(|meta| Stamp::new(path, &meta) == *stamp)
     }
 
     /// Whether the archive has this member.
@@ -750,12 +777,12 @@ mod round_trip {
         assert_eq!(again.layers, image.layers);
 
         // Pushing computes the same digest twice; zstd makes an OCI manifest.
-        let d1 = push::digest(&archive, &image, Compression::Gzip, 2).unwrap();
-        let d2 = push::digest(&archive, &image, Compression::Gzip, 1).unwrap();
+        let d1 = push::digest(&archive, &image, Compression::Gzip, 2, None).unwrap();
+        let d2 = push::digest(&archive, &image, Compression::Gzip, 1, None).unwrap();
         assert_eq!(d1, d2);
         assert_ne!(
             d1,
-            push::digest(&archive, &image, Compression::Zstd, 2).unwrap()
+            push::digest(&archive, &image, Compression::Zstd, 2, None).unwrap()
         );
     }
 

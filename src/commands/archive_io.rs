@@ -7,6 +7,7 @@ use std::path::Path;
 use regtool::Cancel;
 use regtool::archive::write::{self, Output, Writer};
 use regtool::archive::{Archive, push};
+use regtool::digest_cache::DigestCache;
 use regtool::error::Result;
 use regtool::image::copy::Side;
 use regtool::image::endpoint::ArchiveRef;
@@ -113,6 +114,7 @@ pub fn push(
         reference.as_ref(),
         ctx.settings.compression,
         ctx.settings.jobs,
+        digest_cache(ctx).as_ref(),
         &watch,
     )?;
     Ok((top, tag))
@@ -127,7 +129,14 @@ pub fn digest(ctx: &Ctx, src: &ArchiveRef) -> Result<Digest> {
         &image,
         ctx.settings.compression,
         ctx.settings.jobs,
+        digest_cache(ctx).as_ref(),
     )
+}
+
+/// The digest cache (REGTOOL_DIGEST_CACHE), which keeps the compressed digest and size of an
+/// archive's layers: `digest`, then `push-image`, or a second push, compresses them once.
+fn digest_cache(ctx: &Ctx) -> Option<DigestCache> {
+    ctx.settings.digest_cache.as_deref().map(DigestCache::new)
 }
 
 /// Opens the archive at `path` (`-`: stdin), its spool files removed on `cancel`.

@@ -137,6 +137,7 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
                     tag.as_ref(),
                     ctx.settings.compression,
                     ctx.settings.jobs,
+                    None,
                     &regtool::image::copy::Unwatched,
                 )?;
                 if tag.is_none() {

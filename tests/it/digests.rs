@@ -2,6 +2,8 @@
 //! REGTOOL_CACHE_DIR (0600 in a 0700 directory), a wrong entry never makes a wrong blob (the
 //! registry refuses the upload, and the file is hashed and pushed again), a file modified in
 //! the second its entry was written is not trusted, and REGTOOL_DIGEST_CACHE=0 turns it off.
+//! The layers of a docker archive have entries too: an archive pushed again compresses and
+//! uploads no layer.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -198,4 +200,137 @@ fn a_large_file_pushed_again_opens_no_upload() {
     assert!(lines.iter().any(|l| l.starts_with("POST ")), "{lines:?}");
     assert!(lines.iter().any(|l| l.starts_with("DELETE ")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.starts_with("PUT ")), "{lines:?}");
+}
+
+/// A docker archive of two plain layers of 100 kB each (make-image), an hour old.
+fn old_archive(dir: &Path) -> PathBuf {
+    let mut layers = Vec::new();
+    for (name, seed) in [("one", 811), ("two", 812)] {
+        let root = dir.join(format!("root-{name}"));
+        std::fs::create_dir_all(root.join("srv")).unwrap();
+        std::fs::write(root.join("srv").join(name), bytes(100_000, seed)).unwrap();
+        let tar = dir.join(format!("{name}.tar"));
+        let status = std::process::Command::new("tar")
+            .args(["-cf", tar.to_str().unwrap(), "srv"])
+            .current_dir(&root)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        layers.push(tar.display().to_string());
+    }
+    let archive = dir.join("img.tar");
+    regtool(&[
+        "make-image",
+        &layers[0],
+        &layers[1],
+        "-o",
+        archive.to_str().unwrap(),
+    ])
+    .run()
+    .ok();
+    let f = std::fs::File::options().write(true).open(&archive).unwrap();
+    f.set_modified(an_hour_ago()).unwrap();
+    archive
+}
+
+/// push-image of `archive` through a logging proxy, with the digest cache in `cache`.
+fn push_archive(
+    cache: &Path,
+    archive: &Path,
+    dst: &str,
+    env: &[(&str, &str)],
+) -> (Run, Vec<String>) {
+    let proxy = FaultProxy::start(&plain().host, vec![]);
+    let mut cmd = regtool(&["push-image", archive.to_str().unwrap(), dst])
+        .env("REGTOOL_HOST", &proxy.host)
+        .env("REGTOOL_INSECURE", "1")
+        .env("REGTOOL_CACHE_DIR", cache);
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    (cmd.run(), proxy.lines())
+}
+
+/// Whether a request uploaded a blob (opened, sent or closed an upload).
+fn uploads(lines: &[String]) -> bool {
+    lines.iter().any(|l| {
+        l.starts_with("POST ")
+            || l.starts_with("PATCH ")
+            || l.starts_with("PUT /v2/t/arc-cache/blobs/")
+    })
+}
+
+#[test]
+fn an_archive_pushed_again_uploads_no_layer_and_a_wrong_entry_is_caught() {
+    let dir = tempdir();
+    let d = dir.path();
+    let cache = d.join("cache");
+    let archive = old_archive(d);
+    let (out, lines) = push_archive(&cache, &archive, "t/arc-cache:v1", &[]);
+    let first = out.ok().trim().to_string();
+    assert!(first.starts_with("t/arc-cache@sha256:"), "{first}");
+    assert!(uploads(&lines), "{lines:?}");
+    let digest = &first["t/arc-cache@".len()..];
+
+    // Again: a HEAD per layer and the config, then the manifest; no upload.
+    let (out, lines) = push_archive(&cache, &archive, "t/arc-cache:v2", &[]);
+    assert_eq!(out.ok().trim(), first);
+    assert!(!uploads(&lines), "{lines:?}");
+    let heads = lines
+        .iter()
+        .filter(|l| l.starts_with("HEAD /v2/t/arc-cache/blobs/"))
+        .count();
+    assert_eq!(heads, 3, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("PUT /v2/t/arc-cache/manifests/v2")),
+        "{lines:?}"
+    );
+
+    // REGTOOL_DIGEST_CACHE=0: compressed and uploaded again, the same image.
+    let (out, lines) = push_archive(
+        &cache,
+        &archive,
+        "t/arc-cache:v3",
+        &[("REGTOOL_DIGEST_CACHE", "0")],
+    );
+    assert_eq!(out.ok().trim(), first);
+    assert!(uploads(&lines), "{lines:?}");
+
+    // Wrong entries (every layer's digest forged): the registry has no such blob, so the
+    // layers are compressed and uploaded as if not cached, the image is right, and the
+    // entries are right again.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &regtool(&["get-manifest", "t/arc-cache", digest])
+            .host(plain())
+            .run()
+            .stdout,
+    )
+    .unwrap();
+    let wrong = sha256(b"no such layer");
+    for l in manifest["layers"].as_array().unwrap() {
+        assert_eq!(forge(&cache, l["digest"].as_str().unwrap(), &wrong), 1);
+    }
+    let (out, lines) = push_archive(&cache, &archive, "t/arc-cache:v4", &[]);
+    assert_eq!(out.ok().trim(), first, "{}", out.stderr);
+    assert!(
+        mentions(&lines, &wrong),
+        "the forged entries were not used: {lines:?}"
+    );
+    assert!(uploads(&lines), "{lines:?}");
+    let (out, lines) = push_archive(&cache, &archive, "t/arc-cache:v5", &[]);
+    assert_eq!(out.ok().trim(), first);
+    assert!(!uploads(&lines) && !mentions(&lines, &wrong), "{lines:?}");
+
+    // `digest` fills the cache as well: then push-image has nothing to compress.
+    let fresh = d.join("fresh");
+    let predicted = regtool(&["digest", archive.to_str().unwrap()])
+        .env("REGTOOL_CACHE_DIR", &fresh)
+        .run()
+        .ok();
+    assert_eq!(predicted.trim(), digest);
+    let (out, lines) = push_archive(&fresh, &archive, "t/arc-cache:v6", &[]);
+    assert_eq!(out.ok().trim(), first);
+    assert!(!uploads(&lines), "{lines:?}");
 }
