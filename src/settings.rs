@@ -188,7 +188,7 @@ pub const VARS: &[Var] = &[
         name: "DIGEST_CACHE",
         dxf: false,
         plain: false,
-        help: "0: hash every pushed file again. Default 1: the digest of a pushed file of 64 KiB or more is kept in REGTOOL_CACHE_DIR (digests/, at most 16384 files, about 4 MiB, the oldest dropped first), and used again while the file's path, device, inode, size, mtime and ctime are unchanged, as git's index does; a file modified in the second its digest was recorded is hashed again. A wrong digest is caught by the registry, which verifies every upload, and the file is then hashed and pushed again.",
+        help: "0: hash every pushed file again. Default 1: the digest of a pushed file of 64 KiB or more is kept in REGTOOL_CACHE_DIR (digests/, at most 16384 files, about 4 MiB, the oldest dropped first), and used again while the file's path, device, inode, size, mtime and ctime are unchanged, as git's index does; a file modified in the second its digest was recorded is hashed again. A wrong digest is caught by the registry, which verifies every upload, and the file is then hashed and pushed again. The layers of a docker archive file pushed (push-image, copy) or digested have entries too (their compressed digest and size, keyed by the archive's stat, the member's place and REGTOOL_COMPRESSION): pushed again, a layer the registry has is neither read nor compressed; a cached digest the registry lacks is compressed and uploaded again.",
     },
     Var {
         name: "COMPRESSION",

@@ -26,7 +26,9 @@ use super::image_arg::{self, Opened};
 ///
 /// A docker archive (docker-archive:PATH, or a file ending in .tar) gives the digest
 /// push-image will produce for it: its plain layers are compressed as REGTOOL_COMPRESSION
-/// says into a hashing sink (as long as compressing them takes; nothing is stored).
+/// says into a hashing sink (as long as compressing them takes; nothing is stored). Their
+/// digests are kept (REGTOOL_DIGEST_CACHE), so that digest and push-image of the same
+/// archive file compress it once.
 #[derive(clap::Args)]
 pub struct Args {
     /// oci:PATH[:TAG], docker-archive:PATH, a manifest file (- for stdin), a layout directory,

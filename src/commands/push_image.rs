@@ -26,7 +26,9 @@ use super::Ctx;
 /// are compressed on the way in one pass (REGTOOL_COMPRESSION; reproducibly, so the same
 /// archive always gives the same digest, the one `regtool digest` prints), compressed ones go
 /// as they are, each diff_id checked against the config; the manifest is OCI. Without a tag,
-/// the archive's own (its first RepoTags entry), else by digest only.
+/// the archive's own (its first RepoTags entry), else by digest only. The compressed digest
+/// of each layer of an archive file is kept (REGTOOL_DIGEST_CACHE; `regtool digest` keeps it
+/// too): pushed again unchanged, a layer the registry has is neither read nor compressed.
 #[derive(clap::Args)]
 pub struct Args {
     /// Source: oci:PATH[:TAG], docker-archive:PATH, or a path (a directory: a layout; a name
