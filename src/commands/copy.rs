@@ -31,6 +31,18 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
+    let registry_src = matches!(Endpoint::parse(&args.src)?, Endpoint::Registry(_));
+    let src = args.src.clone();
+    copy(ctx, args).map_err(|e| {
+        if registry_src {
+            image_arg::local_hint(e, &src)
+        } else {
+            e
+        }
+    })
+}
+
+fn copy(ctx: &mut Ctx, args: Args) -> Result<()> {
     let (src_end, dst_end) = (Endpoint::parse(&args.src)?, Endpoint::parse(&args.dst)?);
     if matches!(src_end, Endpoint::Archive(_)) || matches!(dst_end, Endpoint::Archive(_)) {
         return with_archive(ctx, &args, src_end, dst_end);

@@ -73,7 +73,8 @@ pub fn run(ctx: &mut Ctx, args: Args) -> Result<()> {
         Endpoint::Registry(_) => {
             let located = super::locate(ctx, &args.image)?;
             let reference = located.reference.reference();
-            return flatten_located(ctx, located, &reference, &args, platform, retries);
+            return flatten_located(ctx, located, &reference, &args, platform, retries)
+                .map_err(|e| super::image_arg::local_hint(e, &args.image));
         }
     };
     write(ctx, &mut image, &args, &cancel)

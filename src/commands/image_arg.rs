@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use regtool::error::{Error, Result};
+use regtool::error::{Error, Kind, Result};
 use regtool::image::copy::{self, Side};
 use regtool::image::endpoint::{Endpoint, LayoutRef};
 use regtool::layout::Layout;
@@ -219,5 +219,24 @@ fn remove(path: &Path, whole: bool) {
         if gone {
             return;
         }
+    }
+}
+
+/// A registry image not found whose name is also a local directory or file: only pull-image,
+/// push-image and digest take bare paths, so `flatten ./dir` looked `dir` up in the registry.
+/// The hint names the local forms.
+pub fn local_hint(err: Error, text: &str) -> Error {
+    if err.kind != Kind::NotFound || err.hint.is_some() {
+        return err;
+    }
+    let shown = regtool::text::sanitize(text, 200);
+    match std::fs::metadata(text) {
+        Ok(m) if m.is_dir() => err.with_hint(format!(
+            "{shown} is a local directory: name an OCI layout oci:{shown}"
+        )),
+        Ok(m) if m.is_file() => err.with_hint(format!(
+            "{shown} is a local file: name a docker archive docker-archive:{shown}"
+        )),
+        _ => err,
     }
 }

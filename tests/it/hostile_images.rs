@@ -353,3 +353,52 @@ fn flatten_checks_an_archives_layers_against_their_diff_ids() {
         .run()
         .ok();
 }
+
+#[test]
+fn a_registry_name_that_is_a_local_path_gets_a_hint() {
+    base();
+    let reg = plain();
+    let work = tempdir();
+    let dir = work.path();
+    layout(dir, "mylayout");
+    regtool(&["pull-image", "t/base:oci", "image.tar"])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .ok();
+    // flatten and copy take registry references where a path is bare: the lookup fails (2)
+    // and the hint names the local form.
+    let hint = |out: &Run| {
+        out.stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("hint: "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let out = regtool(&["flatten", "mylayout", "-o", "flat.tar"])
+        .host(reg)
+        .dir(dir)
+        .run();
+    out.fails(2);
+    assert_eq!(
+        hint(&out),
+        "mylayout is a local directory: name an OCI layout oci:mylayout"
+    );
+    let out = regtool(&["copy", "image.tar", "oci:Copy"])
+        .host(reg)
+        .dir(dir)
+        .run();
+    out.fails(2);
+    assert_eq!(
+        hint(&out),
+        "image.tar is a local file: name a docker archive docker-archive:image.tar"
+    );
+    assert!(!dir.join("Copy").exists() && !dir.join("flat.tar").exists());
+    // A name that is no local path gets no such hint.
+    let out = regtool(&["copy", "nothing-here", "oci:Copy"])
+        .host(reg)
+        .dir(dir)
+        .run();
+    out.fails(2);
+    assert!(!out.stderr.contains("local"), "{}", out.stderr);
+}
