@@ -4,6 +4,9 @@
 //! `dir/.wh..wh..opq` hides everything lower layers put in `dir`; later entries replace
 //! earlier ones, and a file that replaces a directory takes its contents with it. No whiteout
 //! reaches the output, and no entry is absolute or contains `..` (such a layer is refused).
+//! The directories on an entry's way are resolved through the symbolic links entries before
+//! it made, inside the root, as runtimes and umoci extract layers: over a merged-/usr base
+//! (`bin -> usr/bin`), `bin/prog` is `usr/bin/prog` and the link stays.
 //!
 //! Two passes, so that memory stays flat however big the layers are: contents are never
 //! held, only one small record per path.
@@ -43,6 +46,8 @@ type Id = (u32, u64);
 
 const WHITEOUT: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
+/// Symbolic links followed on the way to one path (Linux's limit).
+const MAX_HOPS: usize = 40;
 
 enum Node {
     Dir {
@@ -51,8 +56,8 @@ enum Node {
         /// The metadata of the last declaration, when it is not the first.
         meta: Option<Box<Meta>>,
     },
-    /// A file, symlink, device or FIFO.
-    Entry { id: Id },
+    /// A file, symlink (with its target, as written), device or FIFO.
+    Entry { id: Id, symlink: Option<Vec<u8>> },
     /// A hard link to the content entry `anchor`.
     Link { id: Id, anchor: Id },
 }
@@ -62,7 +67,7 @@ impl Node {
     fn layer(&self) -> u32 {
         match self {
             Node::Dir { last, .. } => last.0,
-            Node::Entry { id } | Node::Link { id, .. } => id.0,
+            Node::Entry { id, .. } | Node::Link { id, .. } => id.0,
         }
     }
 }
@@ -231,6 +236,54 @@ struct State {
 }
 
 impl State {
+    /// `path` with the directories on its way resolved through the symbolic links entries
+    /// before it made, as a runtime (containerd, umoci) extracting the layer into the tree
+    /// does: `bin/prog` over a merged-/usr base (`bin -> usr/bin`) is `usr/bin/prog`, and the
+    /// link stays. Resolution stays in the root (`..` stops there, an absolute target starts
+    /// from it); the last component is not followed (the entry replaces what is there).
+    fn resolve(&self, path: &[u8], layer: &str) -> Result<Vec<u8>> {
+        let (dir, name) = split(path);
+        if dir.is_empty() {
+            return Ok(path.to_vec());
+        }
+        let mut todo: Vec<&[u8]> = dir.split(|&b| b == b'/').rev().collect();
+        let mut done: Vec<u8> = Vec::with_capacity(path.len());
+        let mut hops = 0;
+        while let Some(part) = todo.pop() {
+            match part {
+                b"" | b"." => continue,
+                b".." => {
+                    done.truncate(split(&done).0.len());
+                    continue;
+                }
+                _ => {}
+            }
+            let before = done.len();
+            if !done.is_empty() {
+                done.push(b'/');
+            }
+            done.extend_from_slice(part);
+            if let Some(Node::Entry {
+                symlink: Some(target),
+                ..
+            }) = self.nodes.get(&done)
+            {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Err(Error::data(format!(
+                        "{layer}: too many levels of symbolic links on the way to {:?}",
+                        sanitize(&String::from_utf8_lossy(path), 200)
+                    )));
+                }
+                done.truncate(before);
+                if target.first() == Some(&b'/') {
+                    done.clear();
+                }
+                todo.extend(target.split(|&b| b == b'/').rev());
+            }
+        }
+        Ok(join(&done, name))
+    }
     fn visit(
         &mut self,
         id: Id,
@@ -247,7 +300,7 @@ impl State {
         ) {
             return Ok(());
         }
-        let path = normalize(&entry.path_bytes(), layer)?;
+        let path = self.resolve(&normalize(&entry.path_bytes(), layer)?, layer)?;
         let (dir, name) = split(&path);
         if name == OPAQUE {
             self.remove_below(dir, id.0);
@@ -278,9 +331,9 @@ impl State {
             }
             EntryType::Link => {
                 let raw = entry.link_name_bytes().unwrap_or_default().into_owned();
-                let target = normalize(&raw, layer)?;
+                let target = self.resolve(&normalize(&raw, layer)?, layer)?;
                 let anchor = match self.nodes.get(&target) {
-                    Some(Node::Entry { id }) => *id,
+                    Some(Node::Entry { id, .. }) => *id,
                     Some(Node::Link { anchor, .. }) => *anchor,
                     Some(Node::Dir { .. }) => {
                         return Err(Error::data(format!(
@@ -298,7 +351,17 @@ impl State {
                 };
                 self.replace(path, Node::Link { id, anchor });
             }
-            _ => self.replace(path, Node::Entry { id }),
+            EntryType::Symlink => {
+                let target = entry.link_name_bytes().unwrap_or_default().into_owned();
+                self.replace(
+                    path,
+                    Node::Entry {
+                        id,
+                        symlink: Some(target),
+                    },
+                )
+            }
+            _ => self.replace(path, Node::Entry { id, symlink: None }),
         }
         Ok(())
     }
@@ -356,7 +419,7 @@ impl State {
                 Node::Dir { first, meta, .. } => {
                     plan.insert(first, Action::Emit { path, meta });
                 }
-                Node::Entry { id } => {
+                Node::Entry { id, .. } => {
                     content.insert(id, path.clone());
                     plan.insert(id, Action::Emit { path, meta: None });
                 }

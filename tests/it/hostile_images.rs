@@ -402,3 +402,107 @@ fn a_registry_name_that_is_a_local_path_gets_a_hint() {
     out.fails(2);
     assert!(!out.stderr.contains("local"), "{}", out.stderr);
 }
+
+/// A layer tar of `entries`: (path, Some(symlink target) or None for a file holding "x").
+fn layer_tar(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, link) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        if path.ends_with('/') {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            b.append_data(&mut h, path, &[][..]).unwrap();
+        } else if let Some(target) = link {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, path, target).unwrap();
+        } else {
+            h.set_size(1);
+            b.append_data(&mut h, path, &b"x"[..]).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn flatten_resolves_paths_through_a_lower_layers_symlinks_as_umoci_does() {
+    let work = tempdir();
+    let dir = work.path();
+    // A merged-/usr base (bin -> usr/bin, as Debian 12 has), a layer that puts bin/prog
+    // (make-layer prog=/bin/prog), one that whites out bin/ls, and a link out of the root.
+    let layers = [
+        layer_tar(&[
+            ("usr/", None),
+            ("usr/bin/", None),
+            ("usr/bin/ls", None),
+            ("usr/bin/cat", None),
+            ("bin", Some("usr/bin")),
+            ("up", Some("../../..")),
+        ]),
+        layer_tar(&[("bin/prog", None), ("up/etc/conf", None)]),
+        layer_tar(&[("bin/.wh.ls", None)]),
+    ];
+    let mut args = vec!["make-image".to_string()];
+    for (i, l) in layers.iter().enumerate() {
+        let name = format!("l{i}.tar");
+        std::fs::write(dir.join(&name), l).unwrap();
+        args.push(name);
+    }
+    args.extend(["-o".into(), "docker-archive:img.tar".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    regtool(&args).dir(dir).run().ok();
+    let flat = regtool(&["flatten", "docker-archive:img.tar"])
+        .dir(dir)
+        .run();
+    let mut ours = std::collections::BTreeSet::new();
+    for entry in tar::Archive::new(&flat.ok().into_bytes()[..])
+        .entries()
+        .unwrap()
+    {
+        let entry = entry.unwrap();
+        let path = entry
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string();
+        let link = entry
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned());
+        ours.insert(format!("{path} {}", link.unwrap_or_default()));
+        // A parent no layer declared is made by whoever extracts the tar, umoci included.
+        let mut parent = std::path::Path::new(&path).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            ours.insert(format!("{} ", p.display()));
+            parent = p.parent();
+        }
+    }
+    crate::images::run(
+        dir,
+        "skopeo",
+        &["copy", "-q", "docker-archive:img.tar", "oci:L:x"],
+    );
+    crate::images::run(dir, "umoci", &["unpack", "--image", "L:x", "bundle"]);
+    let listing = crate::images::run(
+        dir,
+        "find",
+        &["bundle/rootfs", "-mindepth", "1", "-printf", "%P %l\\n"],
+    );
+    let theirs: std::collections::BTreeSet<String> =
+        listing.lines().map(|l| l.to_string()).collect();
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.contains("usr/bin/prog ") && ours.contains("bin usr/bin"),
+        "{ours:?}"
+    );
+    assert!(
+        ours.contains("etc/conf ") && !ours.contains("usr/bin/ls "),
+        "{ours:?}"
+    );
+}
