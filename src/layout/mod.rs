@@ -495,8 +495,24 @@ fn store_blob(
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
     }
+    check_blob_dirs(dir, &path)?;
     persist(tmp, &path)?;
     Ok((digest, size))
+}
+
+/// Refuses to write the blob `path` of the layout `dir` when `blobs/` or `blobs/<alg>/` is a
+/// symbolic link: the blob would land outside the layout, over whatever has its name there.
+fn check_blob_dirs(dir: &Path, path: &Path) -> Result<()> {
+    let blobs = dir.join("blobs");
+    for d in [Some(blobs.as_path()), path.parent()].into_iter().flatten() {
+        if !is_real_dir(d) {
+            return Err(Error::data(format!(
+                "{}: not a directory (a symbolic link?): the layout's blobs go there",
+                d.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// How much of a blob is written between two early flushes.
@@ -722,6 +738,7 @@ impl Store for Layout {
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
         }
+        check_blob_dirs(&dir, &target)?;
         if fs::hard_link(&source, &target).is_err() {
             let mut file =
                 File::open(&source).map_err(io_err(format!("reading {}", source.display())))?;

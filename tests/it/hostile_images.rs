@@ -97,12 +97,19 @@ fn links_planted_in_a_target_layout_damage_nothing_outside_it() {
     let out = pull();
     assert!(out.fails(65).contains(".regtool-tmp"), "{}", out.stderr);
     keeps("a linked temporaries' directory");
-    // blobs/sha256 as a link: whatever is written goes there, but nothing there is swept.
+    // blobs/sha256 as a link: nothing is written there, nothing there is swept.
     std::fs::remove_file(&tmp).unwrap();
     std::fs::rename(dir.join("L/blobs/sha256"), dir.join("L/blobs/real")).unwrap();
     symlink("../../home", &dir.join("L/blobs/sha256"));
-    pull();
+    let out = pull();
+    assert!(out.fails(65).contains("blobs/sha256"), "{}", out.stderr);
     keeps("linked blobs");
+    let written: Vec<_> = std::fs::read_dir(&victim).unwrap().flatten().collect();
+    assert_eq!(
+        written.len(),
+        2,
+        "blobs written through the link: {written:?}"
+    );
 }
 
 #[test]
