@@ -154,6 +154,13 @@ pub fn create(
     cancel: &Cancel,
     write: impl FnOnce(Writer<'_>) -> Result<()>,
 ) -> Result<()> {
+    // `-` reads stdin where an archive is read; as an output it made a file named `-`.
+    if path.as_os_str() == "-" {
+        return Err(regtool::Error::usage(
+            "docker-archive:- reads an archive from stdin; it names no output",
+        )
+        .with_hint("name a file to write the archive to"));
+    }
     let tmp = std::env::temp_dir();
     let mut out = OutFile::create(path, cancel)?;
     {

@@ -513,3 +513,27 @@ fn flatten_resolves_paths_through_a_lower_layers_symlinks_as_umoci_does() {
         "{ours:?}"
     );
 }
+
+#[test]
+fn an_archive_named_dash_is_no_output() {
+    base();
+    let reg = plain();
+    let work = tempdir();
+    let dir = work.path();
+    std::fs::create_dir(dir.join("files")).unwrap();
+    std::fs::write(dir.join("files/a.txt"), "a\n").unwrap();
+    regtool(&["make-layer", "files", "-o", "layer.tar"])
+        .dir(dir)
+        .run()
+        .ok();
+    for args in [
+        vec!["pull-image", "t/base:oci", "docker-archive:-"],
+        vec!["copy", "t/base:oci", "docker-archive:-"],
+        vec!["make-image", "layer.tar", "-o", "docker-archive:-"],
+    ] {
+        let out = regtool(&args).host(reg).dir(dir).run();
+        assert!(out.fails(64).contains("stdin"), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty());
+        assert!(!dir.join("-").exists(), "{args:?} made a file named -");
+    }
+}
