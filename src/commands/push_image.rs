@@ -22,7 +22,7 @@ use super::Ctx;
 /// name must be in the layout before anything is sent (missing: status 2; another size: 65).
 /// Blobs the registry has are not sent again; REGTOOL_JOBS at a time.
 ///
-/// A docker archive (docker-archive:PATH, or PATH.tar; docker-archive:- reads stdin): plain layers
+/// A docker archive (docker-archive:PATH, or PATH.tar; docker-archive:- or - reads stdin): plain layers
 /// are compressed on the way in one pass (REGTOOL_COMPRESSION; reproducibly, so the same
 /// archive always gives the same digest, the one `regtool digest` prints), compressed ones go
 /// as they are, each diff_id checked against the config; the manifest is OCI. Without a tag,

@@ -13,7 +13,8 @@
 //!   (`pull-image`'s target, `push-image`'s source), so a bare argument there is always a path,
 //!   never a registry reference: an existing directory is a layout, a path ending in `.tar` an
 //!   archive, a path that does not exist a layout to create; any other existing file is
-//!   refused (it could be either: name it with a prefix). A bare path names no tag.
+//!   refused (it could be either: name it with a prefix). A bare path names no tag. `-` is
+//!   `docker-archive:-`: an archive on stdin.
 
 use std::path::{Path, PathBuf};
 
@@ -116,6 +117,13 @@ impl Endpoint {
         }
         if text.is_empty() {
             return Err(Error::usage("an empty path names no image"));
+        }
+        // `-` is stdin, as everywhere: what `docker save` pipes in is an archive.
+        if text == "-" {
+            return Ok(Endpoint::Archive(ArchiveRef {
+                path: PathBuf::from(text),
+                reference: None,
+            }));
         }
         let path = PathBuf::from(text);
         match kind(&path) {
@@ -314,6 +322,7 @@ mod tests {
         assert_eq!(p("dir.tar").unwrap(), layout("dir.tar", None));
         assert_eq!(p("file.tar").unwrap(), archive("file.tar", None));
         assert_eq!(p("new.tar").unwrap(), archive("new.tar", None));
+        assert_eq!(p("-").unwrap(), archive("-", None));
         // Never a registry reference: a name that is not there is a layout to create.
         assert_eq!(p("fred/logs").unwrap(), layout("fred/logs", None));
         assert_eq!(p("oci:file:v2").unwrap(), layout("file", Some("v2")));

@@ -537,3 +537,38 @@ fn an_archive_named_dash_is_no_output() {
         assert!(!dir.join("-").exists(), "{args:?} made a file named -");
     }
 }
+
+#[test]
+fn a_bare_dash_is_an_archive_on_stdin() {
+    base();
+    let reg = plain();
+    let work = tempdir();
+    let dir = work.path();
+    regtool(&["pull-image", "t/base:oci", "image.tar"])
+        .host(reg)
+        .dir(dir)
+        .run()
+        .ok();
+    let archive = std::fs::read(dir.join("image.tar")).unwrap();
+    let dst = format!("{}:dash", repo("dash"));
+    let pushed = regtool(&["push-image", "-", &dst])
+        .host(reg)
+        .dir(dir)
+        .stdin(archive.clone())
+        .run()
+        .ok();
+    let named = regtool(&["push-image", "docker-archive:-", &dst])
+        .host(reg)
+        .dir(dir)
+        .stdin(archive)
+        .run()
+        .ok();
+    assert_eq!(pushed, named);
+    // As a target it is refused as docker-archive:- is, and no file named - is made.
+    let out = regtool(&["pull-image", "t/base:oci", "-"])
+        .host(reg)
+        .dir(dir)
+        .run();
+    out.fails(64);
+    assert!(!dir.join("-").exists());
+}
