@@ -292,48 +292,12 @@ pub fn save(
     mut writer: Writer<'_>,
     fetch: &Fetch<'_>,
 ) -> Result<Digest> {
-    use crate::image::{copy, flatten};
-    use crate::oci::Manifest;
-
-    let (_, mut manifest) = copy::fetch(src, reference)?;
-    if let Manifest::Index { manifests, .. } = &manifest {
-        let child = crate::oci::manifest::child_for(manifests, platform, reference)?;
-        manifest = copy::fetch(src, &(&child.digest).into())?.1;
-    }
-    let Manifest::Image { config, layers, .. } = manifest else {
-        return Err(Error::data(format!(
-            "{reference}: nested indexes are not supported"
-        )));
-    };
-    if config.size > 16 << 20 {
-        return Err(Error::data(format!(
-            "{reference}: the config is larger than 16 MiB"
-        )));
-    }
-    let config = flatten::read_blob(src, &config, fetch.retries)?;
-    let cfg: serde_json::Value = serde_json::from_slice(&config)
-        .map_err(|e| Error::data(format!("{reference}: malformed image config: {e}")))?;
-    let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
-        .as_array()
-        .map(|ids| {
-            ids.iter()
-                .filter_map(|d| d.as_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    if diff_ids.len() != layers.len() {
-        return Err(Error::data(format!(
-            "{reference}: the config has {} diff_ids for {} layers",
-            diff_ids.len(),
-            layers.len()
-        )));
-    }
-    if let Some(layer) = layers.iter().find(|l| !l.media_type.contains("tar")) {
-        return Err(Error::data(format!(
-            "{reference}: the layer {} is {}, not a tar",
-            layer.digest, layer.media_type
-        )));
-    }
+    let crate::image::copy::TarImage {
+        config,
+        layers,
+        diff_ids,
+        ..
+    } = crate::image::copy::fetch_tar_image(src, reference, platform, fetch.retries)?;
     // Layers download `jobs` at a time, in order, each into a spool file (compressed, as it
     // came, verified); the archive takes them in order as they land.
     let (tmp, cancel) = (writer.tmp.clone(), writer.cancel.clone());

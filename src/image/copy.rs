@@ -315,3 +315,77 @@ fn unique(blobs: Vec<Descriptor>) -> Vec<Descriptor> {
 fn stored_as(fetched: &Fetched, tag: Option<&Tag>) -> Reference {
     tag.map_or_else(|| (&fetched.digest).into(), Reference::from)
 }
+
+/// An image read from a store to be written out as plain layers (an archive, a new image):
+/// its config, parsed, and its layers with the diff_ids the config gives them.
+pub struct TarImage {
+    /// The config, byte for byte.
+    pub config: Vec<u8>,
+    /// The config, parsed.
+    pub parsed: serde_json::Value,
+    /// The layers, bottom first.
+    pub layers: Vec<Descriptor>,
+    /// The config's diff_id of each layer.
+    pub diff_ids: Vec<Digest>,
+}
+
+/// Reads the image `reference` names in `side` (an index gives the child for `platform`):
+/// its config (at most 16 MiB, verified, fetched with `retries`) and layers, which must be
+/// tars, one for each of the config's diff_ids.
+pub fn fetch_tar_image(
+    side: Side<'_>,
+    reference: &Reference,
+    platform: &Platform,
+    retries: u32,
+) -> Result<TarImage> {
+    let (_, mut manifest) = fetch(side, reference)?;
+    if let Manifest::Index { manifests, .. } = &manifest {
+        let child = crate::oci::manifest::child_for(manifests, platform, reference)?;
+        manifest = fetch(side, &(&child.digest).into())?.1;
+    }
+    let Manifest::Image { config, layers, .. } = manifest else {
+        return Err(Error::data(format!(
+            "{reference}: nested indexes are not supported"
+        )));
+    };
+    if config.size > 16 << 20 {
+        return Err(Error::data(format!(
+            "{reference}: the config is larger than 16 MiB"
+        )));
+    }
+    let config = crate::image::flatten::read_blob(side, &config, retries)?;
+    let parsed: serde_json::Value = serde_json::from_slice(&config)
+        .map_err(|e| Error::data(format!("{reference}: malformed image config: {e}")))?;
+    let diff_ids = diff_ids(&parsed);
+    if diff_ids.len() != layers.len() {
+        return Err(Error::data(format!(
+            "{reference}: the config has {} diff_ids for {} layers",
+            diff_ids.len(),
+            layers.len()
+        )));
+    }
+    if let Some(layer) = layers.iter().find(|l| !l.media_type.contains("tar")) {
+        return Err(Error::data(format!(
+            "{reference}: the layer {} is {}, not a tar",
+            layer.digest, layer.media_type
+        )));
+    }
+    Ok(TarImage {
+        config,
+        parsed,
+        layers,
+        diff_ids,
+    })
+}
+
+/// The diff_ids an image config lists (those that parse as digests).
+pub fn diff_ids(config: &serde_json::Value) -> Vec<Digest> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|d| d.as_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}

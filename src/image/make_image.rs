@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::image::copy::{self, Side};
 use crate::image::flatten;
 use crate::image::source::LayerSource;
-use crate::oci::{Digest, Manifest, Platform, Reference};
+use crate::oci::{Platform, Reference};
 
 /// Where the base image comes from.
 pub enum Base<'a> {
@@ -63,39 +63,13 @@ fn write_base(base: &Base<'_>, writer: &mut Writer<'_>) -> Result<Value> {
             platform,
             retries,
         } => {
-            let (_, mut manifest) = copy::fetch(*side, reference)?;
-            if let Manifest::Index { manifests, .. } = &manifest {
-                let child = crate::oci::manifest::child_for(manifests, platform, reference)?;
-                manifest = copy::fetch(*side, &(&child.digest).into())?.1;
-            }
-            let Manifest::Image { config, layers, .. } = manifest else {
-                return Err(Error::data(format!(
-                    "{reference}: nested indexes are not supported"
-                )));
-            };
-            if config.size > 16 << 20 {
-                return Err(Error::data(format!(
-                    "{reference}: the config is larger than 16 MiB"
-                )));
-            }
-            let bytes = flatten::read_blob(*side, &config, *retries)?;
-            let cfg: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::data(format!("{reference}: malformed image config: {e}")))?;
-            let diff_ids = diff_ids(&cfg);
-            if diff_ids.len() != layers.len() {
-                return Err(Error::data(format!(
-                    "{reference}: the config has {} diff_ids for {} layers",
-                    diff_ids.len(),
-                    layers.len()
-                )));
-            }
+            let copy::TarImage {
+                parsed: cfg,
+                layers,
+                diff_ids,
+                ..
+            } = copy::fetch_tar_image(*side, reference, platform, *retries)?;
             for (layer, diff_id) in layers.iter().zip(&diff_ids) {
-                if !layer.media_type.contains("tar") {
-                    return Err(Error::data(format!(
-                        "{reference}: the layer {} is {}, not a tar",
-                        layer.digest, layer.media_type
-                    )));
-                }
                 let mut blob = flatten::open_verified(
                     *side,
                     layer.digest.clone(),
@@ -107,17 +81,6 @@ fn write_base(base: &Base<'_>, writer: &mut Writer<'_>) -> Result<Value> {
             Ok(cfg)
         }
     }
-}
-
-fn diff_ids(cfg: &Value) -> Vec<Digest> {
-    cfg["rootfs"]["diff_ids"]
-        .as_array()
-        .map(|ids| {
-            ids.iter()
-                .filter_map(|d| d.as_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Writes the image of `base` plus `layers` (bottom first) into `writer`, with `created` as
