@@ -61,6 +61,17 @@ fn layer(dir: &Path, name: &str, path: &str, text: &str) -> String {
     out.display().to_string()
 }
 
+/// An archive made by make-image of one layer holding `etc/ok` (the layer is `d/ok.tar`), as
+/// `d/good.tar`.
+fn one_file_archive(d: &Path) -> std::path::PathBuf {
+    let l = layer(d, "ok.tar", "etc/ok", "ok\n");
+    let good = d.join("good.tar");
+    regtool(&["make-image", &l, "-o", good.to_str().unwrap()])
+        .run()
+        .ok();
+    good
+}
+
 fn manifest_json(archive: &Path) -> serde_json::Value {
     let mut a = tar::Archive::new(std::fs::File::open(archive).unwrap());
     for e in a.entries().unwrap() {
@@ -285,11 +296,8 @@ fn the_legacy_form_is_read() {
 fn bad_archives_and_layers_are_data_errors_that_write_nothing() {
     let dir = tempdir();
     let d = dir.path();
-    let l = layer(d, "ok.tar", "etc/ok", "ok\n");
-    let good = d.join("good.tar");
-    regtool(&["make-image", &l, "-o", good.to_str().unwrap()])
-        .run()
-        .ok();
+    let good = one_file_archive(d);
+    let l = d.join("ok.tar").display().to_string();
     let bytes = std::fs::read(&good).unwrap();
     let out = d.join("out.tar");
     let out_s = out.to_str().unwrap();
@@ -674,11 +682,7 @@ fn bad_archives_push_nothing() {
     let reg = plain();
     let dir = tempdir();
     let d = dir.path();
-    let l = layer(d, "ok.tar", "etc/ok", "ok\n");
-    let good = d.join("good.tar");
-    regtool(&["make-image", &l, "-o", good.to_str().unwrap()])
-        .run()
-        .ok();
+    let good = one_file_archive(d);
     let bytes = std::fs::read(&good).unwrap();
     let truncated = d.join("truncated.tar");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
@@ -734,11 +738,7 @@ fn an_archive_on_stdin_is_spooled() {
     let reg = plain();
     let dir = tempdir();
     let d = dir.path();
-    let l = layer(d, "ok.tar", "etc/ok", "ok\n");
-    let good = d.join("good.tar");
-    regtool(&["make-image", &l, "-o", good.to_str().unwrap()])
-        .run()
-        .ok();
+    let good = one_file_archive(d);
     let predicted = regtool(&["digest", good.to_str().unwrap()]).run().ok();
     // docker save | gzip | regtool push-image docker-archive:- ...
     run(d, "gzip", &["-k", "-n", good.to_str().unwrap()]);
